@@ -108,7 +108,7 @@ function renderModels() {
   rows($('#t-models tbody'), st.models, (m) => {
     const id = 'm-' + m.name.replace(/[^A-Za-z0-9_-]/g, '_');
     const weight = el('input', { type: 'number', id: id + '-w', min: 0, step: 0.1,
-                                 value: m.weight ?? 1, style: 'width:6em' });
+                                 value: m.weight ?? 1, class: 'weight' });
     const enabled = el('input', { type: 'checkbox', id: id + '-e' });
     enabled.checked = !!m.enabled;
     weight.addEventListener('change', () => patch(m, { weight: parseFloat(weight.value) }, weight));
