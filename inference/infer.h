@@ -51,6 +51,122 @@ typedef void (*infer_log_fn)(enum infer_log_level level, const char *msg,
  * Call before loading models; not synchronised with running threads. */
 void infer_log_set(infer_log_fn fn, void *user, enum infer_log_level max);
 
+/* ---- tokenizers (infer_tok*.c) ---------------------------------------- */
+
+/*
+ * A struct infer_tok is immutable once loaded: any number of threads may
+ * encode and decode with it at once. Loaders return INFER_ERR_IO,
+ * INFER_ERR_FORMAT (err names the problem), INFER_ERR_UNSUPPORTED or
+ * INFER_ERR_NOMEM with *out = NULL; the caller frees with infer_tok_free().
+ */
+struct infer_gguf;
+struct infer_tok;
+
+/* From GGUF metadata: tokenizer.ggml.model "llama" (SentencePiece scores,
+ * byte fallback) or "gpt2" (byte-level BPE, merges, tokenizer.ggml.pre). */
+int infer_tok_from_gguf(const struct infer_gguf *g, struct infer_tok **out,
+                        struct infer_err *err);
+/* llama2.c tokenizer.bin; vocab_size from the checkpoint (<= 0: every token
+ * in the file). Encodes as llama2.c's encode() does. */
+int infer_tok_from_llama2c(const char *path, int vocab_size,
+                           struct infer_tok **out, struct infer_err *err);
+/* Hugging Face tokenizer.json with a BPE model; a config.json beside it, if
+ * any, supplies bos_token_id and eos_token_id. */
+int infer_tok_from_hf_json(const char *path, struct infer_tok **out,
+                           struct infer_err *err);
+/* The tokenizer of an opened GGUF model at model_path: its own vocabulary,
+ * or, when that has no merge data (all scores equal, as TinyStories-656K's),
+ * the tokenizer.json beside it, checked token by token against the GGUF and
+ * given the GGUF's BOS/EOS ids and flags. model_path may be NULL. */
+int infer_tok_for_gguf(const struct infer_gguf *g, const char *model_path,
+                       struct infer_tok **out, struct infer_err *err);
+/* The tokenizer of any model file: a GGUF (as infer_tok_for_gguf), a
+ * llama2.c checkpoint (tokenizer.bin or tok<vocab>.bin beside it), or a
+ * tokenizer.json itself. */
+int infer_tok_load_for_model(const char *model_path, struct infer_tok **out,
+                             struct infer_err *err);
+void infer_tok_free(struct infer_tok *t); /* NULL is a no-op */
+
+int infer_tok_n_vocab(const struct infer_tok *t);
+int infer_tok_bos(const struct infer_tok *t); /* -1 if none */
+int infer_tok_eos(const struct infer_tok *t); /* -1 if none */
+/* End of generation: EOS, EOT, and the turn-end tokens of the chat formats
+ * (<|im_end|>, <|eot_id|>, <|end|>, <end_of_turn>, </s>, ...). */
+bool infer_tok_is_eog(const struct infer_tok *t, int id);
+/* Control or unknown token (not text a model should print). */
+bool infer_tok_is_special(const struct infer_tok *t, int id);
+
+/* Encodes text[0..len) (any bytes; invalid UTF-8 is encoded byte-wise, never
+ * rejected). add_bos: add BOS (and EOS) where the vocabulary asks for them;
+ * a text that starts with the BOS token itself gets it once. parse_special:
+ * control tokens written in the text (as a rendered chat template writes
+ * them) become their ids; user-defined tokens always do. Writes up to cap
+ * ids and returns how many the whole encoding has (call again with more room
+ * if that exceeds cap), or INFER_ERR_ARG / INFER_ERR_NOMEM. */
+int infer_tok_encode(const struct infer_tok *t, const char *text, size_t len,
+                     bool add_bos, bool parse_special, int32_t *ids, int cap);
+/* The bytes token id stands for (<0xAB> and GPT-2's byte mapping resolved,
+ * U+2581 as a space); control tokens give "" unless render_special. Not
+ * NUL-terminated in general (*len says); borrowed, valid while t lives;
+ * NULL for an id out of range. */
+const char *infer_tok_piece(const struct infer_tok *t, int id,
+                            bool render_special, size_t *len);
+/* The vocabulary's own spelling of token id (with U+2581 or GPT-2's mapped
+ * characters), NUL-terminated and borrowed; NULL if out of range. */
+const char *infer_tok_text(const struct infer_tok *t, int id, size_t *len);
+/* Concatenates the pieces of ids[0..n) into out (at most cap bytes, no NUL)
+ * and returns the full length. Where encode added a SentencePiece space
+ * prefix (at the start and after a special token), one leading space is
+ * dropped, so decode(encode(x)) == x. */
+size_t infer_tok_decode(const struct infer_tok *t, const int32_t *ids,
+                        size_t n, bool render_special, char *out, size_t cap);
+
+/* Streaming UTF-8: push token pieces as they come; only whole characters
+ * come out (a split character waits for its continuation bytes), and each
+ * invalid sequence becomes U+FFFD. Zero-initialise the state. out needs
+ * room for 3 * (len + 4) bytes to be sure nothing is cut; with less, output
+ * stops at a character boundary within cap. Returns bytes written. */
+struct infer_utf8 {
+    unsigned char pending[4]; /* a valid prefix of one character */
+    int n;                    /* bytes in pending, 0..3 */
+};
+size_t infer_utf8_push(struct infer_utf8 *s, const char *bytes, size_t len,
+                       char *out, size_t cap);
+/* Ends the stream: an incomplete character becomes U+FFFD. */
+size_t infer_utf8_flush(struct infer_utf8 *s, char *out, size_t cap);
+
+/* ---- chat templates (infer_chat.c) --------------------------------------- */
+
+enum infer_chat_format {
+    INFER_CHAT_NONE = 0, /* plain completion (base models) */
+    INFER_CHAT_CHATML,   /* <|im_start|>role\n...<|im_end|> (Qwen, SmolLM) */
+    INFER_CHAT_LLAMA2,   /* <s>[INST] <<SYS>>...<</SYS>> ... [/INST] */
+    INFER_CHAT_LLAMA3,   /* <|start_header_id|>role<|end_header_id|> */
+    INFER_CHAT_ZEPHYR,   /* <|user|>\n...</s> */
+    INFER_CHAT_GEMMA,    /* <start_of_turn>user\n...<end_of_turn> */
+    INFER_CHAT_PHI3,     /* <|user|>\n...<|end|> */
+};
+/* The family a GGUF tokenizer.chat_template (Jinja) belongs to, by the
+ * markers it writes; NULL or unknown -> INFER_CHAT_NONE. Cannot fail. */
+enum infer_chat_format infer_chat_detect(const char *jinja_template);
+/* "chatml", "llama2", ...; "none" for INFER_CHAT_NONE. Cannot fail. */
+const char *infer_chat_format_name(enum infer_chat_format f);
+/* By name, as infer_chat_format_name spells it; -1 if unknown. */
+int infer_chat_format_from_name(const char *name);
+
+struct infer_chat_msg {
+    const char *role; /* "system", "user" or "assistant" */
+    const char *content;
+};
+/* Renders msgs[0..n) as the family's template does, BOS text included where
+ * the template writes it (encode with parse_special to turn the markers
+ * into ids), then the assistant's opening if add_assistant. NONE joins the
+ * contents with "\n" (completion mode). Returns a malloc'd string the caller
+ * frees, or NULL on bad arguments (unknown role, NULL content). */
+char *infer_chat_render(enum infer_chat_format f,
+                        const struct infer_chat_msg *msgs, size_t n,
+                        bool add_assistant);
+
 /* ---- subcommands of the arena binary (argv[0] is the command's name) ---- */
 int infer_cmd_generate(int argc, char **argv);
 int infer_cmd_tokenize(int argc, char **argv);
