@@ -1,0 +1,515 @@
+/*
+ * infer_forward.c: the paged KV cache and the batched forward pass.
+ *
+ * One infer_forward() call runs every thread of the pool through the whole
+ * network once (ggml style: plan and allocate up front, then compute with a
+ * barrier between dependent steps). Work is split two ways:
+ *   - per entry (norms, activation quantisation, RoPE, KV writes): thread
+ *     ith takes entries [n*ith/nth, n*(ith+1)/nth);
+ *   - per weight row (matmuls): thread ith takes rows [R*ith/nth, ...), and
+ *     multiplies each row by all n activation rows while it is in cache;
+ *   - attention: (entry, head) pairs dealt round-robin.
+ * Per layer: norm+quantise | q,k,v | bias+rope+store | attention |
+ * quantise | wo | residual+norm+quantise | gate,up | silu*up+quantise |
+ * down, with the next layer's first step doing the residual.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer_model.h"
+
+/* ---- KV cache ------------------------------------------------------------ */
+
+static void *alloc64(size_t bytes)
+{
+    size_t n = (bytes + 63) / 64 * 64;
+    return aligned_alloc(64, n > 0 ? n : 64);
+}
+
+int infer_kv_new(const struct infer_model *m, int n_blocks, int block_size,
+                 struct infer_kv **out, struct infer_err *err)
+{
+    *out = NULL;
+    if (n_blocks < 1 || block_size < 1 || block_size > 4096)
+        return infer_err_set(err, INFER_ERR_ARG,
+                             "kv: bad pool of %d blocks of %d", n_blocks,
+                             block_size);
+    struct infer_kv *kv = calloc(1, sizeof(*kv));
+    if (kv == NULL)
+        return infer_err_set(err, INFER_ERR_NOMEM, "kv: out of memory");
+    kv->block_size = block_size;
+    kv->n_blocks = n_blocks;
+    kv->n_layers = m->cfg.n_layers;
+    kv->kv_dim = m->cfg.n_kv_heads * m->cfg.head_dim;
+    size_t per = (size_t)kv->n_layers * (size_t)block_size * kv->kv_dim;
+    if ((size_t)n_blocks > SIZE_MAX / sizeof(float) / per) {
+        free(kv);
+        return infer_err_set(err, INFER_ERR_NOMEM, "kv: pool too large");
+    }
+    kv->k = alloc64((size_t)n_blocks * per * sizeof(float));
+    kv->v = alloc64((size_t)n_blocks * per * sizeof(float));
+    kv->free_ids = malloc((size_t)n_blocks * sizeof(int32_t));
+    if (kv->k == NULL || kv->v == NULL || kv->free_ids == NULL) {
+        infer_kv_free(kv);
+        return infer_err_set(err, INFER_ERR_NOMEM,
+                             "kv: cannot allocate %d blocks", n_blocks);
+    }
+    /* Stack order: block 0 is handed out first. */
+    for (int i = 0; i < n_blocks; i++)
+        kv->free_ids[i] = n_blocks - 1 - i;
+    kv->n_free = n_blocks;
+    *out = kv;
+    return INFER_OK;
+}
+
+void infer_kv_free(struct infer_kv *kv)
+{
+    if (kv == NULL)
+        return;
+    free(kv->k);
+    free(kv->v);
+    free(kv->free_ids);
+    free(kv);
+}
+
+int infer_kv_n_free(const struct infer_kv *kv)
+{
+    return kv->n_free;
+}
+
+int infer_seq_init(struct infer_seq *s, const struct infer_kv *kv,
+                   int max_pos)
+{
+    memset(s, 0, sizeof(*s));
+    if (max_pos < 1)
+        return INFER_ERR_ARG;
+    s->max_blocks = (max_pos + kv->block_size - 1) / kv->block_size;
+    s->blocks = malloc((size_t)s->max_blocks * sizeof(int32_t));
+    return s->blocks != NULL ? INFER_OK : INFER_ERR_NOMEM;
+}
+
+void infer_seq_cleanup(struct infer_seq *s)
+{
+    free(s->blocks);
+    memset(s, 0, sizeof(*s));
+}
+
+int infer_kv_reserve(struct infer_kv *kv, struct infer_seq *s, int n_pos)
+{
+    if (n_pos < 0)
+        return INFER_ERR_ARG;
+    int need = (n_pos + kv->block_size - 1) / kv->block_size;
+    if (need > s->max_blocks)
+        return INFER_ERR_ARG;
+    if (need - s->n_blocks > kv->n_free)
+        return INFER_ERR_BUSY;
+    while (s->n_blocks < need)
+        s->blocks[s->n_blocks++] = kv->free_ids[--kv->n_free];
+    return INFER_OK;
+}
+
+void infer_kv_release(struct infer_kv *kv, struct infer_seq *s, int keep_pos)
+{
+    int keep = keep_pos <= 0 ? 0 : (keep_pos + kv->block_size - 1) /
+                                       kv->block_size;
+    while (s->n_blocks > keep)
+        kv->free_ids[kv->n_free++] = s->blocks[--s->n_blocks];
+}
+
+/* ---- context --------------------------------------------------------------- */
+
+struct infer_ctx {
+    const struct infer_model *m;
+    const struct infer_kernels *kern;
+    struct infer_pool *pool;
+    bool own_pool;
+    int max_batch, max_ctx;
+    /* scratch, allocated once */
+    float *x, *xb, *xb2;     /* (max_batch, dim) */
+    float *q, *att;          /* (max_batch, q_dim) */
+    float *k, *v;            /* (max_batch, kv_dim) */
+    float *hb, *hb2;         /* (max_batch, hidden) */
+    float *rope;             /* (max_batch, n_rot): cos, sin per pair */
+    double *inv_freq;        /* (n_rot / 2) */
+    float *scores;           /* (n_threads, max_ctx) */
+    void *act[3];            /* per infer_act_kind: (max_batch, row) */
+    int32_t *out_rows;       /* (max_batch) entries that want logits */
+    /* the call in progress */
+    const struct infer_batch_entry *e;
+    int n, n_out;
+    struct infer_kv *kv;
+    float *logits;
+};
+
+int infer_ctx_new(const struct infer_model *m,
+                  const struct infer_ctx_params *p, struct infer_ctx **out,
+                  struct infer_err *err)
+{
+    *out = NULL;
+    if (p->max_batch < 1 || p->max_batch > 65536 || p->max_ctx < 1 ||
+        p->max_ctx > (1 << 24))
+        return infer_err_set(err, INFER_ERR_ARG,
+                             "ctx: bad max_batch %d or max_ctx %d",
+                             p->max_batch, p->max_ctx);
+    const struct infer_kernels *kern =
+        p->kernels != NULL ? infer_kernels_get(p->kernels)
+                           : infer_kernels_best();
+    if (kern == NULL)
+        return infer_err_set(err, INFER_ERR_UNSUPPORTED,
+                             "ctx: kernel set '%s' does not run here",
+                             p->kernels);
+    struct infer_ctx *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return infer_err_set(err, INFER_ERR_NOMEM, "ctx: out of memory");
+    c->m = m;
+    c->kern = kern;
+    c->max_batch = p->max_batch;
+    c->max_ctx = p->max_ctx;
+    c->pool = p->pool;
+    if (c->pool == NULL) {
+        c->pool = infer_pool_new(p->n_threads);
+        c->own_pool = true;
+    }
+    const struct infer_config *cf = &m->cfg;
+    size_t B = (size_t)p->max_batch, qd = (size_t)cf->n_heads * cf->head_dim;
+    size_t kvd = (size_t)cf->n_kv_heads * cf->head_dim;
+    int nth = c->pool != NULL ? infer_pool_size(c->pool) : 1;
+    int64_t maxk = cf->dim;
+    if ((int64_t)qd > maxk)
+        maxk = (int64_t)qd;
+    if (cf->hidden > maxk)
+        maxk = cf->hidden;
+    c->x = alloc64(B * cf->dim * 4);
+    c->xb = alloc64(B * cf->dim * 4);
+    c->xb2 = alloc64(B * cf->dim * 4);
+    c->q = alloc64(B * qd * 4);
+    c->att = alloc64(B * qd * 4);
+    c->k = alloc64(B * kvd * 4);
+    c->v = alloc64(B * kvd * 4);
+    c->hb = alloc64(B * cf->hidden * 4);
+    c->hb2 = alloc64(B * cf->hidden * 4);
+    c->rope = alloc64(B * (cf->n_rot + 1) * 4);
+    c->inv_freq = alloc64((cf->n_rot / 2 + 1) * sizeof(double));
+    c->scores = alloc64((size_t)nth * p->max_ctx * 4);
+    c->out_rows = alloc64(B * sizeof(int32_t));
+    bool ok = c->pool != NULL && c->x && c->xb && c->xb2 && c->q && c->att &&
+              c->k && c->v && c->hb && c->hb2 && c->rope && c->inv_freq &&
+              c->scores && c->out_rows;
+    for (int kind = INFER_ACT_Q8A; ok && kind <= INFER_ACT_Q8K; kind++) {
+        c->act[kind] = alloc64(B * infer_act_row_bytes(kind, maxk + 256));
+        ok = c->act[kind] != NULL;
+    }
+    if (!ok) {
+        infer_ctx_free(c);
+        return infer_err_set(err, INFER_ERR_NOMEM,
+                             "ctx: cannot allocate scratch for batch %d",
+                             p->max_batch);
+    }
+    for (int i = 0; i < cf->n_rot / 2; i++)
+        c->inv_freq[i] = pow(cf->rope_base, -2.0 * i / cf->n_rot);
+    *out = c;
+    return INFER_OK;
+}
+
+void infer_ctx_free(struct infer_ctx *c)
+{
+    if (c == NULL)
+        return;
+    if (c->own_pool)
+        infer_pool_free(c->pool);
+    float *bufs[] = {c->x, c->xb,  c->xb2, c->q,    c->att,   c->k,
+                     c->v, c->hb,  c->hb2, c->rope, c->scores};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+        free(bufs[i]);
+    free(c->inv_freq);
+    free(c->out_rows);
+    for (int i = 0; i < 3; i++)
+        free(c->act[i]);
+    free(c);
+}
+
+const char *infer_ctx_kernels(const struct infer_ctx *c)
+{
+    return c->kern->name;
+}
+
+int infer_ctx_threads(const struct infer_ctx *c)
+{
+    return infer_pool_size(c->pool);
+}
+
+/* ---- steps ------------------------------------------------------------------- */
+
+static void rmsnorm(float *o, const float *x, const float *w, int n, float eps)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float s = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++)
+        o[i] = x[i] * s * w[i];
+}
+
+/* Quantises row i of src (k floats) for weight types that want kind. */
+static void act_row(struct infer_ctx *c, enum infer_act_kind kind,
+                    const float *src, int64_t k, int i)
+{
+    size_t stride = infer_act_row_bytes(kind, k);
+    char *dst = (char *)c->act[kind] + (size_t)i * stride;
+    if (kind == INFER_ACT_Q8A)
+        infer_quantize_q8a(src, (struct infer_q8a *)dst, k);
+    else if (kind == INFER_ACT_Q8K)
+        infer_quantize_q8k(src, (struct infer_q8k *)dst, k);
+}
+
+/* Quantises row i of src for each weight in ws that needs it. */
+static void act_rows(struct infer_ctx *c, const struct infer_weight *const *ws,
+                     int nw, const float *src, int i)
+{
+    bool done[3] = {false, false, false};
+    for (int j = 0; j < nw; j++) {
+        enum infer_act_kind kind = infer_act_kind_of(ws[j]->type);
+        if (!done[kind] && kind != INFER_ACT_F32)
+            act_row(c, kind, src + (size_t)i * ws[j]->cols, ws[j]->cols, i);
+        done[kind] = true;
+    }
+}
+
+/* This thread's slice of y = W x for nb activation rows of src. */
+static void matmul(struct infer_ctx *c, const struct infer_weight *w,
+                   const float *src, int nb, float *y, int64_t ldy, int ith,
+                   int nth)
+{
+    int64_t r0 = w->rows * ith / nth, r1 = w->rows * (ith + 1) / nth;
+    if (r0 >= r1 || nb == 0)
+        return;
+    enum infer_act_kind kind = infer_act_kind_of(w->type);
+    const void *xa = kind == INFER_ACT_F32 ? (const void *)src : c->act[kind];
+    c->kern->mm[w->type](w->data, w->row_bytes, w->cols, r0, r1, xa,
+                         infer_act_row_bytes(kind, w->cols), nb, y, ldy);
+}
+
+static void rope_apply(const struct infer_config *cf, float *v,
+                       const float *cs)
+{
+    int half = cf->n_rot / 2;
+    for (int j = 0; j < half; j++) {
+        int a = cf->rope_neox ? j : 2 * j;
+        int b = cf->rope_neox ? j + half : 2 * j + 1;
+        float c = cs[2 * j], s = cs[2 * j + 1];
+        float x0 = v[a], x1 = v[b];
+        v[a] = x0 * c - x1 * s;
+        v[b] = x0 * s + x1 * c;
+    }
+}
+
+static float *kv_at(const struct infer_kv *kv, float *base,
+                    const struct infer_seq *s, int layer, int pos)
+{
+    int32_t blk = s->blocks[pos / kv->block_size];
+    size_t row = ((size_t)blk * kv->n_layers + layer) * kv->block_size +
+                 (size_t)(pos % kv->block_size);
+    return base + row * kv->kv_dim;
+}
+
+/* Bias, RoPE and the KV write for entry i at layer l. */
+static void qkv_finish(struct infer_ctx *c, int l, int i)
+{
+    const struct infer_config *cf = &c->m->cfg;
+    const struct infer_layer *L = &c->m->layers[l];
+    int hd = cf->head_dim, qd = cf->n_heads * hd, kvd = cf->n_kv_heads * hd;
+    float *q = c->q + (size_t)i * qd, *k = c->k + (size_t)i * kvd;
+    float *v = c->v + (size_t)i * kvd;
+    if (L->bq != NULL)
+        for (int j = 0; j < qd; j++)
+            q[j] += L->bq[j];
+    if (L->bk != NULL)
+        for (int j = 0; j < kvd; j++)
+            k[j] += L->bk[j];
+    if (L->bv != NULL)
+        for (int j = 0; j < kvd; j++)
+            v[j] += L->bv[j];
+    const float *cs = c->rope + (size_t)i * (cf->n_rot + 1);
+    for (int h = 0; h < cf->n_heads; h++)
+        rope_apply(cf, q + h * hd, cs);
+    for (int h = 0; h < cf->n_kv_heads; h++)
+        rope_apply(cf, k + h * hd, cs);
+    const struct infer_batch_entry *e = &c->e[i];
+    memcpy(kv_at(c->kv, c->kv->k, e->seq, l, e->pos), k, kvd * sizeof(float));
+    memcpy(kv_at(c->kv, c->kv->v, e->seq, l, e->pos), v, kvd * sizeof(float));
+}
+
+/* Attention of entry i, head h at layer l over positions [0, pos]. */
+static void attend(struct infer_ctx *c, int l, int i, int h, float *s)
+{
+    const struct infer_config *cf = &c->m->cfg;
+    const struct infer_batch_entry *e = &c->e[i];
+    int hd = cf->head_dim, qd = cf->n_heads * hd;
+    int kvo = (h / (cf->n_heads / cf->n_kv_heads)) * hd;
+    const float *q = c->q + (size_t)i * qd + h * hd;
+    float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
+    const struct infer_kernels *K = c->kern;
+    for (int p = 0; p <= e->pos; p++) {
+        const float *kp = kv_at(c->kv, c->kv->k, e->seq, l, p) + kvo;
+        K->mm[INFER_TYPE_F32](kp, 0, hd, 0, 1, q, 0, 1, &s[p], 1);
+        s[p] *= scale;
+        mx = fmaxf(mx, s[p]);
+    }
+    float sum = 0;
+    for (int p = 0; p <= e->pos; p++) {
+        s[p] = expf(s[p] - mx);
+        sum += s[p];
+    }
+    float *o = c->att + (size_t)i * qd + h * hd;
+    memset(o, 0, hd * sizeof(float));
+    for (int p = 0; p <= e->pos; p++) {
+        const float *vp = kv_at(c->kv, c->kv->v, e->seq, l, p) + kvo;
+        float a = s[p] / sum;
+        for (int j = 0; j < hd; j++)
+            o[j] += a * vp[j];
+    }
+}
+
+static void embed(struct infer_ctx *c, int i)
+{
+    const struct infer_model *m = c->m;
+    const struct infer_weight *w = &m->tok_embd;
+    const char *row = (const char *)w->data + (size_t)c->e[i].token * w->row_bytes;
+    infer_dequantize_row(w->type, row, c->x + (size_t)i * m->cfg.dim,
+                         m->cfg.dim);
+    float *cs = c->rope + (size_t)i * (m->cfg.n_rot + 1);
+    for (int j = 0; j < m->cfg.n_rot / 2; j++) {
+        double th = (double)c->e[i].pos * c->inv_freq[j];
+        cs[2 * j] = (float)cos(th);
+        cs[2 * j + 1] = (float)sin(th);
+    }
+}
+
+static void layer(struct infer_ctx *c, int l, int ith, int nth)
+{
+    const struct infer_config *cf = &c->m->cfg;
+    const struct infer_layer *L = &c->m->layers[l];
+    struct infer_pool *P = c->pool;
+    int n = c->n, i0 = n * ith / nth, i1 = n * (ith + 1) / nth;
+    int dim = cf->dim, qd = cf->n_heads * cf->head_dim;
+    int kvd = cf->n_kv_heads * cf->head_dim, hid = cf->hidden;
+    const struct infer_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    for (int i = i0; i < i1; i++) {
+        if (l > 0) { /* residual of the previous layer's MLP */
+            float *x = c->x + (size_t)i * dim, *d = c->xb2 + (size_t)i * dim;
+            for (int j = 0; j < dim; j++)
+                x[j] += d[j];
+        }
+        rmsnorm(c->xb + (size_t)i * dim, c->x + (size_t)i * dim, L->attn_norm,
+                dim, cf->rms_eps);
+        act_rows(c, qkv, 3, c->xb, i);
+    }
+    infer_pool_barrier(P);
+    matmul(c, &L->wq, c->xb, n, c->q, qd, ith, nth);
+    matmul(c, &L->wk, c->xb, n, c->k, kvd, ith, nth);
+    matmul(c, &L->wv, c->xb, n, c->v, kvd, ith, nth);
+    infer_pool_barrier(P);
+    for (int i = i0; i < i1; i++)
+        qkv_finish(c, l, i);
+    infer_pool_barrier(P);
+    float *s = c->scores + (size_t)ith * c->max_ctx;
+    for (int t = ith; t < n * cf->n_heads; t += nth)
+        attend(c, l, t / cf->n_heads, t % cf->n_heads, s);
+    infer_pool_barrier(P);
+    const struct infer_weight *wo[1] = {&L->wo};
+    for (int i = i0; i < i1; i++)
+        act_rows(c, wo, 1, c->att, i);
+    infer_pool_barrier(P);
+    matmul(c, &L->wo, c->att, n, c->xb2, dim, ith, nth);
+    infer_pool_barrier(P);
+    const struct infer_weight *gu[2] = {&L->w_gate, &L->w_up};
+    for (int i = i0; i < i1; i++) {
+        float *x = c->x + (size_t)i * dim, *d = c->xb2 + (size_t)i * dim;
+        for (int j = 0; j < dim; j++)
+            x[j] += d[j];
+        rmsnorm(c->xb + (size_t)i * dim, x, L->ffn_norm, dim, cf->rms_eps);
+        act_rows(c, gu, 2, c->xb, i);
+    }
+    infer_pool_barrier(P);
+    matmul(c, &L->w_gate, c->xb, n, c->hb, hid, ith, nth);
+    matmul(c, &L->w_up, c->xb, n, c->hb2, hid, ith, nth);
+    infer_pool_barrier(P);
+    const struct infer_weight *dn[1] = {&L->w_down};
+    for (int i = i0; i < i1; i++) {
+        float *g = c->hb + (size_t)i * hid, *u = c->hb2 + (size_t)i * hid;
+        for (int j = 0; j < hid; j++)
+            g[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+        act_rows(c, dn, 1, c->hb, i);
+    }
+    infer_pool_barrier(P);
+    matmul(c, &L->w_down, c->hb, n, c->xb2, dim, ith, nth);
+    infer_pool_barrier(P);
+}
+
+static void forward_worker(void *arg, int ith, int nth)
+{
+    struct infer_ctx *c = arg;
+    const struct infer_model *m = c->m;
+    int n = c->n, dim = m->cfg.dim;
+    for (int i = n * ith / nth; i < n * (ith + 1) / nth; i++)
+        embed(c, i);
+    infer_pool_barrier(c->pool);
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        layer(c, l, ith, nth);
+    /* Final residual, norm and classifier, for the entries that want it. */
+    const struct infer_weight *ow[1] = {&m->output};
+    for (int j = c->n_out * ith / nth; j < c->n_out * (ith + 1) / nth; j++) {
+        int i = c->out_rows[j];
+        float *x = c->x + (size_t)i * dim, *d = c->xb2 + (size_t)i * dim;
+        for (int t = 0; t < dim; t++)
+            x[t] += d[t];
+        rmsnorm(c->xb + (size_t)j * dim, x, m->output_norm, dim,
+                m->cfg.rms_eps);
+        act_rows(c, ow, 1, c->xb, j);
+    }
+    infer_pool_barrier(c->pool);
+    matmul(c, &m->output, c->xb, c->n_out, c->logits, m->cfg.n_vocab, ith,
+           nth);
+}
+
+int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
+                  const struct infer_batch_entry *e, int n, float *logits,
+                  struct infer_err *err)
+{
+    if (n < 1 || n > c->max_batch || e == NULL || kv == NULL)
+        return infer_err_set(err, INFER_ERR_ARG,
+                             "forward: batch of %d entries (1 to %d)", n,
+                             c->max_batch);
+    if (kv->n_layers != c->m->cfg.n_layers ||
+        kv->kv_dim != c->m->cfg.n_kv_heads * c->m->cfg.head_dim)
+        return infer_err_set(err, INFER_ERR_ARG,
+                             "forward: KV pool of another model");
+    int n_out = 0;
+    for (int i = 0; i < n; i++) {
+        const struct infer_batch_entry *b = &e[i];
+        if (b->token < 0 || b->token >= c->m->cfg.n_vocab)
+            return infer_err_set(err, INFER_ERR_ARG,
+                                 "forward: entry %d: token %d out of range",
+                                 i, b->token);
+        if (b->seq == NULL || b->pos < 0 || b->pos >= c->max_ctx ||
+            b->pos >= b->seq->n_blocks * kv->block_size)
+            return infer_err_set(err, INFER_ERR_ARG,
+                                 "forward: entry %d: position %d is not "
+                                 "backed by the KV cache",
+                                 i, b->pos);
+        if (b->logits)
+            c->out_rows[n_out++] = i;
+    }
+    if (n_out > 0 && logits == NULL)
+        return infer_err_set(err, INFER_ERR_ARG,
+                             "forward: logits wanted but no buffer");
+    c->e = e;
+    c->n = n;
+    c->n_out = n_out;
+    c->kv = kv;
+    c->logits = logits;
+    infer_pool_run(c->pool, forward_worker, c);
+    c->e = NULL;
+    return INFER_OK;
+}

@@ -1,0 +1,144 @@
+/*
+ * infer_kernels.h: block layouts, (de)quantisation and the matrix kernels
+ * of the forward pass, plus the thread pool that runs them. Internal to
+ * inference/ and its tests.
+ *
+ * Weights stay in their file type (ggml block layouts). A matmul multiplies
+ * nb activation rows by a range of weight rows: each weight row is read
+ * from memory once and applied to all nb rows while it sits in L1, which is
+ * what makes batched decoding cheaper per token. Quantised weights take
+ * activations quantised to 8 bits (struct infer_q8a for 32-blocks, struct
+ * infer_q8k for 256-blocks) and use integer dot products; float weights
+ * take float activations.
+ *
+ * Kernel sets: "scalar" (the portable reference), "avx2" (AVX2+FMA+F16C),
+ * "avx512" (AVX-512 F/BW/VL + VNNI). infer_kernels_best() picks the best the
+ * CPU has (CPUID), or the one named by $ARENA_KERNELS. All are pure
+ * functions of their inputs and safe from any thread.
+ */
+#ifndef INFER_KERNELS_H
+#define INFER_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infer_internal.h"
+
+/* ---- block layouts (identical to ggml's) -------------------------------- */
+
+#define INFER_QK 32   /* elements per Q4_0 / Q8_0 block */
+#define INFER_QK_K 256 /* elements per K-quant super-block */
+
+struct infer_block_q8_0 {
+    uint16_t d; /* fp16 scale */
+    int8_t qs[32];
+};
+struct infer_block_q4_0 {
+    uint16_t d;      /* fp16 scale; x = d * (q - 8) */
+    uint8_t qs[16];  /* element j in low nibble of qs[j], j+16 in high */
+};
+struct infer_block_q4_k {
+    uint16_t d;          /* fp16 scale of the 6-bit scales */
+    uint16_t dmin;       /* fp16 scale of the 6-bit mins */
+    uint8_t scales[12];  /* 8 (scale, min) pairs, 6 bits each */
+    uint8_t qs[128];     /* 4-bit quants */
+};
+struct infer_block_q6_k {
+    uint8_t ql[128];    /* low 4 bits */
+    uint8_t qh[64];     /* high 2 bits */
+    int8_t scales[16];  /* one per 16 elements */
+    uint16_t d;         /* fp16 super-block scale */
+};
+
+/* Activations for 32-blocks: x ~= d * q; sum = sum of q. */
+struct infer_q8a {
+    float d;
+    int32_t sum;
+    int8_t qs[32];
+};
+/* Activations for 256-blocks; bsums[i] = sum of qs[16i .. 16i+15]. */
+struct infer_q8k {
+    float d;
+    int16_t bsums[16];
+    int8_t qs[256];
+};
+
+/* ---- scalar conversions ------------------------------------------------- */
+float infer_fp16_to_f32(uint16_t h);
+uint16_t infer_f32_to_fp16(float f); /* round to nearest even */
+float infer_bf16_to_f32(uint16_t h);
+uint16_t infer_f32_to_bf16(float f); /* round to nearest even */
+
+/* Dequantises k elements (k a multiple of the type's block) of type at src
+ * into dst. Supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K. */
+void infer_dequantize_row(uint32_t type, const void *src, float *dst,
+                          int64_t k);
+/* Quantises k floats into type (reference quantisers, for mkmodel and
+ * tests). Same types. */
+void infer_quantize_row(uint32_t type, const float *src, void *dst,
+                        int64_t k);
+/* Bytes of one row of k elements of type; 0 if k is not a block multiple. */
+size_t infer_row_bytes(uint32_t type, int64_t k);
+/* True for the weight types the kernels multiply. */
+int infer_type_supported(uint32_t type);
+
+/* ---- activation formats -------------------------------------------------- */
+
+enum infer_act_kind {
+    INFER_ACT_F32 = 0, /* float rows */
+    INFER_ACT_Q8A,     /* struct infer_q8a blocks */
+    INFER_ACT_Q8K,     /* struct infer_q8k blocks */
+};
+/* The activation format a weight type wants. */
+enum infer_act_kind infer_act_kind_of(uint32_t wtype);
+/* Bytes of one activation row of k elements in that format. */
+size_t infer_act_row_bytes(enum infer_act_kind kind, int64_t k);
+/* Reference activation quantisers (k a block multiple). */
+void infer_quantize_q8a(const float *x, struct infer_q8a *y, int64_t k);
+void infer_quantize_q8k(const float *x, struct infer_q8k *y, int64_t k);
+
+/* ---- matmul kernels ------------------------------------------------------ */
+
+/* y[b * ldy + r] = dot(weight row r, activation row b) for r in [r0, r1)
+ * and b in [0, nb). Weight row r starts at w + r * w_stride; activation row
+ * b at xa + b * xa_stride in the format infer_act_kind_of(type) gives; k is
+ * the row length in elements. */
+typedef void (*infer_mm_fn)(const void *w, size_t w_stride, int64_t k,
+                            int64_t r0, int64_t r1, const void *xa,
+                            size_t xa_stride, int nb, float *y, int64_t ldy);
+
+struct infer_kernels {
+    const char *name;
+    infer_mm_fn mm[INFER_TYPE_COUNT]; /* NULL for unsupported types */
+};
+
+/* The best set this CPU runs (or $ARENA_KERNELS if set and runnable).
+ * Cannot fail: the scalar set always runs. */
+const struct infer_kernels *infer_kernels_best(void);
+/* A set by name, or NULL if unknown or the CPU lacks its instructions. */
+const struct infer_kernels *infer_kernels_get(const char *name);
+/* Names of all sets in order scalar, avx2, avx512 (NULL-terminated). */
+extern const char *const infer_kernel_names[];
+
+/* Per-file SIMD sets (defined in infer_kernels_<isa>.c). */
+extern const struct infer_kernels infer_kernels_scalar;
+extern const struct infer_kernels infer_kernels_avx2;
+extern const struct infer_kernels infer_kernels_avx512;
+
+/* ---- thread pool ---------------------------------------------------------- */
+
+/* A fixed set of worker threads that run one function on all threads at
+ * once (ith = 0..nth-1, the caller being ith 0) with a spinning barrier,
+ * in the manner of ggml. One infer_pool_run() at a time per pool. */
+struct infer_pool;
+typedef void (*infer_pool_fn)(void *arg, int ith, int nth);
+/* n_threads <= 0: number of online CPUs. NULL on failure. */
+struct infer_pool *infer_pool_new(int n_threads);
+void infer_pool_free(struct infer_pool *p); /* NULL is a no-op */
+int infer_pool_size(const struct infer_pool *p);
+/* Runs fn on every thread and returns when all have returned. */
+void infer_pool_run(struct infer_pool *p, infer_pool_fn fn, void *arg);
+/* Inside fn: waits until all nth threads reached it. */
+void infer_pool_barrier(struct infer_pool *p);
+
+#endif

@@ -1,0 +1,271 @@
+/*
+ * infer_kernels_avx2.c: the matmul kernels for AVX2 + FMA + F16C. This file
+ * alone is compiled with -mavx2 -mfma -mf16c (inference/CMakeLists.txt);
+ * nothing here runs unless infer_kernels_get() saw those in CPUID.
+ *
+ * Each kernel walks the weight rows and, for each, the activation rows in
+ * groups of up to 4 (MM_TILE), so a weight block is loaded once per group
+ * and the whole row stays in L1 across groups. Integer kernels use the
+ * sign trick (|w| as u8 times sign(w)*x as s8, maddubs) as llama.cpp does.
+ */
+#include <immintrin.h>
+
+#include "infer_kernels.h"
+#include "infer_kernels_x86.h"
+
+/* ---- float weights ------------------------------------------------------- */
+
+static inline __m256 load_f16x8(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline __m256 load_bf16x8(const uint16_t *p)
+{
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static inline __m256 load_f32x8(const float *p)
+{
+    return _mm256_loadu_ps(p);
+}
+
+/* One weight row (loaded 8 at a time by LOAD, scalar tail by CONV) against
+ * nb <= 4 float rows. */
+#define FLOAT_ROW(name, wty, LOAD, CONV)                                       \
+    static void name(const wty *w, int64_t k, const char *xa,                 \
+                     size_t xa_stride, int nb, float *out)                     \
+    {                                                                          \
+        __m256 acc[MM_TILE];                                                   \
+        const float *x[MM_TILE];                                               \
+        for (int b = 0; b < nb; b++) {                                         \
+            acc[b] = _mm256_setzero_ps();                                      \
+            x[b] = (const float *)(xa + (size_t)b * xa_stride);                \
+        }                                                                      \
+        int64_t i = 0;                                                         \
+        for (; i + 8 <= k; i += 8) {                                           \
+            __m256 wv = LOAD(w + i);                                           \
+            for (int b = 0; b < nb; b++)                                       \
+                acc[b] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[b] + i),        \
+                                         acc[b]);                              \
+        }                                                                      \
+        for (int b = 0; b < nb; b++) {                                         \
+            float s = infer__hsum256(acc[b]);                                  \
+            for (int64_t j = i; j < k; j++)                                    \
+                s += CONV(w[j]) * x[b][j];                                     \
+            out[b] = s;                                                        \
+        }                                                                      \
+    }
+
+static inline float id_f32(float v)
+{
+    return v;
+}
+
+FLOAT_ROW(row_f32, float, load_f32x8, id_f32)
+FLOAT_ROW(row_f16, uint16_t, load_f16x8, infer_fp16_to_f32)
+FLOAT_ROW(row_bf16, uint16_t, load_bf16x8, infer_bf16_to_f32)
+
+/* ---- Q8_0 and Q4_0 -------------------------------------------------------- */
+
+static inline __m256i dot_u8s8(__m256i u, __m256i s)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s),
+                             _mm256_set1_epi16(1));
+}
+
+static void row_q8_0(const struct infer_block_q8_0 *w, int64_t k,
+                     const char *xa, size_t xa_stride, int nb, float *out)
+{
+    __m256 acc[MM_TILE];
+    const struct infer_q8a *x[MM_TILE];
+    for (int b = 0; b < nb; b++) {
+        acc[b] = _mm256_setzero_ps();
+        x[b] = (const struct infer_q8a *)(xa + (size_t)b * xa_stride);
+    }
+    for (int64_t i = 0; i < k / INFER_QK; i++) {
+        __m256i wq = _mm256_loadu_si256((const __m256i *)w[i].qs);
+        __m256i aw = _mm256_sign_epi8(wq, wq);
+        float dw = _cvtsh_ss(w[i].d);
+        for (int b = 0; b < nb; b++) {
+            __m256i xq = _mm256_loadu_si256((const __m256i *)x[b][i].qs);
+            __m256i p = dot_u8s8(aw, _mm256_sign_epi8(xq, wq));
+            acc[b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                     _mm256_set1_ps(dw * x[b][i].d), acc[b]);
+        }
+    }
+    for (int b = 0; b < nb; b++)
+        out[b] = infer__hsum256(acc[b]);
+}
+
+static void row_q4_0(const struct infer_block_q4_0 *w, int64_t k,
+                     const char *xa, size_t xa_stride, int nb, float *out)
+{
+    __m256 acc[MM_TILE];
+    float corr[MM_TILE];
+    const struct infer_q8a *x[MM_TILE];
+    for (int b = 0; b < nb; b++) {
+        acc[b] = _mm256_setzero_ps();
+        corr[b] = 0;
+        x[b] = (const struct infer_q8a *)(xa + (size_t)b * xa_stride);
+    }
+    const __m256i m4 = _mm256_set1_epi8(0xf);
+    for (int64_t i = 0; i < k / INFER_QK; i++) {
+        __m128i q = _mm_loadu_si128((const __m128i *)w[i].qs);
+        __m256i wq = _mm256_and_si256(
+            _mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+        float dw = _cvtsh_ss(w[i].d);
+        for (int b = 0; b < nb; b++) {
+            __m256i xq = _mm256_loadu_si256((const __m256i *)x[b][i].qs);
+            float s = dw * x[b][i].d;
+            acc[b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(wq, xq)),
+                                     _mm256_set1_ps(s), acc[b]);
+            corr[b] += s * (float)(8 * x[b][i].sum);
+        }
+    }
+    for (int b = 0; b < nb; b++)
+        out[b] = infer__hsum256(acc[b]) - corr[b];
+}
+
+/* ---- Q4_K and Q6_K -------------------------------------------------------- */
+
+static void k4_scales(const uint8_t *q, int16_t *sc, int16_t *m)
+{
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            sc[j] = q[j] & 63;
+            m[j] = q[j + 4] & 63;
+        } else {
+            sc[j] = (int16_t)((q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4));
+            m[j] = (int16_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+        }
+    }
+}
+
+static void row_q4_k(const struct infer_block_q4_k *w, int64_t k,
+                     const char *xa, size_t xa_stride, int nb, float *out)
+{
+    __m256 acc[MM_TILE];
+    float corr[MM_TILE];
+    const struct infer_q8k *x[MM_TILE];
+    for (int b = 0; b < nb; b++) {
+        acc[b] = _mm256_setzero_ps();
+        corr[b] = 0;
+        x[b] = (const struct infer_q8k *)(xa + (size_t)b * xa_stride);
+    }
+    const __m256i m4 = _mm256_set1_epi8(0xf);
+    for (int64_t i = 0; i < k / INFER_QK_K; i++) {
+        int16_t sc[8], m[8];
+        k4_scales(w[i].scales, sc, m);
+        float d = _cvtsh_ss(w[i].d), dmin = _cvtsh_ss(w[i].dmin);
+        __m256i lo[4], hi[4];
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c));
+            lo[c] = _mm256_and_si256(q, m4);
+            hi[c] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        }
+        for (int b = 0; b < nb; b++) {
+            const struct infer_q8k *y = &x[b][i];
+            __m256i sumi = _mm256_setzero_si256();
+            for (int c = 0; c < 4; c++) {
+                __m256i y0 = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c));
+                __m256i y1 =
+                    _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32));
+                __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[c], y0),
+                                               _mm256_set1_epi16(sc[2 * c]));
+                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[c], y1),
+                                               _mm256_set1_epi16(sc[2 * c + 1]));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            }
+            int summ = 0;
+            for (int j = 0; j < 8; j++)
+                summ += m[j] * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
+            acc[b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi),
+                                     _mm256_set1_ps(d * y->d), acc[b]);
+            corr[b] += dmin * y->d * (float)summ;
+        }
+    }
+    for (int b = 0; b < nb; b++)
+        out[b] = infer__hsum256(acc[b]) - corr[b];
+}
+
+static void row_q6_k(const struct infer_block_q6_k *w, int64_t k,
+                     const char *xa, size_t xa_stride, int nb, float *out)
+{
+    __m256 acc[MM_TILE];
+    float corr[MM_TILE];
+    const struct infer_q8k *x[MM_TILE];
+    for (int b = 0; b < nb; b++) {
+        acc[b] = _mm256_setzero_ps();
+        corr[b] = 0;
+        x[b] = (const struct infer_q8k *)(xa + (size_t)b * xa_stride);
+    }
+    const __m256i m4 = _mm256_set1_epi8(0xf), m2 = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < k / INFER_QK_K; i++) {
+        __m256i q[8], scv[8];
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = w[i].ql + 64 * h, *qh = w[i].qh + 32 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hv = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i lo[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
+                             _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                             _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
+            for (int t = 0; t < 4; t++) {
+                __m256i hb = _mm256_and_si256(
+                    _mm256_srli_epi16(hv, 2 * t), m2);
+                q[4 * h + t] =
+                    _mm256_or_si256(lo[t], _mm256_slli_epi16(hb, 4));
+                int g = 8 * h + 2 * t;
+                scv[4 * h + t] =
+                    _mm256_set_m128i(_mm_set1_epi16(w[i].scales[g + 1]),
+                                     _mm_set1_epi16(w[i].scales[g]));
+            }
+        }
+        float d = _cvtsh_ss(w[i].d);
+        for (int b = 0; b < nb; b++) {
+            const struct infer_q8k *y = &x[b][i];
+            __m256i sumi = _mm256_setzero_si256();
+            for (int c = 0; c < 8; c++) {
+                __m256i yv =
+                    _mm256_loadu_si256((const __m256i *)(y->qs + 32 * c));
+                sumi = _mm256_add_epi32(
+                    sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[c], yv),
+                                            scv[c]));
+            }
+            int bs = 0;
+            for (int g = 0; g < 16; g++)
+                bs += w[i].scales[g] * y->bsums[g];
+            acc[b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi),
+                                     _mm256_set1_ps(d * y->d), acc[b]);
+            corr[b] += d * y->d * (float)(32 * bs);
+        }
+    }
+    for (int b = 0; b < nb; b++)
+        out[b] = infer__hsum256(acc[b]) - corr[b];
+}
+
+/* ---- drivers -------------------------------------------------------------- */
+
+MM_DRIVER(static, mm_f32, row_f32, float)
+MM_DRIVER(static, mm_f16, row_f16, uint16_t)
+MM_DRIVER(static, mm_bf16, row_bf16, uint16_t)
+MM_DRIVER(static, mm_q8_0, row_q8_0, struct infer_block_q8_0)
+MM_DRIVER(static, mm_q4_0, row_q4_0, struct infer_block_q4_0)
+MM_DRIVER(, infer__mm_q4_k_avx2, row_q4_k, struct infer_block_q4_k)
+MM_DRIVER(, infer__mm_q6_k_avx2, row_q6_k, struct infer_block_q6_k)
+
+const struct infer_kernels infer_kernels_avx2 = {
+    .name = "avx2",
+    .mm =
+        {
+            [INFER_TYPE_F32] = mm_f32,
+            [INFER_TYPE_F16] = mm_f16,
+            [INFER_TYPE_BF16] = mm_bf16,
+            [INFER_TYPE_Q8_0] = mm_q8_0,
+            [INFER_TYPE_Q4_0] = mm_q4_0,
+            [INFER_TYPE_Q4_K] = infer__mm_q4_k_avx2,
+            [INFER_TYPE_Q6_K] = infer__mm_q6_k_avx2,
+        },
+};

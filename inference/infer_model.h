@@ -1,0 +1,185 @@
+/*
+ * infer_model.h: models, the paged KV cache and the batched forward pass.
+ * Internal to inference/ (the scheduler of issue 4 and the commands use it).
+ *
+ * Objects and lifecycle:
+ *   struct infer_model  weights of one file (GGUF mmap'd, or a llama2.c
+ *                       checkpoint mmap'd) plus its tokenizer; immutable
+ *                       after infer_model_load(), shared by any threads.
+ *   struct infer_kv     a pool of KV blocks (block_size positions each, all
+ *                       layers) allocated once; sequences own block lists.
+ *   struct infer_seq    one sequence's block table (caller-embedded).
+ *   struct infer_ctx    scratch for up to max_batch tokens and a thread
+ *                       pool; runs infer_forward().
+ * Threads: a kv pool, its seqs and a ctx belong to one engine thread at a
+ * time (the scheduler); infer_forward() fans out to the ctx's pool inside.
+ * The hot path (infer_forward) allocates nothing.
+ */
+#ifndef INFER_MODEL_H
+#define INFER_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infer.h"
+#include "infer_internal.h"
+#include "infer_kernels.h"
+
+/* ---- the model ------------------------------------------------------------ */
+
+enum infer_arch {
+    INFER_ARCH_LLAMA = 0,
+    INFER_ARCH_QWEN2,
+};
+
+enum infer_source {
+    INFER_SOURCE_GGUF = 0,
+    INFER_SOURCE_LLAMA2C,
+};
+
+struct infer_config {
+    enum infer_arch arch;
+    int n_vocab;
+    int dim;         /* residual width */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;  /* divides n_heads (GQA) */
+    int head_dim;
+    int hidden;      /* MLP width */
+    int n_rot;       /* dims rotated per head, even, <= head_dim */
+    int n_ctx_train; /* context length the model was trained for */
+    float rope_base;
+    float rms_eps;
+    bool rope_neox;  /* pairs (i, i + n_rot/2); else (2i, 2i + 1) */
+    bool tied_output;
+    bool has_qkv_bias;
+};
+
+/* A matrix of rows x cols (cols contiguous) in its file type. */
+struct infer_weight {
+    const void *data;
+    uint32_t type;     /* enum infer_type, one infer_type_supported() */
+    int64_t rows, cols;
+    size_t row_bytes;
+};
+
+struct infer_layer {
+    const float *attn_norm, *ffn_norm;    /* (dim) */
+    struct infer_weight wq, wk, wv, wo;   /* (q_dim|kv_dim, dim), (dim, q_dim) */
+    const float *bq, *bk, *bv;            /* (q_dim), (kv_dim); NULL if none */
+    struct infer_weight w_gate, w_up;     /* (hidden, dim) */
+    struct infer_weight w_down;           /* (dim, hidden) */
+};
+
+struct infer_model {
+    /* read-only after load */
+    struct infer_config cfg;
+    enum infer_source source;
+    struct infer_weight tok_embd;   /* (n_vocab, dim) */
+    struct infer_weight output;     /* (n_vocab, dim); = tok_embd if tied */
+    const float *output_norm;       /* (dim) */
+    struct infer_layer *layers;     /* (n_layers) */
+    struct infer_tok *tok;          /* NULL if loaded without tokenizer */
+    const char *name;               /* general.name or the file name */
+    const char *chat_template;      /* NULL if none */
+    uint64_t weight_bytes;          /* bytes read per decode step */
+    uint64_t n_params;
+    /* private */
+    struct infer_gguf *gguf;
+    void *map;
+    size_t map_size;
+    float *owned;                   /* converted norms and biases */
+    size_t n_owned, cap_owned;
+    char *name_buf;
+};
+
+struct infer_model_params {
+    const char *tokenizer_path; /* NULL: the file's own, or found next to it */
+    bool no_tokenizer;          /* weights only (tests) */
+};
+
+/* Loads a GGUF (llama, qwen2) or llama2.c version-0 file (chosen by magic)
+ * with its tokenizer. INFER_ERR_IO, _FORMAT (the file is malformed: err
+ * says what), _UNSUPPORTED (arch or tensor type), _NOMEM. Caller frees. */
+int infer_model_load(const char *path, const struct infer_model_params *p,
+                     struct infer_model **out, struct infer_err *err);
+void infer_model_free(struct infer_model *m); /* NULL is a no-op */
+const char *infer_arch_name(enum infer_arch a);
+
+/* ---- paged KV cache -------------------------------------------------------- */
+
+struct infer_kv {
+    /* read-only */
+    int block_size;  /* positions per block */
+    int n_blocks;
+    int n_layers, kv_dim;
+    /* private */
+    float *k, *v;    /* (n_blocks, n_layers, block_size, kv_dim) each */
+    int32_t *free_ids; /* (n_blocks) stack of free block ids */
+    int n_free;
+};
+
+/* One sequence's block table. Positions [0, n_blocks * block_size) are
+ * backed; the caller tracks how many hold valid entries. */
+struct infer_seq {
+    int32_t *blocks; /* (max_blocks) */
+    int max_blocks;
+    int n_blocks;
+};
+
+int infer_kv_new(const struct infer_model *m, int n_blocks, int block_size,
+                 struct infer_kv **out, struct infer_err *err);
+void infer_kv_free(struct infer_kv *kv);
+int infer_kv_n_free(const struct infer_kv *kv);
+/* Table for sequences of up to max_pos positions (allocates once). */
+int infer_seq_init(struct infer_seq *s, const struct infer_kv *kv,
+                   int max_pos);
+void infer_seq_cleanup(struct infer_seq *s);
+/* Backs positions [0, n_pos): takes blocks from the pool as needed.
+ * INFER_ERR_BUSY if the pool has too few (nothing taken), INFER_ERR_ARG if
+ * n_pos exceeds the table. */
+int infer_kv_reserve(struct infer_kv *kv, struct infer_seq *s, int n_pos);
+/* Keeps only the blocks that back [0, keep_pos) and returns the rest to the
+ * pool (keep_pos 0 frees all). Cannot fail. */
+void infer_kv_release(struct infer_kv *kv, struct infer_seq *s, int keep_pos);
+
+/* ---- forward pass ------------------------------------------------------------ */
+
+struct infer_ctx_params {
+    int max_batch;  /* tokens per infer_forward() call */
+    int max_ctx;    /* positions per sequence (attention scratch) */
+    int n_threads;  /* <= 0: one per online CPU; ignored if pool given */
+    struct infer_pool *pool; /* shared pool (not owned), or NULL */
+    const char *kernels;     /* kernel set name, or NULL for the best */
+};
+
+struct infer_ctx;
+
+int infer_ctx_new(const struct infer_model *m,
+                  const struct infer_ctx_params *p, struct infer_ctx **out,
+                  struct infer_err *err);
+void infer_ctx_free(struct infer_ctx *c);
+const char *infer_ctx_kernels(const struct infer_ctx *c);
+int infer_ctx_threads(const struct infer_ctx *c);
+
+/* One token of one sequence. Entries of the same sequence must be in
+ * increasing pos order; each attends to positions [0, pos] of its sequence,
+ * including those written by earlier entries of the same call. So one call
+ * mixes decode steps of many sequences with chunks of prompts. */
+struct infer_batch_entry {
+    struct infer_seq *seq; /* backed up to pos (infer_kv_reserve) */
+    int32_t pos;
+    int32_t token;
+    bool logits;           /* want this entry's logits */
+};
+
+/* Runs the model on n entries (n <= max_batch) and writes, for each entry
+ * with logits set, in entry order, one row of n_vocab floats to logits
+ * (rows: the number of such entries). INFER_ERR_ARG (with err) for a bad
+ * token, position or n. */
+int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
+                  const struct infer_batch_entry *e, int n, float *logits,
+                  struct infer_err *err);
+
+#endif

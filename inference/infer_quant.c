@@ -1,0 +1,596 @@
+/*
+ * infer_quant.c: fp16/bf16 conversions, the ggml block (de)quantisers, the
+ * activation quantisers, the portable scalar matmul kernels (the reference
+ * every SIMD set is tested against) and the run-time choice of kernel set.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer_kernels.h"
+
+_Static_assert(sizeof(struct infer_block_q8_0) == 34, "q8_0 layout");
+_Static_assert(sizeof(struct infer_block_q4_0) == 18, "q4_0 layout");
+_Static_assert(sizeof(struct infer_block_q4_k) == 144, "q4_k layout");
+_Static_assert(sizeof(struct infer_block_q6_k) == 210, "q6_k layout");
+
+/* ---- fp16 / bf16 ------------------------------------------------------------ */
+
+float infer_fp16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13); /* inf / nan */
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else { /* subnormal: normalise */
+        int e = -1;
+        do {
+            e++;
+            man <<= 1;
+        } while ((man & 0x400) == 0);
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t infer_f32_to_fp16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf or nan */
+        return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0));
+    if (ax >= 0x477ff000u) /* rounds to >= 65520: overflow to inf */
+        return (uint16_t)(sign | 0x7c00);
+    if (ax < 0x38800000u) { /* below the smallest normal: subnormal */
+        if (ax < 0x33000000u)
+            return (uint16_t)sign; /* below half the smallest subnormal */
+        uint32_t e = ax >> 23;
+        uint32_t man = (ax & 0x7fffff) | 0x800000;
+        uint32_t shift = 126 - e; /* 14..24 */
+        uint32_t r = man >> shift;
+        uint32_t rem = man & ((1u << shift) - 1);
+        uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1)))
+            r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = ((ax >> 13) - (112u << 10));
+    uint32_t rem = ax & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (r & 1)))
+        r++;
+    return (uint16_t)(sign | r);
+}
+
+float infer_bf16_to_f32(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t infer_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 0x40); /* quiet nan */
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+/* ---- rows ------------------------------------------------------------------- */
+
+int infer_type_supported(uint32_t type)
+{
+    switch (type) {
+    case INFER_TYPE_F32:
+    case INFER_TYPE_F16:
+    case INFER_TYPE_BF16:
+    case INFER_TYPE_Q8_0:
+    case INFER_TYPE_Q4_0:
+    case INFER_TYPE_Q4_K:
+    case INFER_TYPE_Q6_K: return 1;
+    default: return 0;
+    }
+}
+
+size_t infer_row_bytes(uint32_t type, int64_t k)
+{
+    int blk = infer_type_block(type);
+    if (blk == 0 || k < 0 || k % blk != 0)
+        return 0;
+    return (size_t)(k / blk) * infer_type_size(type);
+}
+
+static void k4_scale_min(int j, const uint8_t *q, int *sc, int *m)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* The 6-bit value (0..63) of element e of a Q6_K block. */
+static int q6_value(const struct infer_block_q6_k *b, int e)
+{
+    int h = e / 128, r = e % 128, t = r / 32, l = r % 32;
+    const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+    int lo = t & 1 ? ql[l + 32] : ql[l];
+    lo = t >= 2 ? lo >> 4 : lo & 0xf;
+    int hi = (qh[l] >> (2 * t)) & 3;
+    return lo | (hi << 4);
+}
+
+void infer_dequantize_row(uint32_t type, const void *src, float *dst,
+                          int64_t k)
+{
+    switch (type) {
+    case INFER_TYPE_F32: memcpy(dst, src, (size_t)k * 4); break;
+    case INFER_TYPE_F16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < k; i++)
+            dst[i] = infer_fp16_to_f32(s[i]);
+        break;
+    }
+    case INFER_TYPE_BF16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < k; i++)
+            dst[i] = infer_bf16_to_f32(s[i]);
+        break;
+    }
+    case INFER_TYPE_Q8_0: {
+        const struct infer_block_q8_0 *b = src;
+        for (int64_t i = 0; i < k / INFER_QK; i++) {
+            float d = infer_fp16_to_f32(b[i].d);
+            for (int j = 0; j < INFER_QK; j++)
+                dst[i * INFER_QK + j] = d * b[i].qs[j];
+        }
+        break;
+    }
+    case INFER_TYPE_Q4_0: {
+        const struct infer_block_q4_0 *b = src;
+        for (int64_t i = 0; i < k / INFER_QK; i++) {
+            float d = infer_fp16_to_f32(b[i].d);
+            for (int j = 0; j < 16; j++) {
+                dst[i * INFER_QK + j] = d * ((b[i].qs[j] & 0xf) - 8);
+                dst[i * INFER_QK + j + 16] = d * ((b[i].qs[j] >> 4) - 8);
+            }
+        }
+        break;
+    }
+    case INFER_TYPE_Q4_K: {
+        const struct infer_block_q4_k *b = src;
+        for (int64_t i = 0; i < k / INFER_QK_K; i++) {
+            float d = infer_fp16_to_f32(b[i].d);
+            float dmin = infer_fp16_to_f32(b[i].dmin);
+            float *y = dst + i * INFER_QK_K;
+            for (int c = 0; c < 4; c++) {
+                int sc0, m0, sc1, m1;
+                k4_scale_min(2 * c, b[i].scales, &sc0, &m0);
+                k4_scale_min(2 * c + 1, b[i].scales, &sc1, &m1);
+                const uint8_t *q = b[i].qs + 32 * c;
+                for (int l = 0; l < 32; l++) {
+                    y[64 * c + l] = d * sc0 * (q[l] & 0xf) - dmin * m0;
+                    y[64 * c + 32 + l] = d * sc1 * (q[l] >> 4) - dmin * m1;
+                }
+            }
+        }
+        break;
+    }
+    case INFER_TYPE_Q6_K: {
+        const struct infer_block_q6_k *b = src;
+        for (int64_t i = 0; i < k / INFER_QK_K; i++) {
+            float d = infer_fp16_to_f32(b[i].d);
+            for (int e = 0; e < INFER_QK_K; e++)
+                dst[i * INFER_QK_K + e] =
+                    d * b[i].scales[e / 16] * (q6_value(&b[i], e) - 32);
+        }
+        break;
+    }
+    default: memset(dst, 0, (size_t)k * sizeof(float)); break;
+    }
+}
+
+static int clampi(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static void quantize_q4_k_block(const float *x, struct infer_block_q4_k *b)
+{
+    float scale[8], mins[8], max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        float lo = 0, hi = 0; /* the range always includes 0 */
+        for (int l = 0; l < 32; l++) {
+            lo = fminf(lo, x[32 * j + l]);
+            hi = fmaxf(hi, x[32 * j + l]);
+        }
+        scale[j] = (hi - lo) / 15;
+        mins[j] = -lo;
+        max_scale = fmaxf(max_scale, scale[j]);
+        max_min = fmaxf(max_min, mins[j]);
+    }
+    b->d = infer_f32_to_fp16(max_scale / 63);
+    b->dmin = infer_f32_to_fp16(max_min / 63);
+    float d = infer_fp16_to_f32(b->d), dmin = infer_fp16_to_f32(b->dmin);
+    int sc[8], m[8];
+    for (int j = 0; j < 8; j++) {
+        sc[j] = d > 0 ? clampi((int)lrintf(scale[j] / d), 0, 63) : 0;
+        m[j] = dmin > 0 ? clampi((int)lrintf(mins[j] / dmin), 0, 63) : 0;
+    }
+    memset(b->scales, 0, sizeof(b->scales));
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            b->scales[j] |= (uint8_t)sc[j];
+            b->scales[j + 4] |= (uint8_t)m[j];
+        } else {
+            b->scales[j + 4] = (uint8_t)((sc[j] & 0xf) | ((m[j] & 0xf) << 4));
+            b->scales[j - 4] |= (uint8_t)((sc[j] >> 4) << 6);
+            b->scales[j] |= (uint8_t)((m[j] >> 4) << 6);
+        }
+    }
+    uint8_t q[256];
+    for (int j = 0; j < 8; j++) {
+        float d1 = d * sc[j], m1 = dmin * m[j];
+        for (int l = 0; l < 32; l++) {
+            float v = d1 > 0 ? (x[32 * j + l] + m1) / d1 : 0;
+            q[32 * j + l] = (uint8_t)clampi((int)lrintf(v), 0, 15);
+        }
+    }
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++)
+            b->qs[32 * c + l] =
+                (uint8_t)(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+}
+
+static void quantize_q6_k_block(const float *x, struct infer_block_q6_k *b)
+{
+    float s[16], max_s = 0;
+    for (int g = 0; g < 16; g++) {
+        float amax = 0;
+        for (int l = 0; l < 16; l++)
+            amax = fmaxf(amax, fabsf(x[16 * g + l]));
+        s[g] = amax / 31;
+        max_s = fmaxf(max_s, s[g]);
+    }
+    b->d = infer_f32_to_fp16(max_s / 127);
+    float d = infer_fp16_to_f32(b->d);
+    uint8_t L[256];
+    for (int g = 0; g < 16; g++) {
+        int sc = d > 0 ? clampi((int)lrintf(s[g] / d), -128, 127) : 0;
+        b->scales[g] = (int8_t)sc;
+        float step = d * sc;
+        for (int l = 0; l < 16; l++) {
+            int q = step != 0 ? (int)lrintf(x[16 * g + l] / step) : 0;
+            L[16 * g + l] = (uint8_t)(clampi(q, -32, 31) + 32);
+        }
+    }
+    for (int h = 0; h < 2; h++) {
+        uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        const uint8_t *Lh = L + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            ql[l] = (uint8_t)((Lh[l] & 0xf) | ((Lh[l + 64] & 0xf) << 4));
+            ql[l + 32] =
+                (uint8_t)((Lh[l + 32] & 0xf) | ((Lh[l + 96] & 0xf) << 4));
+            qh[l] = (uint8_t)((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) |
+                              ((Lh[l + 64] >> 4) << 4) |
+                              ((Lh[l + 96] >> 4) << 6));
+        }
+    }
+}
+
+void infer_quantize_row(uint32_t type, const float *src, void *dst,
+                        int64_t k)
+{
+    switch (type) {
+    case INFER_TYPE_F32: memcpy(dst, src, (size_t)k * 4); break;
+    case INFER_TYPE_F16: {
+        uint16_t *d = dst;
+        for (int64_t i = 0; i < k; i++)
+            d[i] = infer_f32_to_fp16(src[i]);
+        break;
+    }
+    case INFER_TYPE_BF16: {
+        uint16_t *d = dst;
+        for (int64_t i = 0; i < k; i++)
+            d[i] = infer_f32_to_bf16(src[i]);
+        break;
+    }
+    case INFER_TYPE_Q8_0: {
+        struct infer_block_q8_0 *b = dst;
+        for (int64_t i = 0; i < k / INFER_QK; i++) {
+            const float *x = src + i * INFER_QK;
+            float amax = 0;
+            for (int j = 0; j < INFER_QK; j++)
+                amax = fmaxf(amax, fabsf(x[j]));
+            float d = amax / 127, id = d > 0 ? 1 / d : 0;
+            b[i].d = infer_f32_to_fp16(d);
+            for (int j = 0; j < INFER_QK; j++)
+                b[i].qs[j] = (int8_t)lrintf(x[j] * id);
+        }
+        break;
+    }
+    case INFER_TYPE_Q4_0: {
+        struct infer_block_q4_0 *b = dst;
+        for (int64_t i = 0; i < k / INFER_QK; i++) {
+            const float *x = src + i * INFER_QK;
+            float amax = 0, max = 0;
+            for (int j = 0; j < INFER_QK; j++) {
+                if (fabsf(x[j]) > amax) {
+                    amax = fabsf(x[j]);
+                    max = x[j];
+                }
+            }
+            float d = max / -8, id = d != 0 ? 1 / d : 0;
+            b[i].d = infer_f32_to_fp16(d);
+            for (int j = 0; j < 16; j++) {
+                int q0 = clampi((int)lrintf(x[j] * id) + 8, 0, 15);
+                int q1 = clampi((int)lrintf(x[j + 16] * id) + 8, 0, 15);
+                b[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
+            }
+        }
+        break;
+    }
+    case INFER_TYPE_Q4_K: {
+        struct infer_block_q4_k *b = dst;
+        for (int64_t i = 0; i < k / INFER_QK_K; i++)
+            quantize_q4_k_block(src + i * INFER_QK_K, &b[i]);
+        break;
+    }
+    case INFER_TYPE_Q6_K: {
+        struct infer_block_q6_k *b = dst;
+        for (int64_t i = 0; i < k / INFER_QK_K; i++)
+            quantize_q6_k_block(src + i * INFER_QK_K, &b[i]);
+        break;
+    }
+    default: break;
+    }
+}
+
+/* ---- activations ------------------------------------------------------------ */
+
+enum infer_act_kind infer_act_kind_of(uint32_t wtype)
+{
+    switch (wtype) {
+    case INFER_TYPE_Q8_0:
+    case INFER_TYPE_Q4_0: return INFER_ACT_Q8A;
+    case INFER_TYPE_Q4_K:
+    case INFER_TYPE_Q6_K: return INFER_ACT_Q8K;
+    default: return INFER_ACT_F32;
+    }
+}
+
+size_t infer_act_row_bytes(enum infer_act_kind kind, int64_t k)
+{
+    switch (kind) {
+    case INFER_ACT_Q8A: return (size_t)(k / INFER_QK) * sizeof(struct infer_q8a);
+    case INFER_ACT_Q8K:
+        return (size_t)(k / INFER_QK_K) * sizeof(struct infer_q8k);
+    default: return (size_t)k * sizeof(float);
+    }
+}
+
+void infer_quantize_q8a(const float *x, struct infer_q8a *y, int64_t k)
+{
+    for (int64_t i = 0; i < k / INFER_QK; i++, x += INFER_QK) {
+        float amax = 0;
+        for (int j = 0; j < INFER_QK; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127, id = d > 0 ? 1 / d : 0;
+        int sum = 0;
+        for (int j = 0; j < INFER_QK; j++) {
+            int q = (int)lrintf(x[j] * id);
+            y[i].qs[j] = (int8_t)q;
+            sum += q;
+        }
+        y[i].d = d;
+        y[i].sum = sum;
+    }
+}
+
+void infer_quantize_q8k(const float *x, struct infer_q8k *y, int64_t k)
+{
+    for (int64_t i = 0; i < k / INFER_QK_K; i++, x += INFER_QK_K) {
+        float amax = 0;
+        for (int j = 0; j < INFER_QK_K; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127, id = d > 0 ? 1 / d : 0;
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int l = 0; l < 16; l++) {
+                int q = (int)lrintf(x[16 * g + l] * id);
+                y[i].qs[16 * g + l] = (int8_t)q;
+                sum += q;
+            }
+            y[i].bsums[g] = (int16_t)sum;
+        }
+        y[i].d = d;
+    }
+}
+
+/* ---- scalar matmul kernels -------------------------------------------------- */
+
+static float dot_f32(const float *w, const float *x, int64_t k)
+{
+    float s = 0;
+    for (int64_t i = 0; i < k; i++)
+        s += w[i] * x[i];
+    return s;
+}
+
+static float dot_f16(const uint16_t *w, const float *x, int64_t k)
+{
+    float s = 0;
+    for (int64_t i = 0; i < k; i++)
+        s += infer_fp16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+static float dot_bf16(const uint16_t *w, const float *x, int64_t k)
+{
+    float s = 0;
+    for (int64_t i = 0; i < k; i++)
+        s += infer_bf16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+static float dot_q8_0(const struct infer_block_q8_0 *w,
+                      const struct infer_q8a *x, int64_t nb)
+{
+    float s = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        int sum = 0;
+        for (int j = 0; j < INFER_QK; j++)
+            sum += w[i].qs[j] * x[i].qs[j];
+        s += infer_fp16_to_f32(w[i].d) * x[i].d * (float)sum;
+    }
+    return s;
+}
+
+static float dot_q4_0(const struct infer_block_q4_0 *w,
+                      const struct infer_q8a *x, int64_t nb)
+{
+    float s = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        int sum = 0;
+        for (int j = 0; j < 16; j++)
+            sum += (w[i].qs[j] & 0xf) * x[i].qs[j] +
+                   (w[i].qs[j] >> 4) * x[i].qs[j + 16];
+        sum -= 8 * x[i].sum;
+        s += infer_fp16_to_f32(w[i].d) * x[i].d * (float)sum;
+    }
+    return s;
+}
+
+static float dot_q4_k(const struct infer_block_q4_k *w,
+                      const struct infer_q8k *x, int64_t nb)
+{
+    float s = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            k4_scale_min(j, w[i].scales, &sc, &m);
+            const uint8_t *q = w[i].qs + 32 * (j / 2);
+            const int8_t *y = x[i].qs + 32 * j;
+            int isum = 0;
+            for (int l = 0; l < 32; l++)
+                isum += (j & 1 ? q[l] >> 4 : q[l] & 0xf) * y[l];
+            sumi += sc * isum;
+            summ += m * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
+        }
+        s += x[i].d * (infer_fp16_to_f32(w[i].d) * (float)sumi -
+                       infer_fp16_to_f32(w[i].dmin) * (float)summ);
+    }
+    return s;
+}
+
+static float dot_q6_k(const struct infer_block_q6_k *w,
+                      const struct infer_q8k *x, int64_t nb)
+{
+    float s = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        int sumi = 0;
+        for (int g = 0; g < 16; g++) {
+            int isum = 0;
+            for (int l = 0; l < 16; l++)
+                isum += q6_value(&w[i], 16 * g + l) * x[i].qs[16 * g + l];
+            sumi += w[i].scales[g] * (isum - 32 * x[i].bsums[g]);
+        }
+        s += x[i].d * infer_fp16_to_f32(w[i].d) * (float)sumi;
+    }
+    return s;
+}
+
+#define SCALAR_MM(fname, dot, wty, xty, nblocks)                               \
+    static void fname(const void *w, size_t w_stride, int64_t k, int64_t r0,  \
+                      int64_t r1, const void *xa, size_t xa_stride, int nb,   \
+                      float *y, int64_t ldy)                                  \
+    {                                                                          \
+        for (int64_t r = r0; r < r1; r++) {                                    \
+            const wty *wr = (const wty *)((const char *)w + r * w_stride);     \
+            for (int b = 0; b < nb; b++) {                                     \
+                const xty *xr =                                                \
+                    (const xty *)((const char *)xa + (size_t)b * xa_stride);   \
+                y[b * ldy + r] = dot(wr, xr, nblocks);                         \
+            }                                                                  \
+        }                                                                      \
+    }
+
+SCALAR_MM(mm_f32, dot_f32, float, float, k)
+SCALAR_MM(mm_f16, dot_f16, uint16_t, float, k)
+SCALAR_MM(mm_bf16, dot_bf16, uint16_t, float, k)
+SCALAR_MM(mm_q8_0, dot_q8_0, struct infer_block_q8_0, struct infer_q8a,
+          k / INFER_QK)
+SCALAR_MM(mm_q4_0, dot_q4_0, struct infer_block_q4_0, struct infer_q8a,
+          k / INFER_QK)
+SCALAR_MM(mm_q4_k, dot_q4_k, struct infer_block_q4_k, struct infer_q8k,
+          k / INFER_QK_K)
+SCALAR_MM(mm_q6_k, dot_q6_k, struct infer_block_q6_k, struct infer_q8k,
+          k / INFER_QK_K)
+
+const struct infer_kernels infer_kernels_scalar = {
+    .name = "scalar",
+    .mm =
+        {
+            [INFER_TYPE_F32] = mm_f32,
+            [INFER_TYPE_F16] = mm_f16,
+            [INFER_TYPE_BF16] = mm_bf16,
+            [INFER_TYPE_Q8_0] = mm_q8_0,
+            [INFER_TYPE_Q4_0] = mm_q4_0,
+            [INFER_TYPE_Q4_K] = mm_q4_k,
+            [INFER_TYPE_Q6_K] = mm_q6_k,
+        },
+};
+
+/* ---- choosing a set ----------------------------------------------------------- */
+
+const char *const infer_kernel_names[] = {"scalar", "avx2", "avx512", NULL};
+
+const struct infer_kernels *infer_kernels_get(const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    __builtin_cpu_init();
+    if (strcmp(name, "scalar") == 0)
+        return &infer_kernels_scalar;
+    bool avx2 = __builtin_cpu_supports("avx2") &&
+                __builtin_cpu_supports("fma") &&
+                __builtin_cpu_supports("f16c");
+    if (strcmp(name, "avx2") == 0)
+        return avx2 ? &infer_kernels_avx2 : NULL;
+    if (strcmp(name, "avx512") == 0)
+        return avx2 && __builtin_cpu_supports("avx512f") &&
+                       __builtin_cpu_supports("avx512bw") &&
+                       __builtin_cpu_supports("avx512vl") &&
+                       __builtin_cpu_supports("avx512vnni")
+                   ? &infer_kernels_avx512
+                   : NULL;
+    return NULL;
+}
+
+const struct infer_kernels *infer_kernels_best(void)
+{
+    const char *env = getenv("ARENA_KERNELS");
+    const struct infer_kernels *k = infer_kernels_get(env);
+    if (k != NULL)
+        return k;
+    k = infer_kernels_get("avx512");
+    if (k == NULL)
+        k = infer_kernels_get("avx2");
+    return k != NULL ? k : &infer_kernels_scalar;
+}
