@@ -1,0 +1,17 @@
+/*
+ * web_routes.c: the features of the server, in the order their routes are
+ * added. A feature file (web_battle.c, web_v1.c, web_leaderboard.c, ...)
+ * defines an init (and optionally a cleanup) and gets one line here.
+ * The table is explicit on purpose: the web library is static, and a
+ * file nothing refers to would not be linked in.
+ */
+#include <stddef.h>
+
+#include "web_internal.h"
+
+const struct web_feature web_features[] = {
+    {"health", web__health_init, NULL},
+};
+
+const size_t web_features_count =
+    sizeof(web_features) / sizeof(web_features[0]);
