@@ -637,15 +637,6 @@ static struct bigram heap_pop(struct heap *h)
     return top;
 }
 
-/* Bytes in the UTF-8 sequence led by c, as llama.cpp's unicode_len_utf8
- * counts them (a stray continuation byte counts 1). */
-static size_t utf8_len(unsigned char c)
-{
-    static const uint8_t lookup[16] = {1, 1, 1, 1, 1, 1, 1, 1,
-                                       1, 1, 1, 1, 2, 2, 3, 4};
-    return lookup[c >> 4];
-}
-
 static bool mergeable(int type)
 {
     return type != INFER_TOK_CONTROL && type != INFER_TOK_UNKNOWN &&
@@ -696,9 +687,11 @@ static int spm_encode(const struct infer_tok *t, const char *text, size_t len,
         return INFER_ERR_NOMEM;
     int32_t n = 0;
     for (size_t off = 0; off < len; n++) {
-        size_t k = utf8_len((unsigned char)text[off]);
-        if (k > len - off)
-            k = len - off;
+        /* llama.cpp takes the length from the lead byte alone, so a stray
+         * byte swallows what follows (half of an escaped space, say); a
+         * strict decode keeps every invalid byte a symbol of its own. */
+        uint32_t cp;
+        size_t k = (size_t)infer_tok_utf8_next(text + off, len - off, &cp);
         s.sym[n] = (struct sym){n - 1, n + 1, (uint32_t)off, (uint32_t)k};
         off += k;
     }

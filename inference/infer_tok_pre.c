@@ -261,14 +261,16 @@ static int split_range(enum infer_tok_pre pre, const struct cps *s,
     return 0;
 }
 
-/* SmolLM/StarCoder: every \p{N} is a word of its own (HF's Digits with
- * individual_digits), and the text between digits goes through GPT-2's. */
+/* SmolLM/StarCoder: every ASCII digit is a word of its own (HF's Digits
+ * pre-tokenizer with individual_digits tests char::is_ascii_digit, so "½"
+ * or "١" stay with their neighbours), and the text between goes through
+ * GPT-2's. */
 static int split_smollm(const struct cps *s, infer_tok_word_fn emit,
                         void *user)
 {
     size_t seg = 0;
     for (size_t i = 0; i < s->n; i++) {
-        if (!infer_tok_is_number(s->cp[i]))
+        if (s->cp[i] < '0' || s->cp[i] > '9')
             continue;
         int rc = split_range(INFER_TOK_PRE_GPT2, s, seg, i, emit, user);
         if (rc == 0)
