@@ -154,6 +154,12 @@ const char *infer_chat_format_name(enum infer_chat_format f);
 /* By name, as infer_chat_format_name spells it; -1 if unknown. */
 int infer_chat_format_from_name(const char *name);
 
+/* The system prompt a ChatML template writes when a conversation has none
+ * (Qwen2.5's and SmolLM2's do), as a malloc'd string the caller frees; NULL
+ * if the template has no such literal. Callers that want the template's
+ * behaviour prepend it as a system message. */
+char *infer_chat_default_system(const char *jinja_template);
+
 struct infer_chat_msg {
     const char *role; /* "system", "user" or "assistant" */
     const char *content;
