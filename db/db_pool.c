@@ -10,8 +10,7 @@
  *
  * Broken connections: a query that fails with CONNECTION_BAD marks the
  * slot; at acquire, a slot whose socket turned readable while idle (the
- * server closed it, e.g. on restart) is probed with PQconsumeInput, and a
- * bad one is closed and reconnected. So after a database restart the next
+ * server closed it, e.g. on restart) is closed and reconnected. So after a database restart the next
  * acquire hands out a fresh connection, with no restart of Arena.
  */
 #include <errno.h>
@@ -213,24 +212,21 @@ int db_pool_in_use(struct db_pool *pool)
     return n;
 }
 
-/* Whether an idle connection is still usable. A server that closed the
- * connection (restart, pg_terminate_backend) leaves the socket readable;
- * consuming that input turns the status to CONNECTION_BAD. */
+/* Whether an idle connection is still usable. An idle connection has
+ * nothing to read: input waiting means the server spoke first, which in
+ * practice is the goodbye of a backend that was terminated (restart,
+ * pg_terminate_backend) with the EOF right behind it. Such a connection is
+ * dropped and remade rather than probed: reconnecting is cheap and always
+ * right, while PQconsumeInput may read the message and not yet the EOF. */
 static bool conn_alive(PGconn *pg)
 {
-    if (PQstatus(pg) != CONNECTION_OK)
+    if (PQstatus(pg) != CONNECTION_OK ||
+        PQtransactionStatus(pg) != PQTRANS_IDLE)
         return false;
     struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
     if (pfd.fd < 0)
         return false;
-    if (poll(&pfd, 1, 0) > 0) {
-        if (!PQconsumeInput(pg))
-            return false;
-        PGnotify *n;
-        while ((n = PQnotifies(pg)) != NULL)
-            PQfreemem(n);
-    }
-    return PQstatus(pg) == CONNECTION_OK;
+    return poll(&pfd, 1, 0) == 0;
 }
 
 /* Connects slot c with the pool's settings. Runs without the mutex. */
