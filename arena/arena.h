@@ -8,6 +8,250 @@
 #ifndef ARENA_H
 #define ARENA_H
 
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------
+ * Status and errors (shared by the whole module)
+ * ---------------------------------------------------------------------- */
+
+enum arena_status {
+    ARENA_OK = 0,
+    ARENA_ERR_NOMEM = -1,   /* an allocation failed */
+    ARENA_ERR_IO = -2,      /* a file could not be opened, mapped or read */
+    ARENA_ERR_PARSE = -3,   /* malformed input (line number in the err) */
+    ARENA_ERR_INVALID = -4, /* bad argument (unknown model, option value) */
+};
+
+/* Human-readable detail of the last failure, owned by the caller. Filling it
+ * never allocates. */
+struct arena_err {
+    char msg[256];
+};
+
+/* A static string naming the status. Cannot fail. */
+const char *arena_strerror(int status);
+
+/* ------------------------------------------------------------------------
+ * Ratings: battles, pair counts, Elo, Bradley-Terry, bootstrap
+ *
+ * Pure functions over memory: no database, no HTTP, no logging. A battle
+ * set (struct arena_battles) holds interned model names and battle records
+ * in vote order; struct arena_pairs holds the counts per ordered model pair
+ * and outcome, which is all Bradley-Terry needs (the database can fill it
+ * straight from a GROUP BY). arena_ratings_bt() and arena_ratings_elo()
+ * return a struct arena_ratings the caller frees. Threads: every object is
+ * owned by one thread at a time; arena_ratings_bt() starts its own worker
+ * threads for the bootstrap and joins them before it returns.
+ * ---------------------------------------------------------------------- */
+
+enum arena_winner {
+    ARENA_WINNER_A = 0,       /* "model_a" ("left" in llmfao files) */
+    ARENA_WINNER_B = 1,       /* "model_b" ("right") */
+    ARENA_WINNER_TIE = 2,     /* "tie" */
+    ARENA_WINNER_BOTHBAD = 3, /* "tie (bothbad)" ("both_bad") */
+};
+#define ARENA_WINNER_COUNT 4
+
+/* Category tags of a battle, as bit flags. */
+enum arena_tag {
+    ARENA_TAG_CODING = 1u << 0,        /* the prompt asks for code */
+    ARENA_TAG_MULTI_TURN = 1u << 1,    /* more than one turn */
+    ARENA_TAG_LONG_PROMPT = 1u << 2,   /* prompt over the long threshold */
+    ARENA_TAG_IDENTITY_LEAK = 1u << 3, /* a model named itself: flagged */
+    ARENA_TAG_HARD = 1u << 4,          /* hard prompt (classifier) */
+    ARENA_TAG_MATH = 1u << 5,
+    ARENA_TAG_CREATIVE = 1u << 6,
+};
+
+/* The flag for a tag name ("coding", "multi_turn", "long_prompt",
+ * "identity_leak", "hard", "math", "creative"), or 0 if unknown. */
+uint32_t arena_tag_from_name(const char *name);
+/* The name of one flag, or NULL. */
+const char *arena_tag_name(uint32_t tag);
+
+/* One battle with its vote. 28 bytes; a set of 2 million is 56 MB. */
+struct arena_battle {
+    uint32_t model_a; /* model id in the battle set */
+    uint32_t model_b;
+    uint32_t tags;    /* ARENA_TAG_* flags */
+    float weight;     /* 1 normally; caps and down-weighting lower it */
+    uint32_t visitor; /* visitor id (0: unknown), for per-visitor caps */
+    uint32_t prompt;  /* prompt id or hash (0: unknown), for repeats */
+    uint16_t lang;    /* language id in the battle set (0: unknown) */
+    uint8_t winner;   /* enum arena_winner */
+    uint8_t reserved;
+};
+
+struct arena_battles; /* opaque */
+
+/* An empty battle set, or NULL when out of memory. Free with
+ * arena_battles_free(). */
+struct arena_battles *arena_battles_new(void);
+void arena_battles_free(struct arena_battles *set);
+
+/* The id of a model name (len bytes, need not be NUL-terminated), adding it
+ * if new; ids are 0, 1, 2, ... in order of first appearance. Returns the id,
+ * or -1 when out of memory. */
+int32_t arena_battles_intern(struct arena_battles *set, const char *name,
+                             size_t len);
+/* The id of a known model, or -1. Cannot fail. */
+int32_t arena_battles_find(const struct arena_battles *set, const char *name);
+/* The same for languages ("en", "zh", ...); ids start at 1, 0 = unknown. */
+int32_t arena_battles_intern_lang(struct arena_battles *set, const char *name,
+                                  size_t len);
+int32_t arena_battles_find_lang(const struct arena_battles *set,
+                                const char *name);
+size_t arena_battles_n_models(const struct arena_battles *set);
+/* Borrowed, NUL-terminated, valid while the set lives. NULL if out of range.
+ */
+const char *arena_battles_model_name(const struct arena_battles *set,
+                                     uint32_t id);
+
+/* Appends a copy of *b (its model ids must exist in the set). Returns
+ * ARENA_OK, ARENA_ERR_INVALID for a bad id or winner, ARENA_ERR_NOMEM. */
+int arena_battles_add(struct arena_battles *set, const struct arena_battle *b);
+size_t arena_battles_count(const struct arena_battles *set);
+/* The records in vote order; borrowed until the next add or read. */
+const struct arena_battle *arena_battles_items(const struct arena_battles *set);
+
+/* Appends the battles of a CSV file (RFC 4180: header row, quoted fields
+ * with commas, newlines and doubled quotes, LF or CRLF). Model columns are
+ * model_a,model_b or left,right; winner is model_a, model_b, tie,
+ * tie (bothbad), both_bad, left or right. An optional weight column is
+ * read. n_threads > 1 parses parts of the file in parallel; the result does
+ * not depend on it. Returns ARENA_OK, ARENA_ERR_IO, ARENA_ERR_PARSE (err
+ * names the line) or ARENA_ERR_NOMEM. On failure the set is unchanged. */
+int arena_battles_read_csv(struct arena_battles *set, const char *path,
+                           int n_threads, struct arena_err *err);
+/* Appends the battles of a JSONL file, one object per line with at least
+ * model_a, model_b and winner; optional weight (number), language (string)
+ * and tags (array of tag names) are read. Same returns as read_csv. */
+int arena_battles_read_jsonl(struct arena_battles *set, const char *path,
+                             struct arena_err *err);
+
+/* Down-weighting: sets each battle's weight to the product of
+ * min(1, visitor_cap / votes of its visitor) and
+ * min(1, prompt_cap / battles with its prompt), so a visitor counts for at
+ * most visitor_cap votes and a prompt for at most prompt_cap battles. A cap
+ * of 0 disables it; id 0 (unknown) is never capped. Returns ARENA_OK or
+ * ARENA_ERR_NOMEM. */
+int arena_battles_apply_caps(struct arena_battles *set, uint32_t visitor_cap,
+                             uint32_t prompt_cap);
+
+/* Which battles count. Zero-initialised means all of them. */
+struct arena_rating_filter {
+    uint32_t require_tags; /* every one of these flags must be set */
+    uint32_t exclude_tags; /* none of these may be set */
+    int exclude_ties;      /* drop tie and tie (bothbad) */
+    uint16_t lang;         /* only this language id; 0 = any */
+};
+/* Whether a battle passes the filter. Cannot fail. */
+int arena_rating_filter_match(const struct arena_rating_filter *f,
+                              const struct arena_battle *b);
+
+/* Counts per ordered pair (a, b) and outcome: integer counts and weight
+ * sums. */
+struct arena_pairs; /* opaque */
+
+/* Empty counts over n_models models, or NULL when out of memory. */
+struct arena_pairs *arena_pairs_new(size_t n_models);
+void arena_pairs_free(struct arena_pairs *pairs);
+/* Adds count battles of total weight weight_sum between a and b with the
+ * given outcome (a == b is rejected). Returns ARENA_OK or
+ * ARENA_ERR_INVALID. */
+int arena_pairs_add(struct arena_pairs *pairs, uint32_t a, uint32_t b,
+                    enum arena_winner winner, uint64_t count,
+                    double weight_sum);
+/* The counts of the battles of a set that pass a filter (NULL: all). NULL
+ * when out of memory. */
+struct arena_pairs *arena_pairs_from_battles(const struct arena_battles *set,
+                                             const struct arena_rating_filter *f);
+size_t arena_pairs_n_models(const struct arena_pairs *pairs);
+/* Battles (count) that model m took part in. */
+uint64_t arena_pairs_model_battles(const struct arena_pairs *pairs, uint32_t m);
+
+enum arena_rating_method {
+    ARENA_RATING_BT = 0,  /* Bradley-Terry maximum likelihood */
+    ARENA_RATING_ELO = 1, /* online Elo in vote order */
+};
+
+struct arena_rating_opts {
+    double elo_k;           /* 4 */
+    double elo_scale;       /* 400 */
+    double elo_base;        /* 10 */
+    double elo_initial;     /* 1000 */
+    int bootstrap;          /* rounds for intervals, 0 = none; 1000 */
+    uint64_t seed;          /* bootstrap RNG seed; 1 */
+    int n_threads;          /* bootstrap threads, <= 0: online CPUs */
+    int32_t anchor;         /* model id fixed to anchor_rating; -1 = none */
+    double anchor_rating;   /* rating of the anchor */
+    double tol;             /* BT convergence, max |step| in beta; 1e-10 */
+    double prior;           /* virtual ties per model when needed; 1 */
+    uint64_t min_battles;   /* fewer battles: provisional; 100 */
+    double ci_level;        /* interval coverage; 0.95 */
+};
+/* Fills the defaults above. Cannot fail. */
+void arena_rating_opts_init(struct arena_rating_opts *opts);
+
+struct arena_rating {
+    double rating;    /* Elo scale; NAN for a model without battles */
+    double ci_low;    /* NAN without bootstrap (and for Elo) */
+    double ci_high;
+    uint64_t battles; /* battles the model took part in */
+    int rank_ub;      /* 1 + models whose ci_low > this ci_high */
+    int provisional;  /* battles < min_battles */
+};
+
+struct arena_ratings {
+    enum arena_rating_method method;
+    size_t n_models;              /* as in the pairs or set */
+    struct arena_rating *models;  /* (n_models,) indexed by model id */
+    uint32_t *order;              /* (n_ranked,) ids, best rating first */
+    size_t n_ranked;              /* models with battles */
+    double *beta;                 /* (n_models,) BT natural-log strengths,
+                                     sum zero over ranked; NULL for Elo */
+    double scale;                 /* rating points per natural-log unit:
+                                     elo_scale / ln(elo_base) */
+    int prior_used;               /* the MLE did not exist: prior applied */
+    int iterations;               /* Newton iterations of the main fit */
+    int bootstrap;                /* rounds done */
+    int rounds_fallback;          /* rounds that needed the slow path */
+    double boot_iterations;       /* mean quasi-Newton steps per round */
+    double fit_s, bootstrap_s;    /* wall-clock seconds */
+};
+void arena_ratings_free(struct arena_ratings *r);
+
+/* Bradley-Terry over pair counts (ties half a win each side), ratings
+ * 1000 + 400 * beta / ln 10 with mean 1000 over the models with battles, or
+ * shifted so opts->anchor has opts->anchor_rating (in every bootstrap round
+ * too). With opts->bootstrap > 0, percentile intervals from that many
+ * multinomial resamplings of the pair-outcome cells, reproducible from
+ * opts->seed whatever the thread count. Returns ARENA_OK,
+ * ARENA_ERR_INVALID (bad option, anchor without battles) or
+ * ARENA_ERR_NOMEM; *out is set only on success. */
+int arena_ratings_bt(const struct arena_pairs *pairs,
+                     const struct arena_rating_opts *opts,
+                     struct arena_ratings **out, struct arena_err *err);
+
+/* Online Elo over the battles of a set in order (filter NULL: all), each
+ * update scaled by the battle's weight; ties score one half. No intervals.
+ * Same returns as arena_ratings_bt(). */
+int arena_ratings_elo(const struct arena_battles *set,
+                      const struct arena_rating_filter *f,
+                      const struct arena_rating_opts *opts,
+                      struct arena_ratings **out, struct arena_err *err);
+
+/* The matrices a reader needs, each (n, n) row-major over model ids, row
+ * beats column: battles between the two (weighted), observed win rate
+ * (wins + ties / 2) / battles (NAN without battles), and the rate the
+ * ratings predict, 1 / (1 + exp((r_col - r_row) / scale)). Any output may be
+ * NULL. n must equal the pairs' and the ratings' n_models. */
+void arena_ratings_matrices(const struct arena_pairs *pairs,
+                            const struct arena_ratings *r, double *battles,
+                            double *win_rate, double *predicted);
+
+/* Commands (argv[0] is the command's own name). */
 int arena_cmd_ratings(int argc, char **argv);
 int arena_cmd_export(int argc, char **argv);
 int arena_cmd_import(int argc, char **argv);

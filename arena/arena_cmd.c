@@ -3,13 +3,6 @@
 
 #include "arena.h"
 
-int arena_cmd_ratings(int argc, char **argv)
-{
-    (void)argc;
-    fprintf(stderr, "arena %s: not implemented yet\n", argv[0]);
-    return 1;
-}
-
 int arena_cmd_export(int argc, char **argv)
 {
     (void)argc;
@@ -18,13 +11,6 @@ int arena_cmd_export(int argc, char **argv)
 }
 
 int arena_cmd_import(int argc, char **argv)
-{
-    (void)argc;
-    fprintf(stderr, "arena %s: not implemented yet\n", argv[0]);
-    return 1;
-}
-
-int arena_cmd_bench_ratings(int argc, char **argv)
 {
     (void)argc;
     fprintf(stderr, "arena %s: not implemented yet\n", argv[0]);
