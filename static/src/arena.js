@@ -405,6 +405,7 @@ updateControls();
 const wanted = new URLSearchParams(location.search).get('mode');
 if (wanted === 'named' || wanted === 'direct') setMode(wanted);
 ui.app.dataset.ready = 'true';
+performance.mark('arena-ready');
 
 // For the browser test and for debugging: the page's real renderer.
 window.arenaUI = { renderMarkdown };
