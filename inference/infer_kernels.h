@@ -125,6 +125,15 @@ extern const struct infer_kernels infer_kernels_scalar;
 extern const struct infer_kernels infer_kernels_avx2;
 extern const struct infer_kernels infer_kernels_avx512;
 
+/* ---- benchmark loops (infer_kernels_<isa>.c) ---------------------------- */
+
+/* Reads bytes (a multiple of 256, 64-byte aligned) with wide loads and
+ * returns a value depending on all of them (so the loads stay). */
+uint64_t infer__bw_read_avx2(const void *p, size_t bytes);
+/* iters rounds of 12 independent FMA chains; returns the flops done. */
+double infer__fma_loop_avx2(long iters);
+double infer__fma_loop_avx512(long iters);
+
 /* ---- thread pool ---------------------------------------------------------- */
 
 /* A fixed set of worker threads that run one function on all threads at

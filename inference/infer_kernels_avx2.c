@@ -269,3 +269,42 @@ const struct infer_kernels infer_kernels_avx2 = {
             [INFER_TYPE_Q6_K] = infer__mm_q6_k_avx2,
         },
 };
+
+/* ---- benchmark loops ------------------------------------------------------ */
+
+uint64_t infer__bw_read_avx2(const void *p, size_t bytes)
+{
+    const __m256i *v = p;
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < bytes / 32; i += 8) {
+        a0 = _mm256_xor_si256(a0, _mm256_load_si256(v + i));
+        a1 = _mm256_xor_si256(a1, _mm256_load_si256(v + i + 2));
+        a2 = _mm256_xor_si256(a2, _mm256_load_si256(v + i + 4));
+        a3 = _mm256_xor_si256(a3, _mm256_load_si256(v + i + 6));
+        a0 = _mm256_xor_si256(a0, _mm256_load_si256(v + i + 1));
+        a1 = _mm256_xor_si256(a1, _mm256_load_si256(v + i + 3));
+        a2 = _mm256_xor_si256(a2, _mm256_load_si256(v + i + 5));
+        a3 = _mm256_xor_si256(a3, _mm256_load_si256(v + i + 7));
+    }
+    __m256i a = _mm256_xor_si256(_mm256_xor_si256(a0, a1),
+                                 _mm256_xor_si256(a2, a3));
+    return (uint64_t)_mm256_extract_epi64(a, 0) ^
+           (uint64_t)_mm256_extract_epi64(a, 3);
+}
+
+double infer__fma_loop_avx2(long iters)
+{
+    __m256 acc[12];
+    for (int j = 0; j < 12; j++)
+        acc[j] = _mm256_set1_ps((float)j);
+    const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+    for (long i = 0; i < iters; i++)
+        for (int j = 0; j < 12; j++)
+            acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+    float sink = 0;
+    for (int j = 0; j < 12; j++)
+        sink += infer__hsum256(acc[j]);
+    volatile float keep = sink;
+    (void)keep;
+    return (double)iters * 12 * 8 * 2;
+}

@@ -138,3 +138,20 @@ const struct infer_kernels infer_kernels_avx512 = {
             [INFER_TYPE_Q6_K] = infer__mm_q6_k_avx2,
         },
 };
+
+double infer__fma_loop_avx512(long iters)
+{
+    __m512 acc[12];
+    for (int j = 0; j < 12; j++)
+        acc[j] = _mm512_set1_ps((float)j);
+    const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+    for (long i = 0; i < iters; i++)
+        for (int j = 0; j < 12; j++)
+            acc[j] = _mm512_fmadd_ps(acc[j], a, b);
+    float sink = 0;
+    for (int j = 0; j < 12; j++)
+        sink += _mm512_reduce_add_ps(acc[j]);
+    volatile float keep = sink;
+    (void)keep;
+    return (double)iters * 12 * 16 * 2;
+}

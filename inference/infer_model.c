@@ -17,17 +17,6 @@
 
 #include "infer_model.h"
 
-/* The tokenizer API (inference/infer_tok*.c, declared in infer.h by its
- * owner); repeated here, identically, until infer.h carries it. */
-int infer_tok_from_gguf(const struct infer_gguf *g, struct infer_tok **out,
-                        struct infer_err *err);
-int infer_tok_from_llama2c(const char *path, int vocab_size,
-                           struct infer_tok **out, struct infer_err *err);
-int infer_tok_from_hf_json(const char *path, struct infer_tok **out,
-                           struct infer_err *err);
-void infer_tok_free(struct infer_tok *t);
-int infer_tok_n_vocab(const struct infer_tok *t);
-
 /* Sanity bounds on hyperparameters; real models are far inside them. */
 #define MAX_DIM (1 << 16)
 #define MAX_LAYERS 1024
@@ -469,24 +458,6 @@ static bool file_exists(const char *p)
     return access(p, R_OK) == 0;
 }
 
-/* A GGUF llama vocab whose scores are all equal carries no merge order
- * (TinyStories-656K): its tokenizer.json must be used instead. */
-static bool gguf_vocab_degenerate(const struct infer_gguf *g)
-{
-    const char *model = infer_gguf_get_str(g, "tokenizer.ggml.model");
-    int64_t k = infer_gguf_find_key(g, "tokenizer.ggml.scores");
-    if (model == NULL || strcmp(model, "llama") != 0 || k < 0)
-        return false;
-    uint64_t n = infer_gguf_arr_n(g, k);
-    double first, v;
-    if (n < 2 || infer_gguf_arr_f64(g, k, 0, &first) != INFER_OK)
-        return false;
-    for (uint64_t i = 1; i < n; i++)
-        if (infer_gguf_arr_f64(g, k, i, &v) != INFER_OK || v != first)
-            return false;
-    return true;
-}
-
 static int load_tokenizer(struct infer_model *m, const char *path,
                           const struct infer_model_params *p,
                           struct infer_err *err)
@@ -507,11 +478,10 @@ static int load_tokenizer(struct infer_model *m, const char *path,
                                  "model: no tokenizer.bin or %s next to %s",
                                  alt, path);
     }
-    if (tp == NULL && gguf_vocab_degenerate(m->gguf) &&
-        sibling(path, "tokenizer.json", buf, sizeof(buf)) && file_exists(buf))
-        tp = buf;
     if (tp == NULL) {
-        st = infer_tok_from_gguf(m->gguf, &m->tok, err);
+        /* Its own vocabulary, or the tokenizer.json beside it when that
+         * vocabulary has no merge data (TinyStories-656K). */
+        st = infer_tok_for_gguf(m->gguf, path, &m->tok, err);
     } else {
         size_t n = strlen(tp);
         if (n >= 5 && strcmp(tp + n - 5, ".json") == 0)

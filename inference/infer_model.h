@@ -183,3 +183,53 @@ int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
                   struct infer_err *err);
 
 #endif
+
+/* ---- sampling (infer_sample.c) ------------------------------------------------ */
+
+struct infer_sampler_params {
+    float temperature;    /* <= 0: greedy (argmax) */
+    int top_k;            /* <= 0: off */
+    float top_p;          /* >= 1: off */
+    float min_p;          /* <= 0: off; relative to the top probability */
+    float repeat_penalty; /* 1: off; > 1 discourages repeats */
+    int repeat_last_n;    /* window of recent tokens the penalty covers */
+    uint64_t seed;        /* same seed, same logits -> same tokens */
+};
+
+/* Owns its RNG (xoshiro256**), the repetition window and scratch for
+ * n_vocab candidates; one thread at a time. */
+struct infer_sampler;
+int infer_sampler_new(const struct infer_sampler_params *p, int n_vocab,
+                      struct infer_sampler **out);
+void infer_sampler_free(struct infer_sampler *s);
+/* Forgets the window and reseeds. */
+void infer_sampler_reset(struct infer_sampler *s);
+/* Adds a token (prompt or generated) to the repetition window. */
+void infer_sampler_accept(struct infer_sampler *s, int token);
+/* Picks a token from n_vocab logits (modified in place). Cannot fail. */
+int infer_sampler_sample(struct infer_sampler *s, float *logits);
+
+/* Stop strings over streamed text: returns the offset in text[0..len) where
+ * the earliest complete stop string starts, or -1 and sets *hold to the
+ * length of the longest suffix of text that could still begin one (the
+ * bytes to keep back before printing). */
+long infer_stop_find(const char *text, size_t len, const char *const *stops,
+                     int n_stops, size_t *hold);
+
+/* ---- random models of real shapes (infer_mkmodel.c) -------------------------- */
+
+struct infer_mkmodel_spec {
+    struct infer_config cfg; /* arch, sizes, rope, eps, tied, bias */
+    const char *type;        /* f32 f16 bf16 q8_0 q4_0 q4_k q6_k q4_k_m */
+    uint64_t seed;
+    const char *name;        /* general.name */
+    bool chatml;             /* add <|im_start|>/<|im_end|> and a template */
+};
+/* The spec of a named shape (smollm2-135m, qwen2.5-0.5b, tiny);
+ * INFER_ERR_ARG if unknown. */
+int infer_mkmodel_shape(const char *shape, struct infer_mkmodel_spec *spec);
+/* Writes a GGUF v3 file with random weights and a small valid SentencePiece
+ * vocabulary (cfg.n_vocab tokens, byte fallback). K-quant types fall back
+ * to Q4_0 / Q8_0 for rows that are not a multiple of 256. */
+int infer_mkmodel_write(const struct infer_mkmodel_spec *spec,
+                        const char *path, struct infer_err *err);

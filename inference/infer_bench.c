@@ -1,0 +1,300 @@
+/*
+ * infer_bench.c: `arena bench infer`: the machine's measured memory
+ * bandwidth (every thread reading its share of a buffer far larger than
+ * the caches) and FMA peak (every thread running independent FMA chains),
+ * then decode throughput of a model by batch size.
+ *
+ * Rows are per batch size; issue 4 adds prompt throughput per row and a
+ * scheduler mode (simulated clients) beside bench_decode().
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer_model.h"
+
+double infer_now(void);
+
+#define BW_BYTES ((size_t)512 << 20) /* far beyond any L3 here */
+
+struct bw_job {
+    unsigned char *buf;
+    size_t bytes;
+    double seconds; /* how long to keep reading */
+    double *done;   /* (nth) bytes read per thread */
+    double flops;   /* FMA: flops per thread */
+    int simd;       /* 2 avx2, 3 avx512 */
+};
+
+static void bw_worker(void *arg, int ith, int nth)
+{
+    struct bw_job *j = arg;
+    size_t share = j->bytes / (size_t)nth / 256 * 256;
+    const unsigned char *p = j->buf + share * (size_t)ith;
+    double t0 = infer_now(), got = 0;
+    uint64_t sink = 0;
+    do {
+        sink ^= infer__bw_read_avx2(p, share);
+        got += (double)share;
+    } while (infer_now() - t0 < j->seconds);
+    j->done[ith] = got + (double)(sink & 1); /* keep sink alive */
+}
+
+/* Bytes per second all threads read together, in GB/s; 0 if unavailable. */
+double infer_bench_bandwidth(int n_threads, double seconds)
+{
+    if (infer_kernels_get("avx2") == NULL)
+        return 0;
+    struct infer_pool *pool = infer_pool_new(n_threads);
+    struct bw_job j = {.bytes = BW_BYTES, .seconds = seconds};
+    j.buf = aligned_alloc(64, BW_BYTES);
+    double result = 0;
+    if (pool != NULL && j.buf != NULL) {
+        int nth = infer_pool_size(pool);
+        j.done = calloc((size_t)nth, sizeof(double));
+        memset(j.buf, 1, BW_BYTES); /* fault the pages in */
+        if (j.done != NULL) {
+            double t0 = infer_now();
+            infer_pool_run(pool, bw_worker, &j);
+            double t = infer_now() - t0, total = 0;
+            for (int i = 0; i < nth; i++)
+                total += j.done[i];
+            result = total / t / 1e9;
+        }
+        free(j.done);
+    }
+    free(j.buf);
+    infer_pool_free(pool);
+    return result;
+}
+
+static void fma_worker(void *arg, int ith, int nth)
+{
+    struct bw_job *j = arg;
+    (void)nth;
+    double t0 = infer_now(), flops = 0;
+    do {
+        flops += j->simd == 3 ? infer__fma_loop_avx512(200000)
+                              : infer__fma_loop_avx2(200000);
+    } while (infer_now() - t0 < j->seconds);
+    j->done[ith] = flops;
+}
+
+/* FP32 FMA peak of all threads together, GFLOP/s; 0 if unavailable. */
+double infer_bench_fma_peak(int n_threads, double seconds)
+{
+    if (infer_kernels_get("avx2") == NULL)
+        return 0;
+    struct infer_pool *pool = infer_pool_new(n_threads);
+    if (pool == NULL)
+        return 0;
+    int nth = infer_pool_size(pool);
+    struct bw_job j = {.seconds = seconds,
+                       .simd = infer_kernels_get("avx512") ? 3 : 2};
+    j.done = calloc((size_t)nth, sizeof(double));
+    double result = 0;
+    if (j.done != NULL) {
+        double t0 = infer_now();
+        infer_pool_run(pool, fma_worker, &j);
+        double t = infer_now() - t0, total = 0;
+        for (int i = 0; i < nth; i++)
+            total += j.done[i];
+        result = total / t / 1e9;
+    }
+    free(j.done);
+    infer_pool_free(pool);
+    return result;
+}
+
+/* ---- decode throughput ------------------------------------------------------------ */
+
+struct bench_opts {
+    const char *model, *kernels;
+    int batches[32], n_batches;
+    int prompt_tokens, gen_tokens, threads;
+};
+
+struct bench_row {
+    int batch;
+    double step_s;    /* seconds per decode step */
+    double tok_s;     /* aggregate decode tokens per second */
+    double gbs;       /* weight bytes read per second */
+    double gflops;    /* matmul flops per second */
+};
+
+/* Decodes gen_tokens steps of `batch` sequences after a short prompt. */
+static int bench_decode(const struct infer_model *m,
+                        const struct bench_opts *o, int batch,
+                        struct bench_row *row, struct infer_err *err)
+{
+    int ctx_len = o->prompt_tokens + o->gen_tokens + 1;
+    struct infer_ctx_params cp = {.max_batch = batch, .max_ctx = ctx_len,
+                                  .n_threads = o->threads,
+                                  .kernels = o->kernels};
+    struct infer_ctx *ctx = NULL;
+    struct infer_kv *kv = NULL;
+    struct infer_seq *seqs = calloc((size_t)batch, sizeof(*seqs));
+    struct infer_batch_entry *e = calloc((size_t)batch, sizeof(*e));
+    float *logits = malloc((size_t)batch * m->cfg.n_vocab * sizeof(float));
+    int st = seqs && e && logits ? INFER_OK : INFER_ERR_NOMEM;
+    if (st == INFER_OK)
+        st = infer_ctx_new(m, &cp, &ctx, err);
+    int per = (ctx_len + 15) / 16;
+    if (st == INFER_OK)
+        st = infer_kv_new(m, per * batch, 16, &kv, err);
+    for (int b = 0; st == INFER_OK && b < batch; b++) {
+        st = infer_seq_init(&seqs[b], kv, ctx_len);
+        if (st == INFER_OK)
+            st = infer_kv_reserve(kv, &seqs[b], ctx_len);
+    }
+    /* Prompt: one token per sequence per step (its speed is not shown). */
+    int pos = 0;
+    for (; st == INFER_OK && pos < o->prompt_tokens; pos++) {
+        for (int b = 0; b < batch; b++)
+            e[b] = (struct infer_batch_entry){&seqs[b], pos,
+                                              (pos * 7 + b) % m->cfg.n_vocab,
+                                              false};
+        st = infer_forward(ctx, kv, e, batch, logits, err);
+    }
+    double t0 = infer_now();
+    for (int s = 0; st == INFER_OK && s < o->gen_tokens; s++, pos++) {
+        for (int b = 0; b < batch; b++)
+            e[b] = (struct infer_batch_entry){&seqs[b], pos,
+                                              (pos * 13 + b) % m->cfg.n_vocab,
+                                              true};
+        st = infer_forward(ctx, kv, e, batch, logits, err);
+    }
+    double t = infer_now() - t0;
+    if (st == INFER_OK) {
+        row->batch = batch;
+        row->step_s = t / o->gen_tokens;
+        row->tok_s = batch * o->gen_tokens / t;
+        row->gbs = (double)m->weight_bytes * o->gen_tokens / t / 1e9;
+        row->gflops = 2.0 * (double)m->n_params * row->tok_s / 1e9;
+    }
+    for (int b = 0; b < batch && seqs != NULL; b++)
+        infer_seq_cleanup(&seqs[b]);
+    infer_kv_free(kv);
+    infer_ctx_free(ctx);
+    free(seqs);
+    free(e);
+    free(logits);
+    return st;
+}
+
+static void bench_usage(FILE *f)
+{
+    fprintf(f, "usage: arena bench infer --model FILE [--batch 1,2,4,...] "
+               "[--prompt-tokens N] [--gen-tokens N] [--threads N] "
+               "[--kernels NAME]\n\n"
+               "Prints the measured memory bandwidth and FMA peak, then one "
+               "row per batch size:\n"
+               "aggregate decode tokens/s, time per step, weight GB/s and "
+               "GFLOP/s.\n");
+}
+
+static int bench_parse(int argc, char **argv, struct bench_opts *o)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, NULL, 'm'},
+        {"batch", required_argument, NULL, 'b'},
+        {"prompt-tokens", required_argument, NULL, 'p'},
+        {"gen-tokens", required_argument, NULL, 'g'},
+        {"threads", required_argument, NULL, 't'},
+        {"kernels", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    *o = (struct bench_opts){.batches = {1}, .n_batches = 1,
+                             .prompt_tokens = 16, .gen_tokens = 32};
+    optind = 1;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (ch) {
+        case 'm': o->model = optarg; break;
+        case 'k': o->kernels = optarg; break;
+        case 'b': {
+            o->n_batches = 0;
+            const char *s = optarg;
+            while (*s != '\0' && o->n_batches < 32) {
+                long v = strtol(s, &end, 10);
+                if (end == s || v < 1 || v > 4096 ||
+                    (*end != ',' && *end != '\0'))
+                    return 2;
+                o->batches[o->n_batches++] = (int)v;
+                s = *end == ',' ? end + 1 : end;
+            }
+            if (o->n_batches == 0)
+                return 2;
+            break;
+        }
+        case 'p':
+        case 'g':
+        case 't': {
+            long v = strtol(optarg, &end, 10);
+            if (*end != '\0' || v < (ch == 'p' ? 0 : 1) || v > 100000)
+                return 2;
+            if (ch == 'p')
+                o->prompt_tokens = (int)v;
+            else if (ch == 'g')
+                o->gen_tokens = (int)v;
+            else
+                o->threads = (int)v;
+            break;
+        }
+        case 'h': bench_usage(stdout); return 0;
+        default: return 2;
+        }
+    }
+    return o->model != NULL && optind == argc ? -1 : 2;
+}
+
+int infer_cmd_bench(int argc, char **argv)
+{
+    struct bench_opts o;
+    int rc = bench_parse(argc, argv, &o);
+    if (rc >= 0) {
+        if (rc == 2)
+            fprintf(stderr, "arena bench %s: needs --model FILE and valid "
+                            "numbers; see 'arena bench %s --help'\n",
+                    argv[0], argv[0]);
+        return rc;
+    }
+    struct infer_model *m;
+    struct infer_err err;
+    struct infer_model_params mp = {.no_tokenizer = true};
+    if (infer_model_load(o.model, &mp, &m, &err) != INFER_OK) {
+        fprintf(stderr, "arena bench infer: %s\n", err.msg);
+        return 1;
+    }
+    struct infer_pool *probe = infer_pool_new(o.threads);
+    int nth = probe != NULL ? infer_pool_size(probe) : 1;
+    infer_pool_free(probe);
+    double bw = infer_bench_bandwidth(nth, 1.0);
+    double peak = infer_bench_fma_peak(nth, 0.5);
+    printf("model: %s (%s), %.1f M params, %.2f MB of weights per step\n",
+           m->name, infer_arch_name(m->cfg.arch), m->n_params / 1e6,
+           m->weight_bytes / 1e6);
+    printf("machine: %d threads, measured memory bandwidth %.2f GB/s, FMA "
+           "peak %.1f GFLOP/s\n",
+           nth, bw, peak);
+    printf("%6s %12s %10s %10s %6s %10s %6s\n", "batch", "decode tok/s",
+           "ms/step", "GB/s", "%bw", "GFLOP/s", "%peak");
+    int st = INFER_OK;
+    for (int i = 0; st == INFER_OK && i < o.n_batches; i++) {
+        struct bench_row r;
+        st = bench_decode(m, &o, o.batches[i], &r, &err);
+        if (st == INFER_OK)
+            printf("%6d %12.1f %10.2f %10.2f %5.0f%% %10.1f %5.0f%%\n",
+                   r.batch, r.tok_s, r.step_s * 1e3, r.gbs,
+                   bw > 0 ? 100 * r.gbs / bw : 0, r.gflops,
+                   peak > 0 ? 100 * r.gflops / peak : 0);
+        fflush(stdout);
+    }
+    if (st != INFER_OK)
+        fprintf(stderr, "arena bench infer: %s\n", err.msg);
+    infer_model_free(m);
+    return st == INFER_OK ? 0 : 1;
+}

@@ -1,0 +1,497 @@
+/*
+ * test_kernels.c: conversions, (de)quantisation round trips, activation
+ * quantisers, every matmul kernel of every kernel set this CPU runs against
+ * a float64 reference, the thread pool, the samplers and stop strings.
+ *
+ * Tolerances (stated once, used below):
+ *   kernel vs float64 of the same quantised inputs:
+ *       |y - ref| <= 2e-5 * sum|w_i x_i| + 1e-6    (float rounding only)
+ *   kernel vs float64 of the float activations (activation quantisation):
+ *       |y - ref| <= 2e-2 * sum|w_i x_i| + 1e-6
+ *   round trip RMS error / RMS value: F16 1e-3, BF16 5e-3, Q8_0 1e-2,
+ *       Q6_K 3e-2, Q4_0 and Q4_K 1.2e-1
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "infer_kernels.h"
+#include "infer_model.h"
+
+static uint64_t rng_state = 88172645463325252ull;
+
+static double urand(void) /* [-1, 1) */
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 4503599627370496.0 - 1.0;
+}
+
+static void fill(float *x, int64_t n, double scale)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)(urand() * scale);
+}
+
+static const uint32_t all_types[] = {
+    INFER_TYPE_F32,  INFER_TYPE_F16,  INFER_TYPE_BF16, INFER_TYPE_Q8_0,
+    INFER_TYPE_Q4_0, INFER_TYPE_Q4_K, INFER_TYPE_Q6_K};
+#define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
+
+/* ---- conversions ------------------------------------------------------------ */
+
+TEST(fp16_all_values_round_trip)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = infer_fp16_to_f32((uint16_t)h);
+        if (isnan(f)) {
+            CHECK(isnan(infer_fp16_to_f32(infer_f32_to_fp16(f))));
+            continue;
+        }
+        CHECK_EQ(infer_f32_to_fp16(f), h);
+    }
+    CHECK_EQ(infer_f32_to_fp16(1.0f), 0x3c00);
+    CHECK_EQ(infer_f32_to_fp16(65504.0f), 0x7bff);
+    CHECK_EQ(infer_f32_to_fp16(1e6f), 0x7c00);
+    CHECK_NEAR(infer_fp16_to_f32(0x0001), 5.960464477539063e-08, 1e-15);
+}
+
+/* f32 -> f16/bf16 rounds to the nearest representable value. */
+TEST(fp16_bf16_round_to_nearest)
+{
+    for (int i = 0; i < 200000; i++) {
+        float x = (float)(urand() * pow(2.0, (int)(urand() * 17) - 2));
+        uint16_t h = infer_f32_to_fp16(x);
+        double e = fabs(infer_fp16_to_f32(h) - (double)x);
+        for (int d = -1; d <= 1; d += 2) {
+            uint16_t n = (uint16_t)(h + d);
+            if ((n & 0x7c00) == 0x7c00 || ((h ^ n) & 0x8000))
+                continue;
+            CHECK(e <= fabs(infer_fp16_to_f32(n) - (double)x));
+        }
+        uint16_t b = infer_f32_to_bf16(x);
+        double eb = fabs(infer_bf16_to_f32(b) - (double)x);
+        CHECK(eb <= fabs(infer_bf16_to_f32((uint16_t)(b + 1)) - (double)x));
+        CHECK(eb <= fabs(infer_bf16_to_f32((uint16_t)(b - 1)) - (double)x));
+    }
+}
+
+/* ---- quantisation round trips ----------------------------------------------- */
+
+static double rt_tolerance(uint32_t t)
+{
+    switch (t) {
+    case INFER_TYPE_F32: return 0;
+    case INFER_TYPE_F16: return 1e-3;
+    case INFER_TYPE_BF16: return 5e-3;
+    case INFER_TYPE_Q8_0: return 1e-2;
+    case INFER_TYPE_Q6_K: return 3e-2;
+    default: return 1.2e-1;
+    }
+}
+
+TEST(quantize_round_trip_every_type)
+{
+    enum { K = 1024 };
+    static float x[K], y[K];
+    static unsigned char q[K * 4];
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        uint32_t t = all_types[ti];
+        for (int trial = 0; trial < 20; trial++) {
+            fill(x, K, trial % 2 ? 3.0 : 0.01);
+            if (trial == 3) /* an all-zero block must stay zero */
+                for (int i = 0; i < 256; i++)
+                    x[i] = 0;
+            infer_quantize_row(t, x, q, K);
+            infer_dequantize_row(t, q, y, K);
+            double se = 0, sv = 0;
+            for (int i = 0; i < K; i++) {
+                se += (double)(y[i] - x[i]) * (y[i] - x[i]);
+                sv += (double)x[i] * x[i];
+                CHECK(isfinite(y[i]));
+            }
+            if (trial == 3)
+                for (int i = 0; i < 256; i++)
+                    CHECK_EQ(y[i], 0);
+            double rel = sqrt(se / sv);
+            if (!(rel <= rt_tolerance(t)))
+                CHECK_FAIL_("type %s: RMS error %.4g > %.4g",
+                            infer_type_name(t), rel, rt_tolerance(t));
+        }
+    }
+}
+
+TEST(row_bytes_and_block_layouts)
+{
+    CHECK_EQ(infer_row_bytes(INFER_TYPE_Q8_0, 64), 68);
+    CHECK_EQ(infer_row_bytes(INFER_TYPE_Q4_0, 64), 36);
+    CHECK_EQ(infer_row_bytes(INFER_TYPE_Q4_K, 512), 288);
+    CHECK_EQ(infer_row_bytes(INFER_TYPE_Q6_K, 256), 210);
+    CHECK_EQ(infer_row_bytes(INFER_TYPE_Q6_K, 100), 0);
+    CHECK_EQ(infer_row_bytes(INFER_TYPE_BF16, 3), 6);
+    /* A hand-built Q4_0 block: d = 0.5, q = j % 16 -> (q - 8) / 2. */
+    struct infer_block_q4_0 b;
+    b.d = infer_f32_to_fp16(0.5f);
+    for (int j = 0; j < 16; j++)
+        b.qs[j] = (uint8_t)((j % 16) | ((15 - j) << 4));
+    float y[32];
+    infer_dequantize_row(INFER_TYPE_Q4_0, &b, y, 32);
+    CHECK_NEAR(y[3], (3 - 8) * 0.5, 0);
+    CHECK_NEAR(y[16 + 3], (12 - 8) * 0.5, 0);
+}
+
+TEST(activation_quantizers)
+{
+    enum { K = 512 };
+    float x[K];
+    struct infer_q8a a[K / 32];
+    struct infer_q8k k8[K / 256];
+    fill(x, K, 2.0);
+    infer_quantize_q8a(x, a, K);
+    infer_quantize_q8k(x, k8, K);
+    for (int i = 0; i < K; i++) {
+        const struct infer_q8a *b = &a[i / 32];
+        CHECK(fabs(b->d * b->qs[i % 32] - x[i]) <= b->d * 0.5001 + 1e-7);
+        const struct infer_q8k *c = &k8[i / 256];
+        CHECK(fabs(c->d * c->qs[i % 256] - x[i]) <= c->d * 0.5001 + 1e-7);
+    }
+    for (int j = 0; j < K / 32; j++) {
+        int s = 0;
+        for (int i = 0; i < 32; i++)
+            s += a[j].qs[i];
+        CHECK_EQ(s, a[j].sum);
+    }
+    for (int g = 0; g < 16; g++) {
+        int s = 0;
+        for (int i = 0; i < 16; i++)
+            s += k8[0].qs[16 * g + i];
+        CHECK_EQ(s, k8[0].bsums[g]);
+    }
+}
+
+/* ---- matmul kernels ---------------------------------------------------------- */
+
+/* Checks kernel set ks on type t with k columns and nb activation rows. */
+static int check_mm(const struct infer_kernels *ks, uint32_t t, int64_t k,
+                    int nb)
+{
+    enum { R = 7 };
+    size_t rb = infer_row_bytes(t, k);
+    enum infer_act_kind kind = infer_act_kind_of(t);
+    size_t ab = infer_act_row_bytes(kind, k);
+    float *w = malloc(sizeof(float) * R * k), *wd = malloc(sizeof(float) * k);
+    float *x = malloc(sizeof(float) * nb * k), *xd = malloc(sizeof(float) * k);
+    unsigned char *wq = malloc(rb * R), *xa = malloc(ab * nb);
+    float *y = malloc(sizeof(float) * nb * R);
+    int bad = 0;
+    fill(w, R * k, 0.5);
+    fill(x, nb * k, 2.0);
+    for (int r = 0; r < R; r++)
+        infer_quantize_row(t, w + r * k, wq + r * rb, k);
+    for (int b = 0; b < nb; b++) {
+        if (kind == INFER_ACT_Q8A)
+            infer_quantize_q8a(x + b * k, (struct infer_q8a *)(xa + b * ab), k);
+        else if (kind == INFER_ACT_Q8K)
+            infer_quantize_q8k(x + b * k, (struct infer_q8k *)(xa + b * ab), k);
+        else
+            memcpy(xa + b * ab, x + b * k, ab);
+    }
+    for (int i = 0; i < nb * R; i++)
+        y[i] = NAN; /* poison: rows outside [2, 6) must stay NaN */
+    ks->mm[t](wq, rb, k, 2, 6, xa, ab, nb, y, R);
+    for (int b = 0; b < nb; b++) {
+        /* The activations as the kernel sees them. */
+        if (kind == INFER_ACT_Q8A)
+            for (int64_t i = 0; i < k; i++) {
+                const struct infer_q8a *q =
+                    (const struct infer_q8a *)(xa + b * ab) + i / 32;
+                xd[i] = q->d * q->qs[i % 32];
+            }
+        else if (kind == INFER_ACT_Q8K)
+            for (int64_t i = 0; i < k; i++) {
+                const struct infer_q8k *q =
+                    (const struct infer_q8k *)(xa + b * ab) + i / 256;
+                xd[i] = q->d * q->qs[i % 256];
+            }
+        else
+            memcpy(xd, x + b * k, sizeof(float) * k);
+        for (int r = 0; r < R; r++) {
+            float got = y[b * R + r];
+            if (r < 2 || r >= 6) {
+                bad += !isnan(got);
+                continue;
+            }
+            infer_dequantize_row(t, wq + r * rb, wd, k);
+            double ref = 0, ref_f = 0, mag = 0;
+            for (int64_t i = 0; i < k; i++) {
+                ref += (double)wd[i] * xd[i];
+                ref_f += (double)wd[i] * x[b * k + i];
+                mag += fabs((double)wd[i] * x[b * k + i]);
+            }
+            if (fabs(got - ref) > 2e-5 * mag + 1e-6 ||
+                fabs(got - ref_f) > 2e-2 * mag + 1e-6) {
+                fprintf(stderr,
+                        "%s %s k=%lld nb=%d b=%d r=%d: got %.7g ref %.7g "
+                        "(float acts %.7g, mag %.4g)\n",
+                        ks->name, infer_type_name(t), (long long)k, nb, b, r,
+                        got, ref, ref_f, mag);
+                bad++;
+            }
+        }
+    }
+    free(w);
+    free(wd);
+    free(x);
+    free(xd);
+    free(wq);
+    free(xa);
+    free(y);
+    return bad;
+}
+
+TEST(matmul_every_set_every_type)
+{
+    static const int nbs[] = {1, 3, 4, 5, 9};
+    int sets = 0;
+    for (int s = 0; infer_kernel_names[s] != NULL; s++) {
+        const struct infer_kernels *ks = infer_kernels_get(infer_kernel_names[s]);
+        if (ks == NULL) {
+            fprintf(stderr, "kernel set %s: not on this CPU\n",
+                    infer_kernel_names[s]);
+            continue;
+        }
+        sets++;
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            uint32_t t = all_types[ti];
+            int blk = infer_type_block(t);
+            /* K-quants need 256-multiples; float types also get tails. */
+            int64_t ks_[3] = {512, blk == 256 ? 768 : 96,
+                              blk == 1 ? 100 : 1024};
+            for (int ki = 0; ki < 3; ki++)
+                for (size_t n = 0; n < sizeof(nbs) / sizeof(nbs[0]); n++)
+                    CHECK_EQ(check_mm(ks, t, ks_[ki], nbs[n]), 0);
+        }
+    }
+    fprintf(stderr, "checked %d kernel sets (best here: %s)\n", sets,
+            infer_kernels_best()->name);
+    CHECK(sets >= 1);
+}
+
+/* SIMD sets must agree with the scalar set on identical inputs. */
+TEST(simd_matches_scalar)
+{
+    enum { K = 1024, NB = 6, R = 5 };
+    static float w[R * K], x[NB * K];
+    static unsigned char wq[R * K * 4], xa[NB * K * 4];
+    fill(w, R * K, 1.0);
+    fill(x, NB * K, 1.0);
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
+        uint32_t t = all_types[ti];
+        size_t rb = infer_row_bytes(t, K);
+        enum infer_act_kind kind = infer_act_kind_of(t);
+        size_t ab = infer_act_row_bytes(kind, K);
+        for (int r = 0; r < R; r++)
+            infer_quantize_row(t, w + r * K, wq + r * rb, K);
+        for (int b = 0; b < NB; b++) {
+            if (kind == INFER_ACT_Q8A)
+                infer_quantize_q8a(x + b * K, (void *)(xa + b * ab), K);
+            else if (kind == INFER_ACT_Q8K)
+                infer_quantize_q8k(x + b * K, (void *)(xa + b * ab), K);
+            else
+                memcpy(xa + b * ab, x + b * K, ab);
+        }
+        float ys[NB * R], yv[NB * R];
+        infer_kernels_scalar.mm[t](wq, rb, K, 0, R, xa, ab, NB, ys, R);
+        for (int s = 1; infer_kernel_names[s] != NULL; s++) {
+            const struct infer_kernels *ks =
+                infer_kernels_get(infer_kernel_names[s]);
+            if (ks == NULL)
+                continue;
+            ks->mm[t](wq, rb, K, 0, R, xa, ab, NB, yv, R);
+            for (int i = 0; i < NB * R; i++)
+                CHECK_NEAR(yv[i], ys[i], 1e-4 * (fabs(ys[i]) + 1));
+        }
+    }
+}
+
+/* ---- thread pool ---------------------------------------------------------------- */
+
+struct pool_job {
+    atomic_int phase_count[50];
+    int bad;
+    struct infer_pool *p;
+};
+
+static void pool_fn(void *arg, int ith, int nth)
+{
+    struct pool_job *j = arg;
+    (void)ith;
+    struct infer_pool *p = j->p;
+    for (int ph = 0; ph < 50; ph++) {
+        atomic_fetch_add(&j->phase_count[ph], 1);
+        infer_pool_barrier(p);
+        /* After the barrier every thread has counted this phase. */
+        if (atomic_load(&j->phase_count[ph]) != nth)
+            j->bad = 1;
+        infer_pool_barrier(p);
+    }
+}
+
+TEST(pool_runs_all_threads_with_barriers)
+{
+    for (int n = 1; n <= 4; n++) {
+        struct infer_pool *p = infer_pool_new(n);
+        CHECK(p != NULL);
+        CHECK_EQ(infer_pool_size(p), n);
+        static struct pool_job j;
+        for (int run = 0; run < 20; run++) {
+            memset(&j, 0, sizeof(j));
+            j.p = p;
+            infer_pool_run(p, pool_fn, &j);
+            CHECK_EQ(j.bad, 0);
+            CHECK_EQ(atomic_load(&j.phase_count[49]), n);
+        }
+        infer_pool_free(p);
+    }
+}
+
+/* ---- sampling ------------------------------------------------------------------- */
+
+TEST(sampler_greedy_and_seeded)
+{
+    enum { V = 50 };
+    float logits[V], l2[V];
+    fill(logits, V, 3.0);
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (logits[i] > logits[best])
+            best = i;
+    struct infer_sampler_params p = {.temperature = 0, .repeat_penalty = 1};
+    struct infer_sampler *s;
+    CHECK_EQ(infer_sampler_new(&p, V, &s), INFER_OK);
+    memcpy(l2, logits, sizeof(l2));
+    CHECK_EQ(infer_sampler_sample(s, l2), best);
+    infer_sampler_free(s);
+    /* top_k 1 at any temperature is greedy. */
+    p = (struct infer_sampler_params){.temperature = 1.5f, .top_k = 1,
+                                      .repeat_penalty = 1, .seed = 7};
+    CHECK_EQ(infer_sampler_new(&p, V, &s), INFER_OK);
+    memcpy(l2, logits, sizeof(l2));
+    CHECK_EQ(infer_sampler_sample(s, l2), best);
+    infer_sampler_free(s);
+    /* Same seed, same sequence; another seed, another one. */
+    int seq[2][3][40];
+    uint64_t seeds[3] = {42, 42, 43};
+    for (int r = 0; r < 3; r++) {
+        p = (struct infer_sampler_params){.temperature = 1.0f, .top_p = 1,
+                                          .repeat_penalty = 1,
+                                          .seed = seeds[r]};
+        CHECK_EQ(infer_sampler_new(&p, V, &s), INFER_OK);
+        for (int i = 0; i < 40; i++) {
+            memcpy(l2, logits, sizeof(l2));
+            seq[0][r][i] = infer_sampler_sample(s, l2);
+        }
+        infer_sampler_free(s);
+    }
+    CHECK(memcmp(seq[0][0], seq[0][1], sizeof(seq[0][0])) == 0);
+    CHECK(memcmp(seq[0][0], seq[0][2], sizeof(seq[0][0])) != 0);
+}
+
+TEST(sampler_distribution_and_filters)
+{
+    /* Four tokens with probabilities 0.5 0.25 0.15 0.10 at T = 1. */
+    const double pr[4] = {0.5, 0.25, 0.15, 0.10};
+    float base[4];
+    for (int i = 0; i < 4; i++)
+        base[i] = (float)log(pr[i]);
+    struct infer_sampler_params p = {.temperature = 1, .top_p = 1,
+                                     .repeat_penalty = 1, .seed = 3};
+    struct infer_sampler *s;
+    CHECK_EQ(infer_sampler_new(&p, 4, &s), INFER_OK);
+    int count[4] = {0};
+    enum { N = 40000 };
+    for (int i = 0; i < N; i++) {
+        float l[4];
+        memcpy(l, base, sizeof(l));
+        count[infer_sampler_sample(s, l)]++;
+    }
+    infer_sampler_free(s);
+    for (int i = 0; i < 4; i++) /* 5 sigma of a binomial */
+        CHECK_NEAR(count[i] / (double)N, pr[i],
+                   5 * sqrt(pr[i] * (1 - pr[i]) / N));
+    /* top_p 0.7 keeps {0, 1}; min_p 0.4 keeps {0, 1} too; top_k 3. */
+    struct {
+        struct infer_sampler_params p;
+        int allowed;
+    } cases[] = {
+        {{.temperature = 1, .top_p = 0.7f, .repeat_penalty = 1}, 2},
+        {{.temperature = 1, .top_p = 1, .min_p = 0.4f, .repeat_penalty = 1},
+         2},
+        {{.temperature = 1, .top_k = 3, .top_p = 1, .repeat_penalty = 1}, 3},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        CHECK_EQ(infer_sampler_new(&cases[c].p, 4, &s), INFER_OK);
+        int seen[4] = {0};
+        for (int i = 0; i < 5000; i++) {
+            float l[4];
+            memcpy(l, base, sizeof(l));
+            seen[infer_sampler_sample(s, l)]++;
+        }
+        infer_sampler_free(s);
+        for (int i = 0; i < 4; i++)
+            CHECK(i < cases[c].allowed ? seen[i] > 0 : seen[i] == 0);
+    }
+}
+
+TEST(sampler_repetition_penalty)
+{
+    float l[3] = {2.0f, 1.9f, -1.0f};
+    struct infer_sampler_params p = {.temperature = 0, .repeat_penalty = 1.5f,
+                                     .repeat_last_n = 2};
+    struct infer_sampler *s;
+    CHECK_EQ(infer_sampler_new(&p, 3, &s), INFER_OK);
+    infer_sampler_accept(s, 0);
+    CHECK_EQ(infer_sampler_sample(s, l), 1); /* 2.0 / 1.5 < 1.9 */
+    /* The window holds 2: after two more tokens, 0 is no longer in it. */
+    infer_sampler_accept(s, 2);
+    infer_sampler_accept(s, 2);
+    float l2[3] = {2.0f, 1.9f, -1.0f};
+    CHECK_EQ(infer_sampler_sample(s, l2), 0);
+    CHECK_NEAR(l2[2], -1.5, 1e-6); /* negative logits are multiplied */
+    infer_sampler_free(s);
+}
+
+TEST(stop_strings)
+{
+    const char *stops[] = {"</s>", "\n\nUser:"};
+    size_t hold;
+    CHECK_EQ(infer_stop_find("hello </s> x", 12, stops, 2, &hold), 6);
+    CHECK_EQ(infer_stop_find("hello </", 8, stops, 2, &hold), -1);
+    CHECK_EQ(hold, 2);
+    CHECK_EQ(infer_stop_find("a\n\nUs", 5, stops, 2, &hold), -1);
+    CHECK_EQ(hold, 4);
+    CHECK_EQ(infer_stop_find("plain", 5, stops, 2, &hold), -1);
+    CHECK_EQ(hold, 0);
+    CHECK_EQ(infer_stop_find("x\n\nUser: y", 10, stops, 2, &hold), 1);
+}
+
+static const struct check_test tests[] = {
+    TEST_ENTRY(fp16_all_values_round_trip),
+    TEST_ENTRY(fp16_bf16_round_to_nearest),
+    TEST_ENTRY(quantize_round_trip_every_type),
+    TEST_ENTRY(row_bytes_and_block_layouts),
+    TEST_ENTRY(activation_quantizers),
+    TEST_ENTRY(matmul_every_set_every_type),
+    TEST_ENTRY(simd_matches_scalar),
+    TEST_ENTRY(pool_runs_all_threads_with_barriers),
+    TEST_ENTRY(sampler_greedy_and_seeded),
+    TEST_ENTRY(sampler_distribution_and_filters),
+    TEST_ENTRY(sampler_repetition_penalty),
+    TEST_ENTRY(stop_strings),
+};
+
+CHECK_MAIN(tests)
