@@ -3,6 +3,7 @@
  * activation quantisers, the portable scalar matmul kernels (the reference
  * every SIMD set is tested against) and the run-time choice of kernel set.
  */
+#include <cpuid.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -561,6 +562,13 @@ const struct infer_kernels infer_kernels_scalar = {
 
 const char *const infer_kernel_names[] = {"scalar", "avx2", "avx512", NULL};
 
+/* clang 14's __builtin_cpu_supports does not know "f16c"; CPUID does. */
+static bool cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+
 const struct infer_kernels *infer_kernels_get(const char *name)
 {
     if (name == NULL)
@@ -570,7 +578,7 @@ const struct infer_kernels *infer_kernels_get(const char *name)
         return &infer_kernels_scalar;
     bool avx2 = __builtin_cpu_supports("avx2") &&
                 __builtin_cpu_supports("fma") &&
-                __builtin_cpu_supports("f16c");
+                cpu_has_f16c();
     if (strcmp(name, "avx2") == 0)
         return avx2 ? &infer_kernels_avx2 : NULL;
     if (strcmp(name, "avx512") == 0)
