@@ -641,7 +641,10 @@ const char *web_req_body(struct web_req *r, size_t *len)
         web_reply_error(r, 413, NULL, "request body over %lld bytes", max);
         return NULL;
     }
-    size_t cap = cl >= 0 ? (size_t)cl + 1 : 4096;
+    /* The buffer never grows past max + 1: a full buffer of max bytes
+     * then tells whether one more byte follows. */
+    size_t cap = cl >= 0 ? (size_t)cl + 1
+                         : (max + 1 < 4096 ? (size_t)max + 1 : 4096);
     char *buf = malloc(cap);
     if (buf == NULL) {
         web_reply_error(r, 500, NULL, "out of memory");
