@@ -236,19 +236,19 @@ static int ratings_parse(struct ratings_args *a, int argc, char **argv)
     return 0;
 }
 
-static json_t *json_num(double v)
+static json_t *rjson_num(double v)
 {
     return isnan(v) || isinf(v) ? json_null() : json_real(v);
 }
 
-static json_t *json_matrix(const double *m, size_t n, const uint32_t *order,
-                           size_t k)
+static json_t *rjson_matrix(const double *m, size_t n, const uint32_t *order,
+                            size_t k)
 {
     json_t *rows = json_array();
     for (size_t a = 0; a < k; a++) {
         json_t *row = json_array();
         for (size_t b = 0; b < k; b++)
-            json_array_append_new(row, json_num(m[order[a] * n + order[b]]));
+            json_array_append_new(row, rjson_num(m[order[a] * n + order[b]]));
         json_array_append_new(rows, row);
     }
     return rows;
@@ -271,9 +271,9 @@ static int ratings_print_json(const struct ratings_args *a,
         json_t *o = json_object();
         json_object_set_new(o, "model",
                             json_string(arena_battles_model_name(set, id)));
-        json_object_set_new(o, "rating", json_num(x->rating));
-        json_object_set_new(o, "ci_low", json_num(x->ci_low));
-        json_object_set_new(o, "ci_high", json_num(x->ci_high));
+        json_object_set_new(o, "rating", rjson_num(x->rating));
+        json_object_set_new(o, "ci_low", rjson_num(x->ci_low));
+        json_object_set_new(o, "ci_high", rjson_num(x->ci_high));
         json_object_set_new(o, "battles", json_integer((json_int_t)x->battles));
         json_object_set_new(o, "rank_ub", json_integer(x->rank_ub));
         json_object_set_new(o, "provisional", json_boolean(x->provisional));
@@ -291,12 +291,12 @@ static int ratings_print_json(const struct ratings_args *a,
         }
         arena_ratings_matrices(pairs, r, m, m + n * n, m + 2 * n * n);
         json_object_set_new(root, "battles",
-                            json_matrix(m, n, r->order, r->n_ranked));
+                            rjson_matrix(m, n, r->order, r->n_ranked));
         json_object_set_new(root, "win_rate",
-                            json_matrix(m + n * n, n, r->order, r->n_ranked));
+                            rjson_matrix(m + n * n, n, r->order, r->n_ranked));
         json_object_set_new(
             root, "predicted",
-            json_matrix(m + 2 * n * n, n, r->order, r->n_ranked));
+            rjson_matrix(m + 2 * n * n, n, r->order, r->n_ranked));
         free(m);
     }
     if (json_dumpf(root, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(12)) != 0)

@@ -291,14 +291,14 @@ static void csv_chunk(struct chunk *c)
  * JSONL: a small scanner for one flat object per line
  * ---------------------------------------------------------------------- */
 
-static const char *json_ws(const char *p, const char *end)
+static const char *jl_ws(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'))
         p++;
     return p;
 }
 
-static int put_utf8(struct chunk *c, uint32_t cp)
+static int jl_put_utf8(struct chunk *c, uint32_t cp)
 {
     char b[4];
     size_t n;
@@ -346,8 +346,8 @@ static int hex4(const char *p, const char *end, uint32_t *out)
 }
 
 /* A string at *pp (on its opening quote). With f, its decoded value. */
-static int json_string(struct chunk *c, const char **pp, const char *end,
-                       struct field *f)
+static int jl_string(struct chunk *c, const char **pp, const char *end,
+                     struct field *f)
 {
     const char *p = *pp + 1, *start = p;
     size_t off = c->scratch_len;
@@ -400,28 +400,28 @@ static int json_string(struct chunk *c, const char **pp, const char *end,
         } else if (cp >= 0xdc00 && cp < 0xe000) {
             return chunk_fail(c, ARENA_ERR_PARSE, "bad surrogate pair");
         }
-        if (f != NULL && put_utf8(c, cp) != 0)
+        if (f != NULL && jl_put_utf8(c, cp) != 0)
             return chunk_fail(c, ARENA_ERR_NOMEM, "out of memory");
     }
 }
 
 /* Skips any value (nested up to 64 levels) at *pp. A scalar is returned as
  * a slice in f when f != NULL. */
-static int json_skip(struct chunk *c, const char **pp, const char *end,
-                     struct field *f, int depth)
+static int jl_skip(struct chunk *c, const char **pp, const char *end,
+                   struct field *f, int depth)
 {
-    const char *p = json_ws(*pp, end);
+    const char *p = jl_ws(*pp, end);
     if (depth > 64)
         return chunk_fail(c, ARENA_ERR_PARSE, "nesting too deep");
     if (p >= end || *p == '\n')
         return chunk_fail(c, ARENA_ERR_PARSE, "missing value");
     if (*p == '"') {
         *pp = p;
-        return json_string(c, pp, end, f);
+        return jl_string(c, pp, end, f);
     }
     if (*p == '{' || *p == '[') {
         char close = *p == '{' ? '}' : ']';
-        p = json_ws(p + 1, end);
+        p = jl_ws(p + 1, end);
         if (p < end && *p == close) {
             *pp = p + 1;
             return 0;
@@ -430,18 +430,18 @@ static int json_skip(struct chunk *c, const char **pp, const char *end,
             if (close == '}') {
                 if (p >= end || *p != '"')
                     return chunk_fail(c, ARENA_ERR_PARSE, "expected a key");
-                if (json_string(c, &p, end, NULL) != 0)
+                if (jl_string(c, &p, end, NULL) != 0)
                     return -1;
-                p = json_ws(p, end);
+                p = jl_ws(p, end);
                 if (p >= end || *p != ':')
                     return chunk_fail(c, ARENA_ERR_PARSE, "expected ':'");
                 p++;
             }
-            if (json_skip(c, &p, end, NULL, depth + 1) != 0)
+            if (jl_skip(c, &p, end, NULL, depth + 1) != 0)
                 return -1;
-            p = json_ws(p, end);
+            p = jl_ws(p, end);
             if (p < end && *p == ',') {
-                p = json_ws(p + 1, end);
+                p = jl_ws(p + 1, end);
                 continue;
             }
             if (p < end && *p == close) {
@@ -469,17 +469,17 @@ static int json_skip(struct chunk *c, const char **pp, const char *end,
 }
 
 /* The "tags" array: names of tags, or an object of name: true. */
-static int json_tags(struct chunk *c, const char **pp, const char *end,
-                     uint32_t *tags)
+static int jl_tags(struct chunk *c, const char **pp, const char *end,
+                   uint32_t *tags)
 {
-    const char *p = json_ws(*pp, end);
+    const char *p = jl_ws(*pp, end);
     if (p >= end || *p != '[')
-        return json_skip(c, pp, end, NULL, 0);
-    p = json_ws(p + 1, end);
+        return jl_skip(c, pp, end, NULL, 0);
+    p = jl_ws(p + 1, end);
     while (p < end && *p != ']') {
         struct field f = {0};
         size_t mark = c->scratch_len;
-        if (*p != '"' || json_string(c, &p, end, &f) != 0)
+        if (*p != '"' || jl_string(c, &p, end, &f) != 0)
             return c->rc ? -1
                          : chunk_fail(c, ARENA_ERR_PARSE,
                                       "tags must be an array of strings");
@@ -490,9 +490,9 @@ static int json_tags(struct chunk *c, const char **pp, const char *end,
             *tags |= arena_tag_from_name(name);
         }
         c->scratch_len = mark;
-        p = json_ws(p, end);
+        p = jl_ws(p, end);
         if (p < end && *p == ',')
-            p = json_ws(p + 1, end);
+            p = jl_ws(p + 1, end);
     }
     if (p >= end)
         return chunk_fail(c, ARENA_ERR_PARSE, "unterminated tags");
@@ -500,8 +500,8 @@ static int json_tags(struct chunk *c, const char **pp, const char *end,
     return 0;
 }
 
-static int json_key_is(const struct chunk *c, const struct field *k,
-                       const char *name)
+static int jl_key_is(const struct chunk *c, const struct field *k,
+                     const char *name)
 {
     return k->len == strlen(name) && memcmp(field_ptr(c, k), name, k->len) == 0;
 }
@@ -510,33 +510,33 @@ static int jsonl_record(struct chunk *c, const char **pp, const char *eol)
 {
     struct field fs[N_COLS] = {{0}}, lang = {0};
     uint32_t tags = 0;
-    const char *p = json_ws(*pp, eol);
+    const char *p = jl_ws(*pp, eol);
     c->scratch_len = 0;
     if (p >= eol || *p != '{')
         return chunk_fail(c, ARENA_ERR_PARSE, "expected a JSON object");
-    p = json_ws(p + 1, eol);
+    p = jl_ws(p + 1, eol);
     while (p < eol && *p != '}') {
         struct field key = {0};
-        if (*p != '"' || json_string(c, &p, eol, &key) != 0)
+        if (*p != '"' || jl_string(c, &p, eol, &key) != 0)
             return c->rc ? -1
                          : chunk_fail(c, ARENA_ERR_PARSE, "expected a key");
-        p = json_ws(p, eol);
+        p = jl_ws(p, eol);
         if (p >= eol || *p != ':')
             return chunk_fail(c, ARENA_ERR_PARSE, "expected ':'");
         p++;
-        struct field *dst = json_key_is(c, &key, "model_a")    ? &fs[COL_A]
-                            : json_key_is(c, &key, "model_b")  ? &fs[COL_B]
-                            : json_key_is(c, &key, "winner")   ? &fs[COL_WINNER]
-                            : json_key_is(c, &key, "weight")   ? &fs[COL_WEIGHT]
-                            : json_key_is(c, &key, "language") ? &lang
-                                                               : NULL;
-        int rc = json_key_is(c, &key, "tags") ? json_tags(c, &p, eol, &tags)
-                                              : json_skip(c, &p, eol, dst, 0);
+        struct field *dst = jl_key_is(c, &key, "model_a")    ? &fs[COL_A]
+                            : jl_key_is(c, &key, "model_b")  ? &fs[COL_B]
+                            : jl_key_is(c, &key, "winner")   ? &fs[COL_WINNER]
+                            : jl_key_is(c, &key, "weight")   ? &fs[COL_WEIGHT]
+                            : jl_key_is(c, &key, "language") ? &lang
+                                                             : NULL;
+        int rc = jl_key_is(c, &key, "tags") ? jl_tags(c, &p, eol, &tags)
+                                            : jl_skip(c, &p, eol, dst, 0);
         if (rc != 0)
             return -1;
-        p = json_ws(p, eol);
+        p = jl_ws(p, eol);
         if (p < eol && *p == ',')
-            p = json_ws(p + 1, eol);
+            p = jl_ws(p + 1, eol);
         else if (p < eol && *p != '}')
             return chunk_fail(c, ARENA_ERR_PARSE, "expected ',' or '}'");
     }
@@ -576,11 +576,11 @@ static void jsonl_chunk(struct chunk *c)
         const char *eol = memchr(p, '\n', (size_t)(c->end - p));
         if (eol == NULL)
             eol = c->end;
-        const char *q = json_ws(p, eol);
+        const char *q = jl_ws(p, eol);
         if (q < eol) {
             if (jsonl_record(c, &q, eol) != 0)
                 return;
-            q = json_ws(q, eol);
+            q = jl_ws(q, eol);
             if (q < eol) {
                 chunk_fail(c, ARENA_ERR_PARSE, "text after the object");
                 return;
