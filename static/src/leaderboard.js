@@ -233,7 +233,9 @@ async function load() {
     ui.summary.textContent = `${fmt.int(board.votes)} vote${board.votes === 1 ? '' : 's'} · ` +
       `${board.models.length} model${board.models.length === 1 ? '' : 's'}` +
       (when && !isNaN(when) ? ` · updated ${when.toLocaleString()}` : '');
+    ui.notice.className = 'notice';
     ui.notice.textContent = board.models.length ? '' : 'No votes in this category yet.';
+    $('#details').hidden = !board.models.length;
     renderAll();
   } catch (e) {
     ui.notice.className = 'notice error';
