@@ -27,6 +27,7 @@ enum infer_status {
     INFER_ERR_ARG = -5,       /* bad argument from the caller */
     INFER_ERR_BUSY = -6,      /* queue or pool full (scheduler) */
     INFER_ERR_CANCELLED = -7,
+    INFER_ERR_TOO_LONG = -8,  /* prompt does not fit the context */
 };
 
 /* A static English description of a status. Cannot fail. */
@@ -172,6 +173,176 @@ struct infer_chat_msg {
 char *infer_chat_render(enum infer_chat_format f,
                         const struct infer_chat_msg *msgs, size_t n,
                         bool add_assistant);
+
+/* ---- engines, streams, waiters and the hub (infer_engine*.c, ---------------
+ * ---- infer_sched*.c, infer_remote*.c, infer_hub*.c) ------------------------- */
+
+/*
+ * An engine is one loaded local model with its own scheduler thread
+ * (continuous batching: requests join and leave the running batch at every
+ * step, prompts are computed in chunks within a per-step token budget, KV
+ * cache in fixed-size blocks from one pool per engine), or one remote
+ * OpenAI-compatible endpoint. Every engine call is thread-safe; submit from
+ * any thread. Requests come back as streams of events.
+ */
+struct infer_engine;
+
+struct infer_engine_opts {
+    int threads;           /* compute threads for kernels, 0 = cores; local
+                              engines with the same value share one pool */
+    int max_batch;         /* sequences decoded per step (default 64) */
+    int max_queue;         /* waiting requests before INFER_ERR_BUSY (256) */
+    int kv_blocks;         /* KV pool size in blocks of 16 positions, 0 =
+                              enough for max_batch sequences of ctx_len */
+    int ctx_len;           /* max tokens per sequence, 0 = model's */
+    int step_token_budget; /* prompt tokens per step (chunked prefill, 128) */
+    int max_sessions;      /* cached conversations kept for prefix reuse,
+                              0 = max_batch (LRU, evicted when the pool
+                              needs their blocks) */
+};
+/* Fills o with the defaults (all fields documented above). Cannot fail. */
+void infer_engine_opts_default(struct infer_engine_opts *o);
+
+/* Loads model_path (GGUF or llama2.c) and starts its scheduler thread. o may
+ * be NULL (defaults); fields <= 0 take their defaults. Load errors as
+ * infer_model_load; *out = NULL on failure. */
+int infer_engine_open_local(const char *model_path,
+                            const struct infer_engine_opts *o,
+                            struct infer_engine **out, struct infer_err *err);
+
+struct infer_remote_opts {
+    const char *base_url;    /* e.g. "http://127.0.0.1:8080/v1" (the part
+                                before /chat/completions) */
+    const char *model;       /* the endpoint's model name */
+    const char *api_key_env; /* NULL/"" = no key; else the environment
+                                variable read at each request (the key is
+                                never stored, logged or put in errors) */
+    int connect_timeout_ms;  /* 0 = 10000 */
+    int timeout_ms;          /* whole request, 0 = 300000 */
+    int retries;             /* extra attempts before the first visible
+                                token (never after one); < 0 = 0 */
+};
+/* A remote engine: each request is one streaming POST to
+ * base_url/chat/completions (msgs) or base_url/completions (prompt), on a
+ * thread of its own. Copies every string it needs. Does not connect yet. */
+int infer_engine_open_remote(const struct infer_remote_opts *o,
+                             struct infer_engine **out, struct infer_err *err);
+
+/* Cancels every queued and running request (their streams get an error
+ * event and stay valid until freed), joins the threads, frees everything.
+ * NULL is a no-op. */
+void infer_engine_free(struct infer_engine *e);
+/* The model's name (general.name or the file name; the remote model's
+ * name). Borrowed, valid while e lives. */
+const char *infer_engine_model_name(const struct infer_engine *e);
+/* The chat template family used for msgs (INFER_CHAT_NONE: plain
+ * completion; remote engines: NONE, the endpoint renders its own). */
+enum infer_chat_format infer_engine_chat_format(const struct infer_engine *e);
+
+/* A snapshot of an engine's state (tests, /v1/models, the bench). */
+struct infer_engine_info {
+    bool remote;
+    int ctx_len;                /* max tokens per sequence (0 if remote) */
+    int kv_blocks, kv_free;     /* pool size and free blocks now, blocks
+                                   held by cached sessions count as used */
+    int cached_sessions;
+    int running, queued;        /* requests */
+    long long steps;            /* forward passes run so far */
+};
+void infer_engine_info(struct infer_engine *e, struct infer_engine_info *out);
+
+struct infer_params {          /* zero-initialised = greedy, defaults */
+    const struct infer_chat_msg *msgs; /* chat: rendered with the model's */
+    size_t n_msgs;                     /* template (ChatML gets its default
+                                          system prompt if none is given) */
+    const char *prompt;        /* or a raw completion prompt (msgs NULL) */
+    int max_tokens;            /* <= 0: up to the context length */
+    float temperature;         /* <= 0: greedy */
+    float top_p;               /* 0 or >= 1: off */
+    float min_p;               /* <= 0: off */
+    float repeat_penalty;      /* 0 or 1: off */
+    int top_k;                 /* <= 0: off */
+    uint64_t seed;
+    const char *const *stop;   /* stop strings (copied at submit) */
+    size_t n_stop;
+    uint64_t session;          /* != 0: keep this conversation's KV after it
+                                  ends and reuse its longest common token
+                                  prefix in the next request with the same
+                                  session (stats.cached_tokens) */
+};
+
+/* Lets one thread wait on several streams (both sides of a battle): a
+ * stream submitted with a waiter signals it on every new event. A waiter
+ * must outlive the streams submitted with it. */
+struct infer_waiter;
+struct infer_waiter *infer_waiter_new(void); /* NULL if out of memory */
+void infer_waiter_free(struct infer_waiter *w);
+/* Waits until a stream signalled since the last wait (returns 1) or
+ * timeout_ms passes (0; -1 = forever). */
+int infer_waiter_wait(struct infer_waiter *w, int timeout_ms);
+
+/* One request; owned by the submitter, who must free it. */
+struct infer_stream;
+
+/* Queues a request. Validates and tokenizes on the caller's thread:
+ * INFER_ERR_ARG (bad params, unknown role), INFER_ERR_TOO_LONG (prompt plus
+ * one token exceeds the context; err says both numbers), INFER_ERR_BUSY
+ * (queue full), INFER_ERR_CANCELLED (engine closing); *out = NULL then. */
+int infer_engine_submit(struct infer_engine *e, const struct infer_params *p,
+                        struct infer_waiter *w /* may be NULL */,
+                        struct infer_stream **out, struct infer_err *err);
+
+enum infer_event_kind {
+    INFER_EV_NONE = 0, /* nothing yet */
+    INFER_EV_TEXT,
+    INFER_EV_DONE,
+    INFER_EV_ERROR,
+};
+struct infer_stats {
+    int prompt_tokens, completion_tokens, cached_tokens;
+    double ttft_ms;            /* submit to the first generated token */
+    double gen_ms;             /* first generated token to the end */
+    const char *finish_reason; /* "stop" | "length" (static) */
+};
+struct infer_event {
+    enum infer_event_kind kind;
+    const char *text; /* INFER_EV_TEXT: whole UTF-8 characters, all that */
+    size_t len;       /* came since the last call; valid until next call */
+    struct infer_stats stats; /* INFER_EV_DONE (and partial on ERROR) */
+    char error[256];          /* INFER_EV_ERROR */
+};
+/* The next event: waits up to timeout_ms (0 = poll, -1 = forever) and
+ * returns ev->kind. Once DONE or ERROR came, every later call returns the
+ * same. One thread at a time per stream. */
+int infer_stream_next(struct infer_stream *s, int timeout_ms,
+                      struct infer_event *ev);
+/* The client went away: the engine drops the request and frees its KV
+ * blocks at its next step (within one step's time). Idempotent. */
+void infer_stream_cancel(struct infer_stream *s);
+/* Cancels if still running and frees. NULL is a no-op. */
+void infer_stream_free(struct infer_stream *s);
+
+/* The hub: the named set of engines a server runs. Thread-safe; engines are
+ * added at start-up and live until infer_hub_free. */
+struct infer_hub;
+/* defaults: options for engines infer_hub_scan_dir opens (NULL: default). */
+struct infer_hub *infer_hub_new(const struct infer_engine_opts *defaults);
+void infer_hub_free(struct infer_hub *h); /* frees every engine; NULL ok */
+/* Adds e under a unique name; the hub owns e from then on (also on
+ * failure: INFER_ERR_ARG if the name is taken or empty, e is freed). */
+int infer_hub_add(struct infer_hub *h, const char *name,
+                  struct infer_engine *e, struct infer_err *err);
+/* Borrowed; NULL if none. */
+struct infer_engine *infer_hub_get(struct infer_hub *h, const char *name);
+/* Writes up to cap borrowed names (sorted) and returns how many there are. */
+size_t infer_hub_names(struct infer_hub *h, const char **names, size_t cap);
+/* Finds model files under dir (GGUF files; llama2.c .bin checkpoints with a
+ * tokenizer*.bin or tok*.bin beside them), opens an engine for each (name:
+ * file name without extension, lower-cased), logs and skips files that fail
+ * to load and vocab-only GGUF files. Returns how many it added, or
+ * INFER_ERR_IO if dir cannot be read. */
+int infer_hub_scan_dir(struct infer_hub *h, const char *dir,
+                       struct infer_err *err);
 
 /* ---- subcommands of the arena binary (argv[0] is the command's name) ---- */
 int infer_cmd_generate(int argc, char **argv);

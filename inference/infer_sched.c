@@ -1,0 +1,759 @@
+/*
+ * infer_sched.c: local engines. One scheduler thread per loaded model runs
+ * continuous batching over the batched forward pass:
+ *
+ *   every step: drop cancelled requests (their KV blocks go back to the
+ *   pool at once) -> admit queued requests in arrival order while a batch
+ *   slot and enough KV blocks are free (evicting cached sessions, least
+ *   recently used first, when the pool is short) -> one forward call with
+ *   one decode token of every generating request plus prompt chunks of the
+ *   prefilling ones within step_token_budget -> sample, stream text, finish.
+ *
+ * Admission reserves a request's whole span (prompt + max new tokens) from
+ * the pool, so a running request never runs out of blocks and nothing is
+ * ever preempted; a head request that does not fit waits (FCFS, no
+ * overtaking) until running ones finish. The KV pool, block tables, ctx and
+ * cached sessions belong to the scheduler thread; the queue, the counters
+ * and pool operations are under the engine mutex so infer_engine_info sees
+ * a consistent snapshot.
+ *
+ * Engines with the same thread count share one compute pool (a process-wide
+ * registry); a mutex around infer_forward serialises their steps, so two
+ * resident models never fight over the cores.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer_model.h"
+#include "infer_sched.h"
+
+#define KV_BLOCK 16
+#define KV_DEFAULT_BYTES ((size_t)1 << 30) /* default pool cap */
+#define CTX_DEFAULT_MAX 4096
+#define PIECE_MAX 256
+
+/* ---- the shared compute pools ------------------------------------------------------ */
+
+struct compute {
+    int threads;
+    int refs;
+    struct infer_pool *pool;
+    pthread_mutex_t mu; /* one forward at a time on this pool */
+    struct compute *next;
+};
+
+static pthread_mutex_t compute_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct compute *compute_list;
+
+static struct compute *compute_get(int threads)
+{
+    pthread_mutex_lock(&compute_mu);
+    struct compute *c = compute_list;
+    while (c != NULL && c->threads != threads)
+        c = c->next;
+    if (c == NULL) {
+        c = calloc(1, sizeof(*c));
+        if (c != NULL) {
+            c->pool = infer_pool_new(threads);
+            if (c->pool == NULL) {
+                free(c);
+                c = NULL;
+            } else {
+                c->threads = threads;
+                pthread_mutex_init(&c->mu, NULL);
+                c->next = compute_list;
+                compute_list = c;
+            }
+        }
+    }
+    if (c != NULL)
+        c->refs++;
+    pthread_mutex_unlock(&compute_mu);
+    return c;
+}
+
+static void compute_put(struct compute *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&compute_mu);
+    if (--c->refs == 0) {
+        struct compute **pp = &compute_list;
+        while (*pp != c)
+            pp = &(*pp)->next;
+        *pp = c->next;
+        infer_pool_free(c->pool);
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+    }
+    pthread_mutex_unlock(&compute_mu);
+}
+
+/* ---- requests ------------------------------------------------------------------------ */
+
+struct req {
+    struct infer_stream *s;
+    struct req *next;     /* queue link */
+    int32_t *ids;         /* (cap) prompt, then generated tokens */
+    int n_ids, cap;
+    int n_prompt;
+    int n_past;           /* positions in the KV cache */
+    int max_new, n_gen;
+    int cached;           /* positions reused from a session */
+    uint64_t session;
+    struct infer_seq seq; /* block table, allocated at submit */
+    struct infer_sampler *smp;
+    char **stops;         /* (n_stops) copies */
+    int n_stops;
+    struct infer_utf8 u8;
+    char *hold;           /* (cap_hold) text held back for stop strings */
+    size_t n_hold, cap_hold;
+    bool strip_space;     /* drop one leading space of the output */
+    double t_first;
+    int row;              /* logits row this step, -1 if none */
+};
+
+/* A finished conversation kept for prefix reuse. */
+struct session {
+    uint64_t id;
+    struct infer_seq seq;
+    int32_t *ids; /* (n) the tokens in its KV cache */
+    int n;
+    long long used; /* LRU clock */
+};
+
+struct sched {
+    struct infer_engine base;
+    struct infer_model *m;
+    struct infer_ctx *ctx;
+    struct infer_kv *kv;
+    struct compute *comp;
+    struct infer_engine_opts o;
+    int ctx_len, max_tokens_step;
+    float *logits; /* (max_batch, n_vocab) */
+    struct infer_batch_entry *batch; /* (max_tokens_step) */
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* under mu */
+    bool stop;
+    struct req *q_head, *q_tail;
+    int n_queued;
+    struct req **run; /* (max_batch) in admission order */
+    int n_run;
+    struct session *sess; /* (max_sessions) */
+    int n_sess;
+    long long clock, steps;
+};
+
+static void req_free(struct sched *e, struct req *r)
+{
+    if (r == NULL)
+        return;
+    if (r->seq.n_blocks > 0) /* only the scheduler thread gets here */
+        infer_kv_release(e->kv, &r->seq, 0);
+    infer_seq_cleanup(&r->seq);
+    infer_sampler_free(r->smp);
+    for (int i = 0; i < r->n_stops; i++)
+        free(r->stops[i]);
+    free(r->stops);
+    free(r->ids);
+    free(r->hold);
+    free(r);
+}
+
+/* ---- text output ---------------------------------------------------------------------- */
+
+static int blocks_for(int n_pos)
+{
+    return (n_pos + KV_BLOCK - 1) / KV_BLOCK;
+}
+
+/* Streams the text of token tok; true when a stop string ended it. */
+static bool req_emit(struct sched *e, struct req *r, int tok, bool flush)
+{
+    char buf[3 * (PIECE_MAX + 4)];
+    size_t len = 0, k;
+    const char *p = tok >= 0 ? infer_tok_piece(e->m->tok, tok, false, &len)
+                             : "";
+    if (p == NULL)
+        p = "", len = 0;
+    if (len > PIECE_MAX)
+        len = PIECE_MAX;
+    k = infer_utf8_push(&r->u8, p, len, buf, sizeof(buf));
+    if (flush)
+        k += infer_utf8_flush(&r->u8, buf + k, sizeof(buf) - k);
+    const char *b = buf;
+    if (r->strip_space && k > 0) {
+        if (b[0] == ' ')
+            b++, k--;
+        r->strip_space = false;
+    }
+    if (r->n_stops == 0) {
+        if (!infer__stream_text(r->s, b, k))
+            atomic_store(&r->s->cancelled, true);
+        return false;
+    }
+    if (r->n_hold + k > r->cap_hold) {
+        size_t cap = (r->n_hold + k) * 2 + 64;
+        char *h = realloc(r->hold, cap);
+        if (h == NULL) {
+            atomic_store(&r->s->cancelled, true);
+            return false;
+        }
+        r->hold = h;
+        r->cap_hold = cap;
+    }
+    memcpy(r->hold + r->n_hold, b, k);
+    r->n_hold += k;
+    size_t keep = 0;
+    long at = infer_stop_find(r->hold, r->n_hold,
+                              (const char *const *)r->stops, r->n_stops,
+                              &keep);
+    size_t out = at >= 0 ? (size_t)at : flush ? r->n_hold : r->n_hold - keep;
+    /* Never cut a character: hold back to a UTF-8 boundary. */
+    while (out > 0 && out < r->n_hold &&
+           ((unsigned char)r->hold[out] & 0xC0) == 0x80)
+        out--;
+    infer__stream_text(r->s, r->hold, out);
+    memmove(r->hold, r->hold + out, r->n_hold - out);
+    r->n_hold -= out;
+    return at >= 0;
+}
+
+static void req_stats(const struct req *r, struct infer_stats *st,
+                      const char *reason)
+{
+    double now = infer_now();
+    *st = (struct infer_stats){
+        .prompt_tokens = r->n_prompt,
+        .completion_tokens = r->n_gen,
+        .cached_tokens = r->cached,
+        .ttft_ms = r->t_first > 0 ? (r->t_first - r->s->t_submit) * 1e3 : 0,
+        .gen_ms = r->t_first > 0 ? (now - r->t_first) * 1e3 : 0,
+        .finish_reason = reason};
+}
+
+/* ---- sessions (prefix reuse) -------------------------------------------------------------- */
+
+static void session_drop(struct sched *e, int i)
+{
+    struct session *s = &e->sess[i];
+    infer_kv_release(e->kv, &s->seq, 0);
+    infer_seq_cleanup(&s->seq);
+    free(s->ids);
+    e->sess[i] = e->sess[--e->n_sess];
+}
+
+static int session_lru(const struct sched *e)
+{
+    int best = -1;
+    for (int i = 0; i < e->n_sess; i++)
+        if (best < 0 || e->sess[i].used < e->sess[best].used)
+            best = i;
+    return best;
+}
+
+/* Keeps a finished request's KV blocks for its session (under mu). */
+static void session_keep(struct sched *e, struct req *r)
+{
+    for (int i = 0; i < e->n_sess; i++)
+        if (e->sess[i].id == r->session) {
+            session_drop(e, i);
+            break;
+        }
+    if (e->n_sess == e->o.max_sessions)
+        session_drop(e, session_lru(e));
+    int32_t *ids = malloc((size_t)(r->n_past > 0 ? r->n_past : 1) *
+                          sizeof(int32_t));
+    if (ids == NULL || e->o.max_sessions == 0)
+        return free(ids);
+    memcpy(ids, r->ids, (size_t)r->n_past * sizeof(int32_t));
+    infer_kv_release(e->kv, &r->seq, r->n_past);
+    e->sess[e->n_sess++] = (struct session){
+        .id = r->session, .seq = r->seq, .ids = ids, .n = r->n_past,
+        .used = ++e->clock};
+    r->seq = (struct infer_seq){0};
+}
+
+/* Gives r the cached prefix of its session, if any (under mu). */
+static void session_adopt(struct sched *e, struct req *r)
+{
+    int i = 0;
+    while (i < e->n_sess && e->sess[i].id != r->session)
+        i++;
+    if (i == e->n_sess)
+        return;
+    struct session *s = &e->sess[i];
+    int n = 0, lim = s->n < r->n_prompt - 1 ? s->n : r->n_prompt - 1;
+    while (n < lim && s->ids[n] == r->ids[n])
+        n++;
+    if (n > 0 && s->seq.max_blocks >= r->seq.max_blocks) {
+        /* Swap tables: r takes the cached blocks, the session gets r's
+         * empty table and is dropped. */
+        struct infer_seq t = r->seq;
+        r->seq = s->seq;
+        s->seq = t;
+        infer_kv_release(e->kv, &r->seq, n);
+        r->n_past = r->cached = n;
+    }
+    session_drop(e, i);
+}
+
+/* ---- admission ---------------------------------------------------------------------------- */
+
+/* Tries to give the queue head its KV span (under mu). */
+static bool admit_one(struct sched *e, struct req *r)
+{
+    if (r->session != 0 && r->n_past == 0)
+        session_adopt(e, r);
+    int need = r->n_prompt + r->max_new;
+    while (infer_kv_reserve(e->kv, &r->seq, need) != INFER_OK) {
+        if (e->n_sess == 0)
+            return false;
+        session_drop(e, session_lru(e));
+    }
+    return true;
+}
+
+/* Moves cancelled queue entries to *dead and admits what fits (under mu). */
+static void admit(struct sched *e, struct req **dead)
+{
+    struct req **pp = &e->q_head, *last = NULL;
+    while (*pp != NULL) {
+        struct req *r = *pp;
+        if (infer__stream_cancelled(r->s)) {
+            *pp = r->next;
+            r->next = *dead;
+            *dead = r;
+            e->n_queued--;
+        } else {
+            last = r;
+            pp = &r->next;
+        }
+    }
+    e->q_tail = last;
+    while (e->q_head != NULL && e->n_run < e->o.max_batch &&
+           admit_one(e, e->q_head)) {
+        struct req *r = e->q_head;
+        e->q_head = r->next;
+        if (e->q_head == NULL)
+            e->q_tail = NULL;
+        e->n_queued--;
+        r->next = NULL;
+        e->run[e->n_run++] = r;
+    }
+}
+
+/* ---- one step ------------------------------------------------------------------------------- */
+
+/* Fills e->batch; returns the entry count and sets each r->row. */
+static int build_batch(struct sched *e)
+{
+    int n = 0, rows = 0, budget = e->o.step_token_budget;
+    for (int i = 0; i < e->n_run; i++) { /* decode tokens first */
+        struct req *r = e->run[i];
+        r->row = -1;
+        if (r->n_ids - r->n_past != 1)
+            continue;
+        e->batch[n++] = (struct infer_batch_entry){&r->seq, r->n_past,
+                                                   r->ids[r->n_past], true};
+        r->row = rows++;
+    }
+    for (int i = 0; i < e->n_run && budget > 0; i++) { /* prompt chunks */
+        struct req *r = e->run[i];
+        int left = r->n_ids - r->n_past;
+        if (left <= 1 && r->row >= 0)
+            continue;
+        int chunk = left < budget ? left : budget;
+        for (int k = 0; k < chunk; k++) {
+            int pos = r->n_past + k;
+            bool last = pos == r->n_ids - 1;
+            e->batch[n++] =
+                (struct infer_batch_entry){&r->seq, pos, r->ids[pos], last};
+            if (last)
+                r->row = rows++;
+        }
+        budget -= chunk;
+    }
+    return n;
+}
+
+/* After the forward pass: advance, sample, stream; true if r finished. */
+static bool req_advance(struct sched *e, struct req *r, int computed,
+                        const char **reason)
+{
+    r->n_past += computed;
+    if (r->row < 0)
+        return false;
+    float *lg = e->logits + (size_t)r->row * e->m->cfg.n_vocab;
+    int tok = infer_sampler_sample(r->smp, lg);
+    if (r->t_first == 0)
+        r->t_first = infer_now();
+    *reason = "stop";
+    if (infer_tok_is_eog(e->m->tok, tok)) {
+        req_emit(e, r, -1, true);
+        return true;
+    }
+    infer_sampler_accept(r->smp, tok);
+    r->ids[r->n_ids++] = tok;
+    r->n_gen++;
+    bool last = r->n_gen >= r->max_new;
+    if (req_emit(e, r, tok, last))
+        return true;
+    *reason = "length";
+    return last;
+}
+
+/* Ends r: stats to the stream, KV to a session or back to the pool. */
+static void req_finish(struct sched *e, struct req *r, const char *reason,
+                       const char *error)
+{
+    struct infer_stats st;
+    req_stats(r, &st, reason);
+    infer__stream_detach(r->s);
+    if (error != NULL)
+        infer__stream_fail(r->s, &st, "%s", error);
+    else
+        infer__stream_done(r->s, &st);
+    pthread_mutex_lock(&e->mu);
+    if (error == NULL && r->session != 0 && r->n_past > 0)
+        session_keep(e, r);
+    if (r->seq.n_blocks > 0)
+        infer_kv_release(e->kv, &r->seq, 0);
+    pthread_mutex_unlock(&e->mu);
+    infer__stream_unref(r->s);
+    r->s = NULL;
+    req_free(e, r);
+}
+
+static void step(struct sched *e)
+{
+    int n = build_batch(e);
+    struct infer_err err = {{0}};
+    int st = INFER_OK;
+    if (n > 0) {
+        pthread_mutex_lock(&e->comp->mu);
+        st = infer_forward(e->ctx, e->kv, e->batch, n, e->logits, &err);
+        pthread_mutex_unlock(&e->comp->mu);
+    }
+    /* Positions computed per request this step. */
+    int keep = 0;
+    for (int i = 0; i < e->n_run; i++) {
+        struct req *r = e->run[i];
+        int computed = 0;
+        for (int k = 0; k < n; k++)
+            computed += e->batch[k].seq == &r->seq;
+        const char *reason = NULL;
+        if (st != INFER_OK) {
+            req_finish(e, r, "stop", err.msg);
+            continue;
+        }
+        if (req_advance(e, r, computed, &reason))
+            req_finish(e, r, reason, NULL);
+        else
+            e->run[keep++] = r;
+    }
+    pthread_mutex_lock(&e->mu);
+    e->n_run = keep;
+    e->steps++;
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void *sched_main(void *arg)
+{
+    struct sched *e = arg;
+    for (;;) {
+        struct req *dead = NULL;
+        pthread_mutex_lock(&e->mu);
+        for (;;) {
+            /* Drop cancelled running requests: blocks back at once. */
+            int keep = 0;
+            for (int i = 0; i < e->n_run; i++) {
+                struct req *r = e->run[i];
+                if (infer__stream_cancelled(r->s)) {
+                    r->next = dead;
+                    dead = r;
+                } else {
+                    e->run[keep++] = r;
+                }
+            }
+            e->n_run = keep;
+            admit(e, &dead);
+            if (e->stop || e->n_run > 0 || dead != NULL)
+                break;
+            pthread_cond_wait(&e->cv, &e->mu);
+        }
+        bool stop = e->stop;
+        pthread_mutex_unlock(&e->mu);
+        while (dead != NULL) {
+            struct req *r = dead;
+            dead = r->next;
+            req_finish(e, r, "stop", "cancelled");
+        }
+        if (stop)
+            break;
+        if (e->n_run > 0)
+            step(e);
+    }
+    return NULL;
+}
+
+/* ---- submit ----------------------------------------------------------------------------------- */
+
+static int sched_submit(struct infer_engine *base, const struct infer_params *p,
+                        struct infer_stream *s, struct infer_err *err)
+{
+    struct sched *e = (struct sched *)base;
+    char *text = infer__params_text(p, base->fmt, e->m->chat_template, err);
+    if (text == NULL)
+        return p->msgs != NULL ? INFER_ERR_ARG : INFER_ERR_NOMEM;
+    struct req *r = calloc(1, sizeof(*r));
+    int st = r != NULL ? INFER_OK : INFER_ERR_NOMEM;
+    size_t len = strlen(text);
+    bool chat = p->msgs != NULL;
+    int n = 0;
+    if (st == INFER_OK) {
+        r->cap = e->ctx_len;
+        r->ids = malloc((size_t)r->cap * sizeof(int32_t));
+        st = r->ids != NULL ? INFER_OK : INFER_ERR_NOMEM;
+    }
+    if (st == INFER_OK) {
+        n = infer_tok_encode(e->m->tok, text, len, true, chat, r->ids, r->cap);
+        if (n < 0)
+            st = infer_err_set(err, n, "cannot tokenize the prompt");
+        else if (n == 0 && infer_tok_bos(e->m->tok) >= 0)
+            r->ids[n++] = infer_tok_bos(e->m->tok);
+    }
+    free(text);
+    if (st == INFER_OK && n == 0)
+        st = infer_err_set(err, INFER_ERR_ARG, "empty prompt");
+    int span = e->ctx_len < e->o.kv_blocks * KV_BLOCK
+                   ? e->ctx_len
+                   : e->o.kv_blocks * KV_BLOCK;
+    if (st == INFER_OK && n >= span)
+        st = infer_err_set(err, INFER_ERR_TOO_LONG,
+                           "the prompt has %d tokens; this model's context "
+                           "holds %d (prompt plus at least one new token)",
+                           n, span);
+    if (st != INFER_OK) {
+        req_free(e, r);
+        return st == INFER_ERR_NOMEM
+                   ? infer_err_set(err, st, "out of memory")
+                   : st;
+    }
+    r->n_prompt = r->n_ids = n;
+    int room = span - n;
+    r->max_new = p->max_tokens > 0 && p->max_tokens < room ? p->max_tokens
+                                                            : room;
+    r->session = p->session;
+    r->strip_space = n == 1 || infer_tok_is_special(e->m->tok, r->ids[n - 1]);
+    struct infer_sampler_params sp = {
+        .temperature = p->temperature,
+        .top_k = p->top_k,
+        .top_p = p->top_p > 0 ? p->top_p : 1.0f,
+        .min_p = p->min_p,
+        .repeat_penalty = p->repeat_penalty > 0 ? p->repeat_penalty : 1.0f,
+        .repeat_last_n = p->repeat_penalty > 0 && p->repeat_penalty != 1.0f
+                             ? 64
+                             : 0,
+        .seed = p->seed};
+    st = infer_sampler_new(&sp, e->m->cfg.n_vocab, &r->smp);
+    if (st == INFER_OK)
+        st = infer_seq_init(&r->seq, e->kv, e->ctx_len);
+    if (st == INFER_OK && p->n_stop > 0) {
+        r->stops = calloc(p->n_stop, sizeof(char *));
+        st = r->stops != NULL ? INFER_OK : INFER_ERR_NOMEM;
+        for (size_t i = 0; st == INFER_OK && i < p->n_stop; i++) {
+            if (p->stop[i][0] == '\0')
+                continue;
+            r->stops[r->n_stops] = strdup(p->stop[i]);
+            st = r->stops[r->n_stops++] != NULL ? INFER_OK : INFER_ERR_NOMEM;
+        }
+    }
+    for (int i = 0; st == INFER_OK && i < n; i++)
+        infer_sampler_accept(r->smp, r->ids[i]);
+    if (st != INFER_OK) {
+        req_free(e, r);
+        return infer_err_set(err, st, "out of memory");
+    }
+    r->s = s;
+    pthread_mutex_lock(&e->mu);
+    if (e->stop)
+        st = infer_err_set(err, INFER_ERR_CANCELLED, "the engine is closing");
+    else if (e->n_queued >= e->o.max_queue)
+        st = infer_err_set(err, INFER_ERR_BUSY,
+                           "%d requests are waiting; try again later",
+                           e->n_queued);
+    if (st == INFER_OK) {
+        if (e->q_tail != NULL)
+            e->q_tail->next = r;
+        else
+            e->q_head = r;
+        e->q_tail = r;
+        e->n_queued++;
+        pthread_cond_signal(&e->cv);
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (st != INFER_OK) {
+        r->s = NULL;
+        req_free(e, r);
+    }
+    return st;
+}
+
+static void sched_wake(struct infer_engine *base)
+{
+    struct sched *e = (struct sched *)base;
+    pthread_mutex_lock(&e->mu);
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void sched_info(struct infer_engine *base, struct infer_engine_info *o)
+{
+    struct sched *e = (struct sched *)base;
+    pthread_mutex_lock(&e->mu);
+    o->remote = false;
+    o->ctx_len = e->ctx_len;
+    o->kv_blocks = e->kv->n_blocks;
+    o->kv_free = infer_kv_n_free(e->kv);
+    o->cached_sessions = e->n_sess;
+    o->running = e->n_run;
+    o->queued = e->n_queued;
+    o->steps = e->steps;
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void sched_destroy(struct infer_engine *base)
+{
+    struct sched *e = (struct sched *)base;
+    if (e->started) {
+        pthread_mutex_lock(&e->mu);
+        e->stop = true;
+        pthread_cond_signal(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->thread, NULL);
+    }
+    for (int i = 0; i < e->n_run; i++)
+        req_finish(e, e->run[i], "stop", "the engine was closed");
+    while (e->q_head != NULL) {
+        struct req *r = e->q_head;
+        e->q_head = r->next;
+        req_finish(e, r, "stop", "the engine was closed");
+    }
+    while (e->n_sess > 0)
+        session_drop(e, e->n_sess - 1);
+    free(e->sess);
+    free(e->run);
+    free(e->batch);
+    free(e->logits);
+    infer_kv_free(e->kv);
+    infer_ctx_free(e->ctx);
+    compute_put(e->comp);
+    infer_model_free(e->m);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e->base.name);
+    free(e);
+}
+
+static const struct infer_engine_vt sched_vt = {
+    sched_submit, sched_wake, sched_info, sched_destroy};
+
+/* ---- open ------------------------------------------------------------------------------------- */
+
+static void opts_fill(struct infer_engine_opts *o,
+                      const struct infer_engine_opts *in)
+{
+    infer_engine_opts_default(o);
+    if (in == NULL)
+        return;
+    if (in->threads > 0)
+        o->threads = in->threads;
+    if (in->max_batch > 0)
+        o->max_batch = in->max_batch < 4096 ? in->max_batch : 4096;
+    if (in->max_queue > 0)
+        o->max_queue = in->max_queue;
+    if (in->kv_blocks > 0)
+        o->kv_blocks = in->kv_blocks;
+    if (in->ctx_len > 0)
+        o->ctx_len = in->ctx_len;
+    if (in->step_token_budget > 0)
+        o->step_token_budget = in->step_token_budget;
+    if (in->max_sessions > 0)
+        o->max_sessions = in->max_sessions;
+}
+
+int infer__sched_open(const char *model_path,
+                      const struct infer_engine_opts *in,
+                      struct infer_engine **out, struct infer_err *err)
+{
+    struct sched *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
+    e->base.vt = &sched_vt;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    opts_fill(&e->o, in);
+    int st = infer_model_load(model_path, NULL, &e->m, err);
+    if (st == INFER_OK && e->m->tok == NULL)
+        st = infer_err_set(err, INFER_ERR_FORMAT, "%s has no tokenizer",
+                           model_path);
+    if (st != INFER_OK) {
+        sched_destroy(&e->base);
+        return st;
+    }
+    const struct infer_config *c = &e->m->cfg;
+    int ctx = c->n_ctx_train < CTX_DEFAULT_MAX ? c->n_ctx_train
+                                               : CTX_DEFAULT_MAX;
+    e->ctx_len = e->o.ctx_len > 0 ? e->o.ctx_len : ctx;
+    if (e->o.max_sessions <= 0)
+        e->o.max_sessions = e->o.max_batch;
+    if (e->o.kv_blocks <= 0) {
+        size_t per_block = (size_t)KV_BLOCK * c->n_layers * c->n_kv_heads *
+                           c->head_dim * 2 * sizeof(float);
+        size_t want = (size_t)blocks_for(e->ctx_len) * e->o.max_batch;
+        size_t cap = KV_DEFAULT_BYTES / per_block;
+        if (cap < (size_t)blocks_for(e->ctx_len))
+            cap = (size_t)blocks_for(e->ctx_len);
+        e->o.kv_blocks = (int)(want < cap ? want : cap);
+    }
+    e->max_tokens_step = e->o.max_batch + e->o.step_token_budget;
+    e->base.fmt = infer_chat_detect(e->m->chat_template);
+    e->base.name = strdup(e->m->name != NULL ? e->m->name : model_path);
+    e->comp = compute_get(e->o.threads);
+    e->logits = malloc((size_t)e->o.max_batch * c->n_vocab * sizeof(float));
+    e->batch = malloc((size_t)e->max_tokens_step * sizeof(*e->batch));
+    e->run = calloc((size_t)e->o.max_batch, sizeof(*e->run));
+    e->sess = calloc((size_t)e->o.max_sessions, sizeof(*e->sess));
+    if (e->base.name == NULL || e->comp == NULL || e->logits == NULL ||
+        e->batch == NULL || e->run == NULL || e->sess == NULL)
+        st = infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
+    struct infer_ctx_params cp = {.max_batch = e->max_tokens_step,
+                                  .max_ctx = e->ctx_len,
+                                  .pool = e->comp ? e->comp->pool : NULL};
+    if (st == INFER_OK)
+        st = infer_ctx_new(e->m, &cp, &e->ctx, err);
+    if (st == INFER_OK)
+        st = infer_kv_new(e->m, e->o.kv_blocks, KV_BLOCK, &e->kv, err);
+    if (st == INFER_OK) {
+        if (pthread_create(&e->thread, NULL, sched_main, e) != 0)
+            st = infer_err_set(err, INFER_ERR_NOMEM, "cannot start a thread");
+        else
+            e->started = true;
+    }
+    if (st != INFER_OK) {
+        sched_destroy(&e->base);
+        return st;
+    }
+    infer_log(INFER_LOG_INFO,
+              "engine %s: context %d, batch %d, %d KV blocks of %d, %d "
+              "threads, %s",
+              e->base.name, e->ctx_len, e->o.max_batch, e->o.kv_blocks,
+              KV_BLOCK, infer_ctx_threads(e->ctx), infer_ctx_kernels(e->ctx));
+    *out = &e->base;
+    return INFER_OK;
+}
