@@ -159,7 +159,7 @@ int infer_tok_from_llama2c(const char *path, int vocab_size,
                            struct infer_tok **out, struct infer_err *err)
 {
     char *buf;
-    size_t size;
+    size_t size = 0;
     *out = NULL;
     int rc = read_file(path, &buf, &size, err);
     if (rc != INFER_OK)
@@ -690,7 +690,7 @@ int infer_tok_from_hf_json(const char *path, struct infer_tok **out,
                            struct infer_err *err)
 {
     char *buf, *cfg = NULL;
-    size_t size, cfg_size = 0;
+    size_t size = 0, cfg_size = 0;
     *out = NULL;
     int rc = read_file(path, &buf, &size, err);
     if (rc != INFER_OK)

@@ -2,7 +2,7 @@
  * fuzz_seeds.c: writes the seed corpora the fuzz targets start from, into
  * OUT/{gguf,load,encode}: two small valid GGUF files (a SentencePiece and a
  * byte-level BPE vocabulary with a chat template and a tensor), the head of
- * a real one, llama2.c and tokenizer.json files from shared/, and
+ * a real one, llama2.c's tok512.bin, two small tokenizer.json files, and
  * llama.cpp's tokenizer test texts for each vocabulary.
  *   usage: fuzz_seeds OUT SHARED
  */
@@ -82,8 +82,8 @@ static void kv_arr32(struct buf *b, const char *k, uint32_t type,
 static void write_file(const char *dir, const char *name, const void *p,
                        size_t n)
 {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    char path[4096 + 64]; /* dir is at most 4095, names are short */
+    snprintf(path, sizeof(path), "%s/%.60s", dir, name);
     FILE *f = fopen(path, "wb");
     if (f == NULL || fwrite(p, 1, n, f) != n) {
         perror(path);
@@ -204,19 +204,34 @@ int main(int argc, char **argv)
     p = slurp(path, &n);
     prefixed(dir, "tok512.bin", 1, p, n);
     free(p);
-    snprintf(path, sizeof(path), "%s/models/tinystories-656K/tokenizer.json",
-             argv[2]);
-    p = slurp(path, &n);
-    prefixed(dir, "tinystories.json", 0, p, n);
-    free(p);
-    static const char small_json[] =
-        "{\"added_tokens\": [{\"id\": 4, \"content\": \"<s>\", \"special\": "
-        "true}], \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, "
-        "\"model\": {\"type\": \"BPE\", \"byte_fallback\": true, "
-        "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"abb\": 3}, "
+    /* Small tokenizer.json files with the shapes the loader knows (the
+     * real ones, 86 KB and 2 MB, would slow every mutation down). */
+    static const char spm_json[] =
+        "{\"added_tokens\": [{\"id\": 0, \"content\": \"<unk>\", "
+        "\"special\": true}, {\"id\": 1, \"content\": \"<|start|>\", "
+        "\"special\": true}], \"normalizer\": {\"type\": \"Sequence\", "
+        "\"normalizers\": [{\"type\": \"Prepend\", \"prepend\": "
+        "\"\\u2581\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": "
+        "\" \"}, \"content\": \"\\u2581\"}]}, \"pre_tokenizer\": null, "
+        "\"post_processor\": {\"type\": \"TemplateProcessing\", "
+        "\"single\": [{\"SpecialToken\": {\"id\": \"<|start|>\"}}, "
+        "{\"Sequence\": {\"id\": \"A\"}}]}, \"model\": {\"type\": \"BPE\", "
+        "\"unk_token\": \"<unk>\", \"fuse_unk\": true, \"byte_fallback\": "
+        "true, \"vocab\": {\"<unk>\": 0, \"<|start|>\": 1, \"a\": 2, "
+        "\"\\u2581\": 3, \"\\u2581a\": 4, \"<0x41>\": 5}, \"merges\": "
+        "[\"\\u2581 a\"]}}";
+    prefixed(dir, "spm.json", 0, (const unsigned char *)spm_json,
+             sizeof(spm_json) - 1);
+    static const char bpe_json[] =
+        "{\"added_tokens\": [{\"id\": 4, \"content\": \"<s>\", "
+        "\"special\": true}], \"pre_tokenizer\": {\"type\": \"Sequence\", "
+        "\"pretokenizers\": [{\"type\": \"Digits\", \"individual_digits\": "
+        "true}, {\"type\": \"ByteLevel\", \"use_regex\": true}]}, "
+        "\"decoder\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": "
+        "\"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"abb\": 3}, "
         "\"merges\": [\"a b\", [\"ab\", \"b\"]]}}";
-    prefixed(dir, "small.json", 0, (const unsigned char *)small_json,
-             sizeof(small_json) - 1);
+    prefixed(dir, "bpe.json", 0, (const unsigned char *)bpe_json,
+             sizeof(bpe_json) - 1);
 
     /* llama.cpp's test texts, one seed per text and tokenizer. */
     snprintf(dir, sizeof(dir), "%s/encode", argv[1]);

@@ -44,6 +44,6 @@ run() { # target seed-dir max-len
     fi
 }
 run fuzz_gguf "$seeds/gguf" 20000
-run fuzz_tok_load "$seeds/load" 100000
+run fuzz_tok_load "$seeds/load" 16384
 run fuzz_tok_encode "$seeds/encode" 4097
 exit $status
