@@ -348,21 +348,44 @@ static int do_initdb(const struct run_as *as, const char *bindir,
     return DB_OK;
 }
 
-/* Whether pid is a live process named postgres. */
-static bool is_live_postgres(pid_t pid)
+/* The state letter of process pid (R, S, Z...) and its name, from
+ * /proc/PID/stat; 0 if there is no such process. */
+static char proc_state(pid_t pid, char *comm, size_t n)
 {
-    if (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH))
-        return false;
-    char path[64], comm[64] = "";
-    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
-        return false;
-    if (fgets(comm, sizeof(comm), f) == NULL)
-        comm[0] = '\0';
+        return 0;
+    size_t got = fread(line, 1, sizeof(line) - 1, f);
     fclose(f);
-    comm[strcspn(comm, "\n")] = '\0';
-    return strcmp(comm, "postgres") == 0;
+    line[got] = '\0';
+    /* "pid (comm) S ...": comm may hold spaces and parentheses. */
+    char *open = strchr(line, '('), *close = strrchr(line, ')');
+    if (open == NULL || close == NULL || close[1] != ' ')
+        return 0;
+    if (comm != NULL)
+        snprintf(comm, n, "%.*s", (int)(close - open - 1), open + 1);
+    return close[2];
+}
+
+/* Whether pid is a process that has not exited yet. A zombie has: only
+ * its parent's wait is missing, and for an orphan that parent is init,
+ * which in a container may never come. */
+static bool is_running(pid_t pid)
+{
+    char st = proc_state(pid, NULL, 0);
+    return st != 0 && st != 'Z' && st != 'X';
+}
+
+/* Whether pid is a running process named postgres. */
+static bool is_live_postgres(pid_t pid)
+{
+    char comm[64] = "";
+    if (pid <= 0)
+        return false;
+    char st = proc_state(pid, comm, sizeof(comm));
+    return st != 0 && st != 'Z' && st != 'X' && strcmp(comm, "postgres") == 0;
 }
 
 /* Signals pid and waits up to wait_s for it to go. Returns true if gone.
@@ -377,8 +400,8 @@ static bool signal_wait(pid_t pid, int sig, double wait_s)
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid)
             return true;
-        if (r < 0 && errno == ECHILD && kill(pid, 0) != 0 && errno == ESRCH)
-            return true;
+        if (r < 0 && errno == ECHILD && !is_running(pid))
+            return true; /* not our child: gone, or a zombie of init's */
         sleep_ms(20);
     } while (now_s() < end);
     return false;
