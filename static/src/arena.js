@@ -37,17 +37,18 @@ function notify(text, kind = '') {
 
 // --- rendering -------------------------------------------------------------
 
+// Answers whose text changed since the last frame (kept here rather than
+// looked up in st.sides, which a next turn may already have replaced).
+const dirty = new Set();
 let frameQueued = false;
-function scheduleRender() {
+function touch(s) {
+  dirty.add(s);
   if (frameQueued) return;
   frameQueued = true;
   requestAnimationFrame(() => {
     frameQueued = false;
-    for (const s of Object.values(st.sides)) {
-      if (!s.dirty) continue;
-      s.dirty = false;
-      s.body.innerHTML = renderMarkdown(s.text);
-    }
+    for (const d of dirty) d.body.innerHTML = renderMarkdown(d.text);
+    dirty.clear();
   });
 }
 
@@ -152,6 +153,49 @@ async function setMode(mode) {
 
 // --- the battle flow -------------------------------------------------------
 
+// The open battle survives a reload of the tab (sessionStorage: this tab
+// only); a voted or abandoned one does not.
+const SAVED = 'arena-battle';
+function remember() {
+  try {
+    if (st.battle && !st.voted)
+      sessionStorage.setItem(SAVED, JSON.stringify({ id: st.battle.id, mode: st.mode,
+                                                     max_turns: st.battle.max_turns }));
+    else sessionStorage.removeItem(SAVED);
+  } catch (_) { /* storage disabled: no restore */ }
+}
+
+async function restore() {
+  let saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(SAVED) || 'null'); } catch (_) { return; }
+  if (!saved || typeof saved.id !== 'string') return;
+  let b;
+  try {
+    b = await api('GET', `/api/battles/${encodeURIComponent(saved.id)}`);
+  } catch (_) {
+    remember();
+    return;
+  }
+  if (b.vote || !Array.isArray(b.turns)) { remember(); return; }
+  await setMode(b.mode || saved.mode);
+  st.battle = { id: b.id || saved.id, mode: b.mode, state: b.state, models: b.models,
+                max_turns: b.max_turns ?? saved.max_turns ?? null };
+  for (const t of b.turns) {
+    openSlots(t.prompt);
+    for (const side of activeSides()) {
+      const s = st.sides[side];
+      s.text = t[side] || '';
+      finishSide(side, null, t[side] == null ? 'No answer was stored for this turn.' : null);
+    }
+  }
+  st.turns = b.turns.length;
+  setHeaders();
+  updateControls();
+  remember();
+  if (b.state === 'ready' && st.mode !== 'direct')
+    notify('Your battle is back: vote, or keep chatting.');
+}
+
 function newBattle() {
   if (st.ctrl) st.ctrl.abort();
   st.ctrl = null;
@@ -164,6 +208,7 @@ function newBattle() {
   resetPanes();
   setHeaders();
   updateControls();
+  remember();
 }
 
 async function createBattle() {
@@ -179,6 +224,7 @@ async function createBattle() {
   st.battle = b;
   st.turns = 0;
   setHeaders();
+  remember();
   return b;
 }
 
@@ -203,7 +249,7 @@ function openSlots(prompt) {
       s.wrap.classList.add('streaming');
       s.wrap.setAttribute('aria-busy', 'true');
     }
-    Object.assign(s, { text: '', done: false, failed: false, dirty: false });
+    Object.assign(s, { text: '', done: false, failed: false });
   }
 }
 
@@ -211,7 +257,6 @@ function finishSide(side, meta, error) {
   const s = st.sides[side];
   if (!s || s.done) return;
   s.done = true;
-  s.dirty = true;
   s.wrap.classList.remove('streaming');
   s.wrap.removeAttribute('aria-busy');
   if (error) {
@@ -225,7 +270,7 @@ function finishSide(side, meta, error) {
       parts.push(`${(meta.tokens / (meta.gen_ms / 1000)).toFixed(0)} tokens/s`);
     s.meta.textContent = parts.join(' · ');
   }
-  scheduleRender();
+  touch(s);
 }
 
 // POSTs to a turn or regenerate endpoint and consumes its event stream.
@@ -271,7 +316,7 @@ async function runStream(path, body, prompt) {
           updateControls();
           break;
         case 'token':
-          if (s && !s.done) { s.text += d.text || ''; s.dirty = true; scheduleRender(); }
+          if (s && !s.done) { s.text += d.text || ''; touch(s); }
           break;
         case 'done':
           finishSide(d.side, d, null);
@@ -340,6 +385,7 @@ async function vote(winner) {
     const r = await api('POST', `/api/battles/${encodeURIComponent(st.battle.id)}/vote`,
                         { winner });
     st.voted = true;
+    remember();
     st.battle.models = r.models || st.battle.models;
     setHeaders();
     const chosen = ui.votes.querySelector(`button[data-vote="${CSS.escape(winner)}"]`);
@@ -404,6 +450,7 @@ resetPanes();
 updateControls();
 const wanted = new URLSearchParams(location.search).get('mode');
 if (wanted === 'named' || wanted === 'direct') setMode(wanted);
+else restore();
 ui.app.dataset.ready = 'true';
 performance.mark('arena-ready');
 

@@ -225,6 +225,17 @@ export async function checks({ browser, base, shots, adminPassword, withApi = tr
     // The prompt with markup is shown as text.
     const echo = await page.$$eval('.pane[data-side="a"] .msg.user', (xs) => xs[1].innerHTML);
     assert(echo.includes('&lt;img') && !(await page.$('.msg.user img')), `prompt echo: ${echo}`);
+    // A reload of the tab brings the open battle back (GET /api/battles/{id}).
+    const textA = await paneText(page, 'a');
+    await page.reload();
+    await ready(page);
+    await page.waitForFunction(() =>
+      document.querySelectorAll('.pane[data-side="b"] .msg.bot').length === 2, null,
+      { timeout: 15000 });
+    const textA2 = await paneText(page, 'a');
+    assert(textA2 === textA, `the restored answers differ from the streamed ones: ${JSON.stringify(textA)} then ${JSON.stringify(textA2)}`);
+    assert(await page.evaluate(() => document.querySelector('#app').dataset.state) === 'ready',
+           'the restored battle cannot be voted on');
     // Regenerate both answers of turn 2.
     await page.click('#regen');
     await page.waitForFunction(() => document.querySelector('#app').dataset.state === 'streaming' ||
