@@ -362,7 +362,10 @@ static int build_raw(struct infer_tok *t)
         return INFER_ERR_NOMEM;
     /* Decoding never lengthens a token: <0xAB> -> 1 byte, a 2- or 3-byte
      * character -> 1 byte, anything else copied. */
-    char *buf = malloc(((size_t)1 << 20) + 8);
+    size_t longest = 0;
+    for (int32_t id = 0; id < t->n_vocab; id++)
+        longest = t->text_len[id] > longest ? t->text_len[id] : longest;
+    char *buf = malloc(longest + 8);
     if (buf == NULL)
         return INFER_ERR_NOMEM;
     size_t pos = 0;
@@ -389,6 +392,13 @@ static void build_specials(struct infer_tok *t)
             t->specials[n++] = id;
     }
     t->n_specials = n;
+    for (int i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)t->text[t->text_off[t->specials[i]]];
+        t->special_first[c] |= t->type[t->specials[i]] ==
+                                       INFER_TOK_USER_DEFINED
+                                   ? 3
+                                   : 1;
+    }
     /* Longest first, then by id; an insertion sort because qsort's
      * comparator could not see t without a global. */
     for (int i = 1; i < n; i++) {
@@ -896,6 +906,9 @@ static int bpe_encode(const struct infer_tok *t, const char *text, size_t len,
 static int32_t match_special(const struct infer_tok *t, const char *text,
                              size_t len, bool parse_special)
 {
+    /* bit 0: some special starts with this byte; bit 1: a user-defined */
+    if (!(t->special_first[(unsigned char)text[0]] & (parse_special ? 1 : 2)))
+        return -1;
     for (int i = 0; i < t->n_specials; i++) {
         int32_t id = t->specials[i];
         int ty = t->type[id];

@@ -81,6 +81,8 @@ struct infer_tok {
      * (control and user-defined tokens), longest first. */
     int32_t *specials; /* (n_specials,) */
     int n_specials;
+    uint8_t special_first[256]; /* 1: a special starts with the byte, 3: a
+                                   user-defined one does */
 
     int32_t byte_tok[256]; /* id of <0xXX> (SPM, HF byte fallback) or -1 */
     /* GPT-2 byte level: byte b is spelled byte_level_str[b] (UTF-8, length

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # run.sh SRC BUILD_DIR SHARED: builds the libFuzzer targets with clang in
 # BUILD_DIR (-DARENA_FUZZ=ON, ASan+UBSan), writes seed corpora from SHARED,
-# and runs each fuzzer for ARENA_FUZZ_SECONDS (default 35) seconds. Exits
+# and runs each fuzzer for ARENA_FUZZ_SECONDS (default 30) seconds. Exits
 # non-zero on any crash, leak, timeout or sanitizer report (the input is
 # kept as BUILD_DIR/crash-*), 77 if clang's libFuzzer is not installed.
 set -euo pipefail
 src=$1 dir=$2 shared=$3
-secs=${ARENA_FUZZ_SECONDS:-35}
+secs=${ARENA_FUZZ_SECONDS:-30}
 
 if ! command -v clang >/dev/null ||
    ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n){return 0;}' |
