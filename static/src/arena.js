@@ -5,7 +5,16 @@
 // kept as raw text and re-rendered through renderMarkdown() at most once a
 // frame while tokens stream in, so the two panes advance independently.
 import { $, el, api, errorFrom, describeError, initTheme, ApiError } from './common.js';
-import { renderMarkdown } from './markdown.js';
+
+// The Markdown renderer (most of the page's bytes) loads as a second chunk
+// right after the page is wired, so the page takes input before it has
+// parsed it; until it arrives an answer shows as plain text.
+let renderMarkdown = null;
+const markdownReady = import('./markdown.js').then((m) => {
+  renderMarkdown = m.renderMarkdown;
+  for (const s of answers) touch(s);
+  return renderMarkdown;
+});
 import { streamEvents } from './sse.js';
 
 const st = {
@@ -37,6 +46,9 @@ function notify(text, kind = '') {
 
 // --- rendering -------------------------------------------------------------
 
+// Every answer on screen (for the re-render once Markdown arrives).
+const answers = new Set();
+
 // Answers whose text changed since the last frame (kept here rather than
 // looked up in st.sides, which a next turn may already have replaced).
 const dirty = new Set();
@@ -47,7 +59,15 @@ function touch(s) {
   frameQueued = true;
   requestAnimationFrame(() => {
     frameQueued = false;
-    for (const d of dirty) d.body.innerHTML = renderMarkdown(d.text);
+    for (const d of dirty) {
+      if (renderMarkdown) {
+        d.body.removeAttribute('data-plain');
+        d.body.innerHTML = renderMarkdown(d.text);
+      } else {
+        d.body.setAttribute('data-plain', '');
+        d.body.textContent = d.text;
+      }
+    }
     dirty.clear();
   });
 }
@@ -86,6 +106,7 @@ function revealNodes(info) {
 function resetPanes() {
   for (const side of ['a', 'b']) {
     const msgs = pane(side).querySelector('.msgs');
+    answers.clear();
     msgs.replaceChildren(el('p', { class: 'muted hint',
       text: side === 'a' || st.mode !== 'direct' ? 'The answer will appear here.' : '' }));
   }
@@ -243,6 +264,7 @@ function openSlots(prompt) {
       wrap.append(body, meta);
       msgs.append(wrap);
       s = st.sides[side] = { wrap, body, meta };
+      answers.add(s);
     } else if (s) {
       s.body.replaceChildren();
       s.meta.replaceChildren();
@@ -455,4 +477,4 @@ ui.app.dataset.ready = 'true';
 performance.mark('arena-ready');
 
 // For the browser test and for debugging: the page's real renderer.
-window.arenaUI = { renderMarkdown };
+window.arenaUI = { markdownReady };

@@ -232,6 +232,8 @@ export async function checks({ browser, base, shots, adminPassword, withApi = tr
     await page.waitForFunction(() =>
       document.querySelectorAll('.pane[data-side="b"] .msg.bot').length === 2, null,
       { timeout: 15000 });
+    await page.evaluate(() => window.arenaUI.markdownReady.then(() => new Promise((r) =>
+      requestAnimationFrame(() => requestAnimationFrame(r)))));
     const textA2 = await paneText(page, 'a');
     assert(textA2 === textA, `the restored answers differ from the streamed ones: ${JSON.stringify(textA)} then ${JSON.stringify(textA2)}`);
     assert(await page.evaluate(() => document.querySelector('#app').dataset.state) === 'ready',
@@ -331,12 +333,13 @@ export async function checks({ browser, base, shots, adminPassword, withApi = tr
     ].join('\n\n');
     // The page's own renderer, assigned the way the page assigns a pane's
     // answer (innerHTML of a .md element inside the pane).
-    const r = await page.evaluate((text) => {
+    const r = await page.evaluate(async (text) => {
+      const renderMarkdown = await window.arenaUI.markdownReady;
       window.__xss = 0;
       const md = document.createElement('div');
       md.className = 'md';
       document.querySelector('.pane[data-side="a"] .msgs').append(md);
-      md.innerHTML = window.arenaUI.renderMarkdown(text);
+      md.innerHTML = renderMarkdown(text);
       const attrs = [...md.querySelectorAll('*')].flatMap((e) =>
         [...e.attributes].map((a) => a.name)).filter((n) => n.startsWith('on'));
       return {
