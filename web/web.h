@@ -160,6 +160,13 @@ void web_server_free(struct web_server *s);
 const struct web_config *web_server_config(const struct web_server *s);
 struct db_pool *web_server_db(const struct web_server *s);
 
+/* The engines this server offers (set by `arena serve` before the
+ * features' init; NULL if none). Borrowed: the caller frees the hub after
+ * web_server_free. */
+struct infer_hub;
+void web_server_set_hub(struct web_server *s, struct infer_hub *h);
+struct infer_hub *web_server_hub(const struct web_server *s);
+
 /* A feature: a group of routes with shared state, listed in web_routes.c.
  * init registers routes (passing its state as their user pointer) and
  * sets *state; cleanup(state) runs after the server stopped. */

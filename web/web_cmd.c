@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "infer.h"
 #include "web.h"
 
 static int write_port_file(const char *path, int port)
@@ -54,6 +55,7 @@ struct serve {
     struct db_cluster *cluster;
     struct db_pool *pool;
     struct web_server *server;
+    struct infer_hub *hub; /* the engines: --models-dir, then the arena */
 };
 
 /* Database: the cluster if needed, the pool, the migrations. */
@@ -100,6 +102,35 @@ static int serve_db(struct serve *sv)
     return 0;
 }
 
+/* The inference core logs through the server's logger. */
+static void infer_logger(enum infer_log_level level, const char *msg,
+                         void *user)
+{
+    (void)user;
+    web_log((enum web_log_level)level, "%s", msg);
+}
+
+/* The hub of engines, with the models found under --models-dir. */
+static int serve_models(struct serve *sv)
+{
+    infer_log_set(infer_logger, NULL, (enum infer_log_level)sv->cfg.log_level);
+    sv->hub = infer_hub_new(NULL);
+    if (sv->hub == NULL) {
+        fprintf(stderr, "arena: out of memory\n");
+        return 1;
+    }
+    if (sv->cfg.models_dir[0] == '\0')
+        return 0;
+    struct infer_err err = {{0}};
+    int n = infer_hub_scan_dir(sv->hub, sv->cfg.models_dir, &err);
+    if (n < 0) {
+        fprintf(stderr, "arena: --models-dir: %s\n", err.msg);
+        return 2;
+    }
+    web_log(WEB_LOG_INFO, "serve: %d models from %s", n, sv->cfg.models_dir);
+    return 0;
+}
+
 static int serve_http(struct serve *sv)
 {
     struct web_err err = {{0}};
@@ -108,6 +139,8 @@ static int serve_http(struct serve *sv)
         web_log(WEB_LOG_WARN, "serve: static directory %s not found",
                 sv->cfg.static_dir);
     sv->server = web_server_new(&sv->cfg, sv->pool, &err);
+    if (sv->server != NULL)
+        web_server_set_hub(sv->server, sv->hub);
     if (sv->server == NULL ||
         web_server_add_features(sv->server, &err) != WEB_OK ||
         web_server_start(sv->server, &err) != WEB_OK) {
@@ -138,6 +171,7 @@ static int serve_shutdown(struct serve *sv, int status)
             pthread_detach(t);
     }
     web_server_free(sv->server); /* waits for in-flight requests */
+    infer_hub_free(sv->hub);
     db_pool_free(sv->pool);
     struct db_err err;
     if (db_cluster_stop(sv->cluster, &err) != DB_OK) {
@@ -177,6 +211,8 @@ int web_cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
     rc = serve_db(&sv);
+    if (rc == 0)
+        rc = serve_models(&sv);
     if (rc == 0)
         rc = serve_http(&sv);
     if (rc != 0)

@@ -11,4 +11,7 @@
 /* web_health.c: GET /healthz, GET /readyz. */
 int web__health_init(struct web_server *s, void **state, struct web_err *err);
 
+/* web_v1.c: the OpenAI-compatible /v1 API over web_server_hub(). */
+int web__v1_init(struct web_server *s, void **state, struct web_err *err);
+
 #endif

@@ -11,6 +11,7 @@
 
 const struct web_feature web_features[] = {
     {"health", web__health_init, NULL},
+    {"v1", web__v1_init, NULL},
 };
 
 const size_t web_features_count =

@@ -54,6 +54,7 @@ struct route {
 struct web_server {
     const struct web_config *cfg;
     struct db_pool *db;
+    struct infer_hub *hub; /* borrowed, may be NULL */
     struct mg_context *ctx;
     int port;
     atomic_bool stopping;
@@ -150,6 +151,16 @@ int web_server_add_features(struct web_server *s, struct web_err *err)
 const struct web_config *web_server_config(const struct web_server *s)
 {
     return s->cfg;
+}
+
+void web_server_set_hub(struct web_server *s, struct infer_hub *h)
+{
+    s->hub = h;
+}
+
+struct infer_hub *web_server_hub(const struct web_server *s)
+{
+    return s->hub;
 }
 
 struct db_pool *web_server_db(const struct web_server *s)

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# test_v1.sh: the OpenAI-compatible /v1 API of a real `arena serve` with the
+# story models, driven by a stock client (curl -N): models list, chat and
+# completions with and without streaming, usage counts, greedy determinism,
+# and the error cases (unknown model, bad fields, malformed JSON, context
+# overflow).
+set -u
+command -v curl >/dev/null || { echo "skip: no curl"; exit 77; }
+command -v jq >/dev/null || { echo "skip: no jq"; exit 77; }
+shared=${ARENA_SHARED:-../shared}
+m1=$shared/models/stories260K/stories260K.gguf
+m2=$shared/models/tinystories-656K/TinyStories-656K-Q8_0.gguf
+[ -r "$m1" ] && [ -r "$m2" ] || { echo "skip: no story models"; exit 77; }
+[ -n "${ARENA_TEST_PGCONN:-}" ] && command -v psql >/dev/null ||
+    { echo "skip: no test database"; exit 77; }
+db="v1_$$"
+psql "$ARENA_TEST_PGCONN" -qc "CREATE DATABASE $db" || exit 1
+
+dir=$(mktemp -d "${ARENA_TEST_OUT:-/tmp}/v1.XXXXXX" 2>/dev/null || mktemp -d)
+mkdir -p "$dir/models" "$dir/data"
+ln -s "$m1" "$dir/models/stories260K.gguf"
+ln -s "$m2" "$dir/models/TinyStories-656K-Q8_0.gguf"
+tok="$shared/models/tinystories-656K/tokenizer.json"
+ln -s "$tok" "$dir/models/tokenizer.json"
+ln -s "$shared/models/tinystories-656K/config.json" "$dir/models/config.json"
+
+"$ARENA_BIN" serve --port 0 --port-file "$dir/port" --data-dir "$dir/data" \
+    --models-dir "$dir/models" --database-url "$ARENA_TEST_PGCONN dbname=$db" \
+    --access-log off --log-level warn 2>"$dir/serve.log" &
+pid=$!
+cleanup() {
+    kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"
+    psql "$ARENA_TEST_PGCONN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+}
+trap cleanup EXIT
+for _ in $(seq 1 300); do
+    [ -s "$dir/port" ] && break
+    kill -0 $pid 2>/dev/null || { cat "$dir/serve.log"; echo "serve died"; exit 1; }
+    sleep 0.1
+done
+[ -s "$dir/port" ] || { cat "$dir/serve.log"; echo "no port"; exit 1; }
+base="http://127.0.0.1:$(cat "$dir/port")/v1"
+
+fails=0
+check() { # check NAME CONDITION-COMMAND...
+    local name=$1; shift
+    if "$@" >/dev/null; then echo "ok   $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
+}
+post() { # post PATH JSON -> body in $dir/out, status in $dir/status
+    curl -sS -o "$dir/out" -w '%{http_code}' -H 'Content-Type: application/json' \
+        -d "$2" "$base$1" >"$dir/status"
+}
+status_is() { [ "$(cat "$dir/status")" = "$1" ]; }
+jq_is() { [ "$(jq -r "$1" <"$dir/out")" = "$2" ]; }
+
+# models
+curl -sS "$base/models" >"$dir/out"
+check models_list jq -e '.object == "list" and ([.data[].id] | index("stories260k") != null) and ([.data[].id] | index("tinystories-656k-q8_0") != null)' "$dir/out"
+
+# chat, not streamed, greedy
+req='{"model":"stories260k","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":16,"temperature":0}'
+post /chat/completions "$req"
+check chat_status status_is 200
+check chat_shape jq -e '.object == "chat.completion" and .choices[0].message.role == "assistant" and (.choices[0].message.content | length) > 0 and (.choices[0].finish_reason == "length" or .choices[0].finish_reason == "stop")' "$dir/out"
+check chat_usage jq -e '.usage.prompt_tokens > 0 and .usage.completion_tokens > 0 and .usage.completion_tokens <= 16 and .usage.total_tokens == .usage.prompt_tokens + .usage.completion_tokens' "$dir/out"
+first=$(jq -r '.choices[0].message.content' <"$dir/out")
+post /chat/completions "$req"
+check chat_greedy_repeatable jq_is '.choices[0].message.content' "$first"
+
+# completions, streamed with curl -N, usage chunk, [DONE] last
+curl -sS -N -H 'Content-Type: application/json' -d '{"model":"tinystories-656k-q8_0","prompt":"Once upon a time","max_tokens":12,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}' "$base/completions" >"$dir/sse"
+check sse_done_last [ "$(grep -v '^$' "$dir/sse" | tail -1)" = "data: [DONE]" ]
+grep '^data: {' "$dir/sse" | sed 's/^data: //' >"$dir/chunks"
+check sse_chunks jq -s -e 'length >= 3 and all(.[]; .object == "text_completion")' "$dir/chunks"
+check sse_finish jq -s -e '[.[] | select(.choices | length > 0) | .choices[0].finish_reason | select(. != null)] == ["length"]' "$dir/chunks"
+check sse_usage jq -s -e '.[-1].choices == [] and .[-1].usage.completion_tokens == 12' "$dir/chunks"
+streamed=$(jq -s -j '[.[] | select(.choices | length > 0) | .choices[0].text] | join("")' "$dir/chunks")
+post /completions '{"model":"tinystories-656k-q8_0","prompt":"Once upon a time","max_tokens":12,"temperature":0}'
+check stream_equals_whole jq_is '.choices[0].text' "$streamed"
+
+# chat streamed: role first, then content deltas
+curl -sS -N -H 'Content-Type: application/json' -d '{"model":"stories260k","messages":[{"role":"user","content":"Hi"}],"max_tokens":8,"stream":true,"stop":["\n\n"],"seed":5}' "$base/chat/completions" | grep '^data: {' | sed 's/^data: //' >"$dir/chunks"
+check chat_stream_role jq -s -e '.[0].choices[0].delta.role == "assistant" and .[0].object == "chat.completion.chunk" and (.[-1].choices[0].finish_reason != null)' "$dir/chunks"
+
+# errors
+post /chat/completions '{"model":"no-such-model","messages":[{"role":"user","content":"x"}]}'
+check unknown_model status_is 404
+check unknown_model_shape jq -e '.error.code == "model_not_found" and .error.type == "invalid_request_error" and (.error.message | length) > 0' "$dir/out"
+post /chat/completions '{"model":"stories260k","messages":[{"role":"user","content":"x"}],"temperature":"hot"}'
+check bad_temperature status_is 400
+check bad_temperature_param jq_is '.error.param' temperature
+post /chat/completions '{"model":"stories260k","messages":[{"role":"robot","content":"x"}]}'
+check bad_role status_is 400
+post /chat/completions '{"model":"stories260k","messages":"hello"}'
+check bad_messages status_is 400
+post /completions '{"model":"stories260k","prompt":"x","max_tokens":0}'
+check bad_max_tokens status_is 400
+post /completions '{"model":"stories260k","prompt":"x","n":2}'
+check bad_n status_is 400
+post /completions '{"model":"stories260k","prompt":"x",'
+check malformed_json status_is 400
+check malformed_json_shape jq -e '.error.type == "invalid_request_error"' "$dir/out"
+long=$(head -c 20000 /dev/zero | tr '\0' 'a' | sed 's/aaaa/ab c /g')
+post /completions "{\"model\":\"stories260k\",\"prompt\":\"$long\"}"
+check context_overflow status_is 400
+check context_overflow_code jq_is '.error.code' context_length_exceeded
+post /completions '{"prompt":"x"}'
+check missing_model status_is 400
+
+# the server still answers after all that
+post /completions '{"model":"stories260k","prompt":"The cat","max_tokens":4}'
+check still_serving status_is 200
+
+[ $fails -eq 0 ] || { tail -20 "$dir/serve.log"; exit 1; }
+echo "all /v1 checks passed"

@@ -1,0 +1,515 @@
+/*
+ * web_v1.c: the OpenAI-compatible API over the server's hub of engines, so
+ * stock clients (curl -N, the openai libraries) and other Arena nodes can
+ * use this node's models:
+ *
+ *   GET  /v1/models            {"object":"list","data":[{"id":...}]}
+ *   POST /v1/chat/completions  messages -> chat.completion(.chunk)
+ *   POST /v1/completions       prompt   -> text_completion
+ *
+ * With "stream": true the answer is SSE: one `data: {chunk}` per piece of
+ * text, a last chunk with finish_reason, a usage chunk if
+ * stream_options.include_usage, then `data: [DONE]`. Errors have OpenAI's
+ * shape {"error":{"message","type","param","code"}}: 400 bad fields, 404
+ * unknown model, 400 context_length_exceeded, 503 busy (Retry-After).
+ * A client that goes away mid-stream cancels its request (the engine frees
+ * its KV blocks); an idle stream is pinged every few seconds to notice.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "infer.h"
+#include "web_internal.h"
+
+#define V1_MAX_MSGS 256
+#define V1_MAX_STOP 4
+#define V1_PING_MS 5000
+#define V1_POLL_MS 500
+
+static int v1_error(struct web_req *r, int status, const char *type,
+                    const char *param, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static int v1_error(struct web_req *r, int status, const char *type,
+                    const char *param, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *e = json_pack("{s:{s:s,s:s,s:o,s:o}}", "error", "message", msg,
+                          "type", type, "param",
+                          param ? json_string(param) : json_null(), "code",
+                          code ? json_string(code) : json_null());
+    int rc = web_reply_json(r, status, e);
+    json_decref(e);
+    return rc;
+}
+
+#define BAD(r, param, ...)                                                     \
+    v1_error(r, 400, "invalid_request_error", param, NULL, __VA_ARGS__)
+
+/* ---- GET /v1/models ---------------------------------------------------------- */
+
+static void v1_models(struct web_req *r)
+{
+    struct infer_hub *h = web_server_hub(r->srv);
+    const char *names[256];
+    size_t n = infer_hub_names(h, names, 256);
+    json_t *data = json_array();
+    for (size_t i = 0; i < n && i < 256; i++) {
+        struct infer_engine *e = infer_hub_get(h, names[i]);
+        struct infer_engine_info in;
+        infer_engine_info(e, &in);
+        json_t *m = json_pack("{s:s,s:s,s:i,s:s}", "id", names[i], "object",
+                              "model", "created", 0, "owned_by", "arena");
+        if (!in.remote)
+            json_object_set_new(m, "context_length", json_integer(in.ctx_len));
+        json_array_append_new(data, m);
+    }
+    json_t *o = json_pack("{s:s,s:o}", "object", "list", "data", data);
+    web_reply_json(r, 200, o);
+    json_decref(o);
+}
+
+/* ---- request parsing ----------------------------------------------------------- */
+
+struct v1_req {
+    bool chat, stream, usage;
+    const char *model;
+    struct infer_engine *e;
+    struct infer_params p;
+    struct infer_chat_msg msgs[V1_MAX_MSGS];
+    char *parts[V1_MAX_MSGS]; /* joined content arrays (owned) */
+    const char *stop[V1_MAX_STOP];
+    char id[40];
+    long long created;
+};
+
+/* A number field in [lo, hi]; false after replying 400. */
+static bool get_num(struct web_req *r, json_t *body, const char *key,
+                    double lo, double hi, double *out)
+{
+    json_t *v = json_object_get(body, key);
+    if (v == NULL || json_is_null(v))
+        return true;
+    if (!json_is_number(v) || json_number_value(v) < lo ||
+        json_number_value(v) > hi) {
+        BAD(r, key, "'%s' must be a number between %g and %g", key, lo, hi);
+        return false;
+    }
+    *out = json_number_value(v);
+    return true;
+}
+
+static bool get_int(struct web_req *r, json_t *body, const char *key,
+                    long long lo, long long hi, long long *out)
+{
+    json_t *v = json_object_get(body, key);
+    if (v == NULL || json_is_null(v))
+        return true;
+    if (!json_is_integer(v) || json_integer_value(v) < lo ||
+        json_integer_value(v) > hi) {
+        BAD(r, key, "'%s' must be an integer between %lld and %lld", key, lo,
+            hi);
+        return false;
+    }
+    *out = json_integer_value(v);
+    return true;
+}
+
+/* Message content: a string, or an array of {"type":"text","text":...}. */
+static const char *msg_content(struct v1_req *q, size_t i, json_t *c)
+{
+    if (json_is_string(c))
+        return json_string_value(c);
+    if (!json_is_array(c))
+        return NULL;
+    size_t len = 0, k;
+    json_t *part;
+    json_array_foreach(c, k, part)
+    {
+        const char *t = json_string_value(json_object_get(part, "text"));
+        if (t == NULL)
+            return NULL;
+        len += strlen(t);
+    }
+    char *s = malloc(len + 1);
+    if (s == NULL)
+        return NULL;
+    s[0] = '\0';
+    size_t at = 0;
+    json_array_foreach(c, k, part)
+    {
+        const char *t = json_string_value(json_object_get(part, "text"));
+        size_t n = strlen(t);
+        memcpy(s + at, t, n);
+        at += n;
+    }
+    s[at] = '\0';
+    q->parts[i] = s;
+    return s;
+}
+
+static bool parse_messages(struct web_req *r, struct v1_req *q, json_t *body)
+{
+    json_t *msgs = json_object_get(body, "messages");
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0 ||
+        json_array_size(msgs) > V1_MAX_MSGS) {
+        BAD(r, "messages", "'messages' must be an array of 1 to %d messages",
+            V1_MAX_MSGS);
+        return false;
+    }
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        const char *content =
+            msg_content(q, i, json_object_get(m, "content"));
+        if (role != NULL && strcmp(role, "developer") == 0)
+            role = "system";
+        if (role == NULL ||
+            (strcmp(role, "system") != 0 && strcmp(role, "user") != 0 &&
+             strcmp(role, "assistant") != 0)) {
+            BAD(r, "messages",
+                "messages[%zu].role must be system, user or assistant", i);
+            return false;
+        }
+        if (content == NULL) {
+            BAD(r, "messages",
+                "messages[%zu].content must be a string or text parts", i);
+            return false;
+        }
+        q->msgs[i] = (struct infer_chat_msg){role, content};
+    }
+    q->p.msgs = q->msgs;
+    q->p.n_msgs = json_array_size(msgs);
+    return true;
+}
+
+static bool parse_prompt(struct web_req *r, struct v1_req *q, json_t *body)
+{
+    json_t *pr = json_object_get(body, "prompt");
+    if (json_is_array(pr) && json_array_size(pr) == 1)
+        pr = json_array_get(pr, 0);
+    if (!json_is_string(pr)) {
+        BAD(r, "prompt", "'prompt' must be a string");
+        return false;
+    }
+    q->p.prompt = json_string_value(pr);
+    return true;
+}
+
+/* Fills q from the body; false after replying with the error. */
+static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
+{
+    if (!json_is_object(body)) {
+        BAD(r, NULL, "the body must be a JSON object");
+        return false;
+    }
+    q->model = json_string_value(json_object_get(body, "model"));
+    if (q->model == NULL) {
+        BAD(r, "model", "'model' (a string) is required");
+        return false;
+    }
+    q->e = infer_hub_get(web_server_hub(r->srv), q->model);
+    if (q->e == NULL) {
+        v1_error(r, 404, "invalid_request_error", "model", "model_not_found",
+                 "The model '%.200s' does not exist", q->model);
+        return false;
+    }
+    json_t *stream = json_object_get(body, "stream");
+    if (stream != NULL && !json_is_boolean(stream) && !json_is_null(stream)) {
+        BAD(r, "stream", "'stream' must be a boolean");
+        return false;
+    }
+    q->stream = json_is_true(stream);
+    json_t *so = json_object_get(body, "stream_options");
+    q->usage = json_is_true(json_object_get(so, "include_usage"));
+    double temp = 1.0, top_p = 1.0, min_p = 0, rep = 1.0;
+    long long max_tokens = 0, top_k = 0, seed = 0, n = 1;
+    if (!get_num(r, body, "temperature", 0, 2, &temp) ||
+        !get_num(r, body, "top_p", 0, 1, &top_p) ||
+        !get_num(r, body, "min_p", 0, 1, &min_p) ||
+        !get_num(r, body, "repetition_penalty", 0.01, 100, &rep) ||
+        !get_num(r, body, "presence_penalty", -2, 2, &(double){0}) ||
+        !get_num(r, body, "frequency_penalty", -2, 2, &(double){0}) ||
+        !get_int(r, body, "max_tokens", 1, 1 << 24, &max_tokens) ||
+        !get_int(r, body, "max_completion_tokens", 1, 1 << 24,
+                 &max_tokens) ||
+        !get_int(r, body, "top_k", 0, 1 << 24, &top_k) ||
+        !get_int(r, body, "seed", INT64_MIN, INT64_MAX, &seed) ||
+        !get_int(r, body, "n", 1, 1, &n))
+        return false;
+    q->p.temperature = (float)temp;
+    q->p.top_p = (float)top_p;
+    q->p.min_p = (float)min_p;
+    q->p.repeat_penalty = (float)rep;
+    q->p.max_tokens = (int)max_tokens;
+    q->p.top_k = (int)top_k;
+    q->p.seed = (uint64_t)seed;
+    json_t *stop = json_object_get(body, "stop");
+    if (json_is_string(stop)) {
+        q->stop[0] = json_string_value(stop);
+        q->p.n_stop = 1;
+    } else if (json_is_array(stop) && json_array_size(stop) <= V1_MAX_STOP) {
+        size_t i;
+        json_t *s;
+        json_array_foreach(stop, i, s)
+        {
+            if (!json_is_string(s) || json_string_length(s) == 0) {
+                BAD(r, "stop", "'stop' must hold non-empty strings");
+                return false;
+            }
+            q->stop[q->p.n_stop++] = json_string_value(s);
+        }
+    } else if (stop != NULL && !json_is_null(stop)) {
+        BAD(r, "stop", "'stop' must be a string or up to %d strings",
+            V1_MAX_STOP);
+        return false;
+    }
+    q->p.stop = q->stop;
+    uint64_t rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+        rnd = (uint64_t)time(NULL);
+    snprintf(q->id, sizeof(q->id), "%s-%016" PRIx64,
+             q->chat ? "chatcmpl" : "cmpl", rnd);
+    q->created = (long long)time(NULL);
+    if (q->p.seed == 0)
+        q->p.seed = rnd | 1; /* no seed asked: a fresh one */
+    return q->chat ? parse_messages(r, q, body) : parse_prompt(r, q, body);
+}
+
+/* ---- answers ------------------------------------------------------------------ */
+
+static json_t *usage_json(const struct infer_stats *st)
+{
+    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens",
+                     st->prompt_tokens, "completion_tokens",
+                     st->completion_tokens, "total_tokens",
+                     st->prompt_tokens + st->completion_tokens,
+                     "prompt_tokens_details", "cached_tokens",
+                     st->cached_tokens);
+}
+
+/* A chunk with text (or the role, or a finish reason). */
+static json_t *chunk_json(const struct v1_req *q, const char *text,
+                          size_t len, const char *finish, bool role)
+{
+    json_t *choice = json_object();
+    json_object_set_new(choice, "index", json_integer(0));
+    if (q->chat) {
+        json_t *d = json_object();
+        if (role)
+            json_object_set_new(d, "role", json_string("assistant"));
+        if (text != NULL)
+            json_object_set_new(d, "content", json_stringn(text, len));
+        json_object_set_new(choice, "delta", d);
+    } else {
+        json_object_set_new(choice, "text",
+                            json_stringn(text != NULL ? text : "", len));
+        json_object_set_new(choice, "logprobs", json_null());
+    }
+    json_object_set_new(choice, "finish_reason",
+                        finish ? json_string(finish) : json_null());
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "id", q->id, "object",
+                          q->chat ? "chat.completion.chunk" : "text_completion",
+                          "created", (json_int_t)q->created, "model",
+                          q->model);
+    json_t *choices = json_array();
+    json_array_append_new(choices, choice);
+    json_object_set_new(o, "choices", choices);
+    return o;
+}
+
+static int send_chunk(struct web_req *r, json_t *o)
+{
+    int rc = web_sse_json(r, NULL, o);
+    json_decref(o);
+    return rc;
+}
+
+static void v1_stream(struct web_req *r, struct v1_req *q,
+                      struct infer_stream *s)
+{
+    if (web_sse_start(r) != WEB_OK)
+        return;
+    int rc = WEB_OK;
+    if (q->chat)
+        rc = send_chunk(r, chunk_json(q, "", 0, NULL, true));
+    int idle = 0;
+    struct infer_event ev;
+    while (rc == WEB_OK) {
+        int k = infer_stream_next(s, V1_POLL_MS, &ev);
+        if (k == INFER_EV_NONE) {
+            idle += V1_POLL_MS;
+            if (web_server_stopping(r->srv))
+                break;
+            if (idle >= V1_PING_MS) {
+                idle = 0;
+                rc = web_sse_ping(r);
+            }
+            continue;
+        }
+        idle = 0;
+        if (k == INFER_EV_TEXT) {
+            rc = send_chunk(r, chunk_json(q, ev.text, ev.len, NULL, false));
+            continue;
+        }
+        if (k == INFER_EV_ERROR) {
+            json_t *e = json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message",
+                                  ev.error, "type", "server_error", "param",
+                                  "code");
+            send_chunk(r, e);
+            web_sse_send(r, NULL, "[DONE]");
+            return;
+        }
+        rc = send_chunk(r, chunk_json(q, NULL, 0, ev.stats.finish_reason,
+                                      false));
+        if (rc == WEB_OK && q->usage) {
+            json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", q->id,
+                                  "object",
+                                  q->chat ? "chat.completion.chunk"
+                                          : "text_completion",
+                                  "created", (json_int_t)q->created, "model",
+                                  q->model, "choices", "usage",
+                                  usage_json(&ev.stats));
+            rc = send_chunk(r, u);
+        }
+        if (rc == WEB_OK)
+            web_sse_send(r, NULL, "[DONE]");
+        return;
+    }
+    infer_stream_cancel(s); /* the client went away (or we stop) */
+}
+
+static void v1_whole(struct web_req *r, struct v1_req *q,
+                     struct infer_stream *s)
+{
+    char *text = NULL;
+    size_t len = 0;
+    struct infer_event ev;
+    int k;
+    while ((k = infer_stream_next(s, V1_POLL_MS, &ev)) != INFER_EV_DONE &&
+           k != INFER_EV_ERROR) {
+        if (k == INFER_EV_NONE && web_server_stopping(r->srv)) {
+            infer_stream_cancel(s);
+            continue;
+        }
+        if (k != INFER_EV_TEXT)
+            continue;
+        char *t = realloc(text, len + ev.len + 1);
+        if (t == NULL) {
+            infer_stream_cancel(s);
+            continue;
+        }
+        text = t;
+        memcpy(text + len, ev.text, ev.len);
+        len += ev.len;
+    }
+    if (k == INFER_EV_ERROR) {
+        free(text);
+        v1_error(r, 500, "server_error", NULL, NULL, "%s", ev.error);
+        return;
+    }
+    json_t *choice = json_pack("{s:i,s:s}", "index", 0, "finish_reason",
+                               ev.stats.finish_reason);
+    json_t *content = json_stringn(text != NULL ? text : "", len);
+    if (q->chat)
+        json_object_set_new(choice, "message",
+                            json_pack("{s:s,s:o}", "role", "assistant",
+                                      "content", content));
+    else {
+        json_object_set_new(choice, "text", content);
+        json_object_set_new(choice, "logprobs", json_null());
+    }
+    free(text);
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", q->id,
+                          "object",
+                          q->chat ? "chat.completion" : "text_completion",
+                          "created", (json_int_t)q->created, "model",
+                          q->model, "choices", choice, "usage",
+                          usage_json(&ev.stats));
+    web_reply_json(r, 200, o);
+    json_decref(o);
+}
+
+static void v1_complete(struct web_req *r, bool chat)
+{
+    size_t blen;
+    const char *btext = web_req_body(r, &blen);
+    if (btext == NULL)
+        return;
+    json_error_t jerr;
+    json_t *body = json_loadb(btext, blen, 0, &jerr);
+    if (body == NULL) {
+        BAD(r, NULL, "malformed JSON at line %d, column %d: %s", jerr.line,
+            jerr.column, jerr.text);
+        return;
+    }
+    struct v1_req *q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+        json_decref(body);
+        v1_error(r, 500, "server_error", NULL, NULL, "out of memory");
+        return;
+    }
+    q->chat = chat;
+    if (v1_parse(r, q, body)) {
+        struct infer_stream *s = NULL;
+        struct infer_err err = {{0}};
+        int st = infer_engine_submit(q->e, &q->p, NULL, &s, &err);
+        if (st == INFER_ERR_TOO_LONG) {
+            v1_error(r, 400, "invalid_request_error",
+                     chat ? "messages" : "prompt", "context_length_exceeded",
+                     "%s", err.msg);
+        } else if (st == INFER_ERR_BUSY) {
+            web_header_add(r, "Retry-After", "1");
+            v1_error(r, 503, "server_error", NULL, "overloaded", "%s",
+                     err.msg);
+        } else if (st == INFER_ERR_ARG) {
+            BAD(r, NULL, "%s", err.msg);
+        } else if (st != INFER_OK) {
+            v1_error(r, 500, "server_error", NULL, NULL, "%s", err.msg);
+        } else if (q->stream) {
+            v1_stream(r, q, s);
+        } else {
+            v1_whole(r, q, s);
+        }
+        infer_stream_free(s);
+    }
+    for (size_t i = 0; i < V1_MAX_MSGS; i++)
+        free(q->parts[i]);
+    free(q);
+    json_decref(body);
+}
+
+static void v1_chat(struct web_req *r)
+{
+    v1_complete(r, true);
+}
+
+static void v1_completions(struct web_req *r)
+{
+    v1_complete(r, false);
+}
+
+int web__v1_init(struct web_server *s, void **state, struct web_err *err)
+{
+    *state = NULL;
+    if (web_route(s, "GET", "/v1/models", v1_models, NULL) != WEB_OK ||
+        web_route(s, "POST", "/v1/chat/completions", v1_chat, NULL) !=
+            WEB_OK ||
+        web_route(s, "POST", "/v1/completions", v1_completions, NULL) !=
+            WEB_OK) {
+        snprintf(err->msg, sizeof(err->msg), "v1: cannot add routes");
+        return WEB_ERR;
+    }
+    return WEB_OK;
+}
