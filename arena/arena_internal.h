@@ -25,6 +25,7 @@ struct arena__strtab {
     uint32_t *off;   /* (n,) offset of each name in pool */
     uint32_t *len;   /* (n,) length without the NUL */
     uint64_t *hash;  /* (n,) hash of each name */
+    uint64_t *head;  /* (n, 2) first 16 bytes of each name, zero-padded */
     size_t n, cap;   /* names used, allocated */
     uint32_t *slots; /* (n_slots,) id + 1, 0 = empty */
     size_t n_slots;  /* power of two, kept >= 2 * n */
@@ -39,6 +40,11 @@ int32_t arena__strtab_find(const struct arena__strtab *t, const char *s,
 /* The id of s, added if new; -1 when out of memory. */
 int32_t arena__strtab_intern(struct arena__strtab *t, const char *s, size_t len,
                              uint64_t h);
+/* The same, for a name inside a buffer that is readable up to limit: when
+ * 16 bytes from s are, the name is read as two words and compared without
+ * memcmp (the CSV reader's hot path). */
+int32_t arena__strtab_intern_at(struct arena__strtab *t, const char *s,
+                                size_t len, const char *limit);
 static inline const char *arena__strtab_name(const struct arena__strtab *t,
                                              uint32_t id)
 {

@@ -76,25 +76,27 @@ const char *arena_tag_name(uint32_t tag)
 
 int arena__winner_parse(const char *s, size_t len)
 {
-    static const struct {
-        const char *label;
-        int winner;
-    } labels[] = {
-        {"model_a", ARENA_WINNER_A},
-        {"model_b", ARENA_WINNER_B},
-        {"tie", ARENA_WINNER_TIE},
-        {"tie (bothbad)", ARENA_WINNER_BOTHBAD},
-        {"both_bad", ARENA_WINNER_BOTHBAD},
-        {"left", ARENA_WINNER_A},
-        {"right", ARENA_WINNER_B},
-        {"a", ARENA_WINNER_A},
-        {"b", ARENA_WINNER_B},
-    };
-    for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++)
-        if (strlen(labels[i].label) == len &&
-            memcmp(labels[i].label, s, len) == 0)
-            return labels[i].winner;
-    return -1;
+    /* By length first: this runs once per battle read. */
+    switch (len) {
+    case 1:
+        return s[0] == 'a' ? ARENA_WINNER_A : s[0] == 'b' ? ARENA_WINNER_B : -1;
+    case 3:
+        return memcmp(s, "tie", 3) == 0 ? ARENA_WINNER_TIE : -1;
+    case 4:
+        return memcmp(s, "left", 4) == 0 ? ARENA_WINNER_A : -1;
+    case 5:
+        return memcmp(s, "right", 5) == 0 ? ARENA_WINNER_B : -1;
+    case 7:
+        if (memcmp(s, "model_", 6) != 0)
+            return -1;
+        return s[6] == 'a' ? ARENA_WINNER_A : s[6] == 'b' ? ARENA_WINNER_B : -1;
+    case 8:
+        return memcmp(s, "both_bad", 8) == 0 ? ARENA_WINNER_BOTHBAD : -1;
+    case 13:
+        return memcmp(s, "tie (bothbad)", 13) == 0 ? ARENA_WINNER_BOTHBAD : -1;
+    default:
+        return -1;
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -112,33 +114,69 @@ void arena__strtab_cleanup(struct arena__strtab *t)
     free(t->off);
     free(t->len);
     free(t->hash);
+    free(t->head);
     free(t->slots);
     memset(t, 0, sizeof(*t));
 }
 
-/* Eight bytes at a time, multiply-xorshift mixing; names are short, so this
- * is a handful of multiplications per lookup. */
-uint64_t arena__strtab_hash(const char *s, size_t len)
+/* The first 16 bytes of s, zero-padded, as two words. With limit, reads 16
+ * bytes at once and masks (little-endian only, where the first bytes are
+ * the low ones); otherwise copies len bytes. Both give the same words. */
+static inline void head16(const char *s, size_t len, const char *limit,
+                          uint64_t w[2])
 {
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ (len * 0xff51afd7ed558ccdull);
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 31;
-        s += 8;
-        len -= 8;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (limit != NULL && len <= 16 && limit - s >= 16) {
+        memcpy(w, s, 16);
+        if (len < 8) {
+            w[0] &= (1ull << (8 * len)) - 1;
+            w[1] = 0;
+        } else if (len < 16) {
+            w[1] &= (1ull << (8 * (len - 8))) - 1; /* len 8: all zero */
+        }
+        return;
     }
-    uint64_t w = 0;
-    memcpy(&w, s, len);
-    h = (h ^ w) * 0x94d049bb133111ebull;
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ull;
+#endif
+    (void)limit;
+    w[0] = w[1] = 0;
+    memcpy(w, s, len < 16 ? len : 16);
+}
+
+/* Multiply-xorshift mixing of the head words, then of the rest eight bytes
+ * at a time; names are short, so this is a few multiplications. */
+static inline uint64_t strtab_hash_words(const uint64_t w[2], const char *s,
+                                         size_t len)
+{
+    uint64_t h = (w[0] ^ 0x9e3779b97f4a7c15ull) * 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 31;
+    h = (h ^ w[1] ^ (len * 0xff51afd7ed558ccdull)) * 0x94d049bb133111ebull;
+    for (size_t i = 16; i < len; i += 8) {
+        uint64_t x = 0;
+        memcpy(&x, s + i, len - i < 8 ? len - i : 8);
+        h = (h ^ (h >> 29) ^ x) * 0xbf58476d1ce4e5b9ull;
+    }
     return h ^ (h >> 32);
 }
 
-int32_t arena__strtab_find(const struct arena__strtab *t, const char *s,
-                           size_t len, uint64_t h)
+uint64_t arena__strtab_hash(const char *s, size_t len)
+{
+    uint64_t w[2];
+    head16(s, len, NULL, w);
+    return strtab_hash_words(w, s, len);
+}
+
+static inline int strtab_same(const struct arena__strtab *t, uint32_t id,
+                              const char *s, size_t len, uint64_t h,
+                              const uint64_t w[2])
+{
+    return t->hash[id] == h && t->len[id] == len && t->head[2 * id] == w[0] &&
+           t->head[2 * id + 1] == w[1] &&
+           (len <= 16 ||
+            memcmp(t->pool + t->off[id] + 16, s + 16, len - 16) == 0);
+}
+
+static int32_t strtab_find_w(const struct arena__strtab *t, const char *s,
+                             size_t len, uint64_t h, const uint64_t w[2])
 {
     if (t->n_slots == 0)
         return -1;
@@ -147,11 +185,27 @@ int32_t arena__strtab_find(const struct arena__strtab *t, const char *s,
         uint32_t v = t->slots[i];
         if (v == 0)
             return -1;
-        uint32_t id = v - 1;
-        if (t->hash[id] == h && t->len[id] == len &&
-            memcmp(t->pool + t->off[id], s, len) == 0)
-            return (int32_t)id;
+        if (strtab_same(t, v - 1, s, len, h, w))
+            return (int32_t)(v - 1);
     }
+}
+
+int32_t arena__strtab_find(const struct arena__strtab *t, const char *s,
+                           size_t len, uint64_t h)
+{
+    uint64_t w[2];
+    head16(s, len, NULL, w);
+    return strtab_find_w(t, s, len, h, w);
+}
+
+int32_t arena__strtab_intern_at(struct arena__strtab *t, const char *s,
+                                size_t len, const char *limit)
+{
+    uint64_t w[2];
+    head16(s, len, limit, w);
+    uint64_t h = strtab_hash_words(w, s, len);
+    int32_t id = strtab_find_w(t, s, len, h, w);
+    return id >= 0 ? id : arena__strtab_intern(t, s, len, h);
 }
 
 static int strtab_rehash(struct arena__strtab *t, size_t n_slots)
@@ -209,6 +263,9 @@ int32_t arena__strtab_intern(struct arena__strtab *t, const char *s, size_t len,
         c = cap;
         if (grow((void **)&t->hash, &c, t->n + 1, sizeof(*t->hash)) != 0)
             return -1;
+        c = cap;
+        if (grow((void **)&t->head, &c, t->n + 1, 2 * sizeof(*t->head)) != 0)
+            return -1;
         t->cap = c;
     }
     if (grow((void **)&t->pool, &t->pool_cap, t->pool_len + len + 1, 1) != 0)
@@ -219,6 +276,7 @@ int32_t arena__strtab_intern(struct arena__strtab *t, const char *s, size_t len,
     t->off[id] = (uint32_t)t->pool_len;
     t->len[id] = (uint32_t)len;
     t->hash[id] = h;
+    head16(s, len, NULL, t->head + 2 * id);
     t->pool_len += len + 1;
     t->n++;
     size_t mask = t->n_slots - 1;

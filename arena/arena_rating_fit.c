@@ -496,17 +496,17 @@ static inline double rng_u01(struct rng *r)
  * its mean lam (its count in the data). Kinds: 0 = i wins, 1 = j wins,
  * 2 = tie, for the pair (i, j), i < j. */
 struct cell {
-    double lam, wbar; /* count, mean weight of its battles */
-    double inv_lam;   /* 1 / lam */
-    double a, b, vr, log_ia, loglam, emlam; /* PTRS constants */
+    double lam;     /* its count in the data; 0 for an empty slot */
+    double inv_lam; /* 1 / lam */
+    double a, b, vr, log_ia, loglam; /* PTRS constants (lam >= 10) */
     uint32_t pair;
     uint32_t kind;
+    int32_t table; /* inversion table of its mean, or -1: PTRS */
 };
 
 static void cell_prepare(struct cell *c)
 {
     double lam = c->lam;
-    c->emlam = exp(-lam);
     c->inv_lam = 1 / lam;
     if (lam < 10)
         return;
@@ -532,19 +532,10 @@ static double log_factorial(const double *table, double k)
            (1.0 / 12 - (1.0 / 360 - 1.0 / (1260 * x2)) / x2) / x;
 }
 
-static double poisson_draw(const struct cell *c, const double *lf,
+/* Transformed rejection (PTRS) for means without a table. */
+static double poisson_ptrs(const struct cell *c, const double *lf,
                            struct rng *r)
 {
-    if (c->lam < 10) {
-        /* Inversion by sequential search; the cap only guards rounding. */
-        double u = rng_u01(r), p = c->emlam, f = p, k = 0;
-        while (u > f && k < 200) {
-            k += 1;
-            p *= c->lam / k;
-            f += p;
-        }
-        return k;
-    }
     for (;;) {
         double u = rng_u01(r) - 0.5, v = rng_u01(r);
         double us = 0.5 - fabs(u);
@@ -561,19 +552,54 @@ static double poisson_draw(const struct cell *c, const double *lf,
     }
 }
 
+/* Inversion tables: the CDF of Poisson(lam) over the support where the
+ * probability exceeds 1e-20, its last entry forced to 1, with a guide table
+ * (Chen and Asau) so that a draw is one uniform, one lookup and on average
+ * about one comparison. Exact to the resolution of the uniform. Cells with
+ * the same mean (counts repeat a lot) share one table. */
+struct ptable {
+    uint32_t lo;  /* support starts here */
+    uint32_t len; /* entries */
+    uint32_t off; /* into cdf and guide */
+};
+
+#define PT_MAX_LAM     4096.0
+#define PT_MAX_ENTRIES (1u << 20)
+
+static inline double poisson_table(const struct ptable *t, const double *cdf,
+                                   const uint32_t *guide, struct rng *r)
+{
+    double u = rng_u01(r);
+    const double *c = cdf + t->off;
+    uint32_t i = guide[t->off * 2 + (uint32_t)(u * (2 * t->len))];
+    /* With two guide entries per support point, one or two steps almost
+     * always suffice: take them without branches, loop for the rest. */
+    i += c[i] <= u;
+    i += c[i] <= u;
+    while (c[i] <= u)
+        i++;
+    return (double)(t->lo + i);
+}
+
 /* Everything the bootstrap threads share, read-only once built. */
 struct boot {
     const struct bt_problem *prob; /* the full data */
     const double *beta0;           /* (m,) MLE */
     const double *Hinv;            /* (m, m) inverse Hessian at the MLE */
     size_t m, n_pairs, n_cells;
-    uint32_t *pi, *pj;  /* (n_pairs,) active indices, pi < pj, by pi */
-    uint32_t *row;      /* (m + 1,) pairs of row i: row[i] .. row[i+1] */
-    struct cell *cells; /* (n_cells,) */
-    double *alias_p;    /* (n_cells,) Walker alias table */
-    uint32_t *alias_i;  /* (n_cells,) */
-    double total;       /* N: battles in the data */
-    double *lf;         /* (LF_TABLE,) log(k!) */
+    uint32_t *pi, *pj;   /* (n_pairs,) active indices, pi < pj, by pi */
+    uint32_t *row;       /* (m + 1,) pairs of row i: row[i] .. row[i+1] */
+    struct cell *cells;  /* (n_cells,) slot 3 p + kind of pair p */
+    int32_t *slot_table; /* (n_cells,) table, -1 PTRS, -2 empty slot */
+    double *slot_wbar;   /* (n_cells,) mean weight of the slot's battles */
+    double *alias_p;     /* (n_cells,) Walker alias table */
+    uint32_t *alias_i;   /* (n_cells,) */
+    double total;        /* N: battles in the data */
+    double *lf;          /* (LF_TABLE,) log(k!) */
+    struct ptable *pt;   /* (n_pt,) inversion tables */
+    double *pt_cdf;      /* (PT_MAX_ENTRIES,) */
+    uint32_t *pt_guide;  /* (2 * PT_MAX_ENTRIES,) */
+    size_t n_pt;
     double tol, fallback_prior;
     int rounds, n_threads, anchor; /* anchor: active index or -1 */
     uint64_t seed;
@@ -665,7 +691,10 @@ static void boot_draw(const struct boot *b, struct boot_work *w, struct rng *r)
 {
     double sum = 0;
     for (size_t c = 0; c < b->n_cells; c++) {
-        double k = poisson_draw(&b->cells[c], b->lf, r);
+        int32_t t = b->slot_table[c];
+        double k = t >= 0 ? poisson_table(&b->pt[t], b->pt_cdf, b->pt_guide, r)
+                   : t == -1 ? poisson_ptrs(&b->cells[c], b->lf, r)
+                             : 0;
         w->k[c] = k;
         sum += k;
     }
@@ -685,16 +714,11 @@ static void boot_draw(const struct boot *b, struct boot_work *w, struct rng *r)
             }
         }
     }
-    memset(w->pn, 0, b->n_pairs * sizeof(double));
-    memset(w->pw, 0, b->n_pairs * sizeof(double));
-    for (size_t c = 0; c < b->n_cells; c++) {
-        const struct cell *cl = &b->cells[c];
-        double v = w->k[c] * cl->wbar;
-        w->pn[cl->pair] += v;
-        if (cl->kind == 0)
-            w->pw[cl->pair] += v;
-        else if (cl->kind == 2)
-            w->pw[cl->pair] += 0.5 * v;
+    for (size_t p = 0; p < b->n_pairs; p++) {
+        const double *k = w->k + 3 * p, *wb = b->slot_wbar + 3 * p;
+        double i_wins = k[0] * wb[0], ties = k[2] * wb[2];
+        w->pn[p] = i_wins + k[1] * wb[1] + ties;
+        w->pw[p] = i_wins + 0.5 * ties;
     }
 }
 
@@ -744,13 +768,23 @@ static int boot_quasi_newton(const struct boot *b, struct boot_work *w)
             if (prior > 0)
                 w->g[i] += prior * (0.5 - sigmoid(w->beta[i]));
         }
-        /* step = Hinv g as column updates, which vectorise. */
-        memset(w->step, 0, m * sizeof(double));
-        for (size_t j = 0; j < m; j++) {
-            const double *col = b->Hinv + j * m;
-            double gj = w->g[j];
+        /* step = Hinv g as column updates (two at a time), which
+         * vectorise; restrict tells the compiler the columns are not step. */
+        double *restrict step = w->step;
+        memset(step, 0, m * sizeof(double));
+        size_t j = 0;
+        for (; j + 2 <= m; j += 2) {
+            const double *restrict c0 = b->Hinv + j * m;
+            const double *restrict c1 = c0 + m;
+            double g0 = w->g[j], g1 = w->g[j + 1];
             for (size_t i = 0; i < m; i++)
-                w->step[i] += col[i] * gj;
+                step[i] += c0[i] * g0 + c1[i] * g1;
+        }
+        for (; j < m; j++) {
+            const double *restrict c0 = b->Hinv + j * m;
+            double g0 = w->g[j];
+            for (size_t i = 0; i < m; i++)
+                step[i] += c0[i] * g0;
         }
         for (size_t i = 0; i < m; i++)
             w->beta[i] += w->step[i];
@@ -898,6 +932,84 @@ static double quantile(const double *sorted, size_t n, double q)
     return sorted[lo] + f * (sorted[lo + 1] - sorted[lo]);
 }
 
+static int cmp_double(const void *a, const void *b);
+
+/* One table per distinct cell mean up to PT_MAX_LAM, smallest first, while
+ * they fit in PT_MAX_ENTRIES; the other cells keep PTRS. PTRS needs
+ * lam >= 10, and the means below 10 take under 1000 entries in all, so they
+ * always get their tables. */
+static int boot_build_tables(struct boot *b)
+{
+    double *lams = malloc((b->n_cells + 1) * sizeof(double));
+    b->pt = malloc((b->n_cells + 1) * sizeof(struct ptable));
+    b->pt_cdf = malloc(PT_MAX_ENTRIES * sizeof(double));
+    b->pt_guide = malloc(2 * PT_MAX_ENTRIES * sizeof(uint32_t));
+    if (!lams || !b->pt || !b->pt_cdf || !b->pt_guide) {
+        free(lams);
+        return -1;
+    }
+    size_t n = 0, used = 0;
+    for (size_t c = 0; c < b->n_cells; c++)
+        if (b->cells[c].lam > 0 && b->cells[c].lam <= PT_MAX_LAM)
+            lams[n++] = b->cells[c].lam;
+    qsort(lams, n, sizeof(double), cmp_double);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (u == 0 || lams[i] != lams[u - 1])
+            lams[u++] = lams[i];
+    for (size_t t = 0; t < u; t++) {
+        double lam = lams[t], loglam = log(lam);
+        uint32_t mode = (uint32_t)lam, lo = mode, hi = mode;
+#define LOGPMF(k) (-lam + (double)(k)*loglam - b->lf[(k)])
+        while (lo > 0 && LOGPMF(lo - 1) > -46)
+            lo--;
+        while (hi + 1 < LF_TABLE && LOGPMF(hi + 1) > -46)
+            hi++;
+        uint32_t len = hi - lo + 1;
+        if (used + len > PT_MAX_ENTRIES) {
+            u = t; /* the rest keep PTRS */
+            break;
+        }
+        struct ptable *pt = &b->pt[t];
+        pt->lo = lo;
+        pt->len = len;
+        pt->off = (uint32_t)used;
+        double *cdf = b->pt_cdf + used, f = 0;
+        for (uint32_t k = 0; k < len; k++) {
+            f += exp(LOGPMF(lo + k));
+            cdf[k] = f;
+        }
+#undef LOGPMF
+        cdf[len - 1] = 1.0;
+        uint32_t *guide = b->pt_guide + 2 * used, i = 0;
+        for (uint32_t j = 0; j < 2 * len; j++) {
+            while (cdf[i] <= (double)j / (2 * len))
+                i++;
+            guide[j] = i;
+        }
+        used += len;
+    }
+    b->n_pt = u;
+    for (size_t c = 0; c < b->n_cells; c++) {
+        struct cell *cl = &b->cells[c];
+        cl->table = -1;
+        /* Binary search of its mean among the tabled ones. */
+        size_t l = 0, h = u;
+        while (l < h) {
+            size_t mid = (l + h) / 2;
+            if (lams[mid] < cl->lam)
+                l = mid + 1;
+            else
+                h = mid;
+        }
+        if (l < u && lams[l] == cl->lam)
+            cl->table = (int32_t)l;
+        b->slot_table[c] = cl->lam == 0 ? -2 : cl->table;
+    }
+    free(lams);
+    return 0;
+}
+
 /* Cells, pairs and the alias table from the full data. */
 static int boot_prepare(struct boot *b, const struct arena_pairs *pairs,
                         const uint32_t *ids)
@@ -907,8 +1019,11 @@ static int boot_prepare(struct boot *b, const struct arena_pairs *pairs,
     b->pi = malloc((max_pairs + 1) * sizeof(uint32_t));
     b->pj = malloc((max_pairs + 1) * sizeof(uint32_t));
     b->cells = malloc((3 * max_pairs + 1) * sizeof(struct cell));
+    b->slot_table = malloc((3 * max_pairs + 1) * sizeof(int32_t));
+    b->slot_wbar = malloc((3 * max_pairs + 1) * sizeof(double));
     b->row = malloc((m + 1) * sizeof(uint32_t));
-    if (!b->pi || !b->pj || !b->cells || !b->row)
+    if (!b->pi || !b->pj || !b->cells || !b->row || !b->slot_table ||
+        !b->slot_wbar)
         return -1;
     b->lf = malloc(LF_TABLE * sizeof(double));
     if (b->lf == NULL)
@@ -932,14 +1047,15 @@ static int boot_prepare(struct boot *b, const struct arena_pairs *pairs,
             if (cnt[0] + cnt[1] + cnt[2] == 0)
                 continue;
             for (uint32_t k = 0; k < 3; k++) {
-                if (cnt[k] == 0)
-                    continue;
-                struct cell *c = &b->cells[b->n_cells++];
+                struct cell *c = &b->cells[3 * b->n_pairs + k];
+                memset(c, 0, sizeof(*c));
                 c->lam = cnt[k];
-                c->wbar = wt[k] / cnt[k];
                 c->pair = (uint32_t)b->n_pairs;
                 c->kind = k;
-                cell_prepare(c);
+                b->slot_wbar[3 * b->n_pairs + k] =
+                    cnt[k] > 0 ? wt[k] / cnt[k] : 0;
+                if (cnt[k] > 0)
+                    cell_prepare(c);
                 b->total += cnt[k];
             }
             b->pi[b->n_pairs] = (uint32_t)i;
@@ -948,6 +1064,9 @@ static int boot_prepare(struct boot *b, const struct arena_pairs *pairs,
         }
     }
     b->row[m] = (uint32_t)b->n_pairs;
+    b->n_cells = 3 * b->n_pairs;
+    if (boot_build_tables(b) != 0)
+        return -1;
     return boot_build_alias(b);
 }
 
@@ -1038,7 +1157,12 @@ out:
     free(b.pj);
     free(b.row);
     free(b.lf);
+    free(b.pt);
+    free(b.pt_cdf);
+    free(b.pt_guide);
     free(b.cells);
+    free(b.slot_table);
+    free(b.slot_wbar);
     free(b.alias_p);
     free(b.alias_i);
     return rc;

@@ -40,8 +40,9 @@ struct field {
 
 struct chunk {
     const char *begin, *end;
-    const int *cols;   /* (N_COLS,) column index or -1 (CSV) */
-    int n_cols_needed; /* fields a record must have (CSV) */
+    const char *map_end; /* end of the whole mapping */
+    const int *cols;     /* (N_COLS,) column index or -1 (CSV) */
+    int n_cols_needed;   /* fields a record must have (CSV) */
     int jsonl;
     struct arena__strtab names; /* local ids */
     struct arena__strtab langs; /* local ids, 0 = "" */
@@ -109,10 +110,13 @@ static int chunk_add(struct chunk *c, const struct field *fa,
                           "unknown winner '%.*s' (want model_a, model_b, "
                           "tie, tie (bothbad), both_bad, left or right)",
                           show_len(fw->len), w);
-    int32_t ia = arena__strtab_intern(&c->names, a, fa->len,
-                                      arena__strtab_hash(a, fa->len));
-    int32_t ib = arena__strtab_intern(&c->names, b, fb->len,
-                                      arena__strtab_hash(b, fb->len));
+    /* Names in the mapping may be read 16 bytes at a time up to its end;
+     * unescaped copies in scratch only up to the scratch's end. */
+    const char *scratch_end = c->scratch + c->scratch_len;
+    int32_t ia = arena__strtab_intern_at(&c->names, a, fa->len,
+                                         fa->p ? c->map_end : scratch_end);
+    int32_t ib = arena__strtab_intern_at(&c->names, b, fb->len,
+                                         fb->p ? c->map_end : scratch_end);
     if (ia < 0 || ib < 0)
         return chunk_fail(c, ARENA_ERR_NOMEM, "out of memory");
     if (ia == ib)
@@ -694,6 +698,7 @@ static int parse_chunks(struct arena_battles *set, const char *body,
         ch[i].cols = cols;
         ch[i].n_cols_needed = n_needed;
         ch[i].jsonl = jsonl;
+        ch[i].map_end = end;
         arena__strtab_init(&ch[i].names);
         arena__strtab_init(&ch[i].langs);
     }

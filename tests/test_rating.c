@@ -273,6 +273,46 @@ TEST(csv_left_right)
     arena_battles_free(set);
 }
 
+/* Model names of every length from 1 to 40, some sharing their first 16
+ * bytes, the last one ending the file: interned once each, read back
+ * intact (the reader compares short names as two words). */
+TEST(csv_name_lengths)
+{
+    char text[8192], names[41][48];
+    size_t len = (size_t)snprintf(text, sizeof(text), "winner,model_a,model_b");
+    for (int n = 1; n <= 40; n++) {
+        for (int i = 0; i < n; i++)
+            names[n][i] = (char)('a' + (i < 16 ? 0 : n % 26));
+        names[n][n] = '\0';
+        if (n > 1)
+            names[n][n - 1] = (char)('A' + n % 26);
+    }
+    for (int rep = 0; rep < 2; rep++)
+        for (int n = 1; n <= 40; n++)
+            len +=
+                (size_t)snprintf(text + len, sizeof(text) - len, "\ntie,%s,%s",
+                                 names[n], names[n == 40 ? 1 : n + 1]);
+    const char *path = write_file("names.csv", text, len);
+    struct arena_battles *set = arena_battles_new();
+    struct arena_err err = {{0}};
+    CHECK_EQ(arena_battles_read_csv(set, path, 1, &err), ARENA_OK);
+    CHECK_EQ(arena_battles_count(set), 80);
+    CHECK_EQ(arena_battles_n_models(set), 40);
+    for (int n = 1; n <= 40; n++) {
+        int32_t id = arena_battles_find(set, names[n]);
+        CHECK(id >= 0);
+        CHECK_STREQ(arena_battles_model_name(set, (uint32_t)id), names[n]);
+        CHECK_EQ(strlen(arena_battles_model_name(set, (uint32_t)id)),
+                 (size_t)n);
+    }
+    const struct arena_battle *b = arena_battles_items(set);
+    for (int k = 0; k < 40; k++) {
+        CHECK_EQ(b[k].model_a, b[k + 40].model_a);
+        CHECK_EQ(b[k].model_b, b[k + 40].model_b);
+    }
+    arena_battles_free(set);
+}
+
 /* Reads text as CSV and expects a parse error whose message contains
  * want. */
 static int csv_error_is(const char *text, const char *want)
@@ -797,13 +837,21 @@ TEST(cli_json_shape)
 }
 
 static const struct check_test tests[] = {
-    TEST_ENTRY(golden_elo),      TEST_ENTRY(golden_bt),
-    TEST_ENTRY(csv_quoted_crlf), TEST_ENTRY(csv_left_right),
-    TEST_ENTRY(csv_errors),      TEST_ENTRY(csv_threads_identical),
-    TEST_ENTRY(jsonl_reader),    TEST_ENTRY(bt_coverage),
-    TEST_ENTRY(bt_reproducible), TEST_ENTRY(bt_anchor),
-    TEST_ENTRY(bt_degenerate),   TEST_ENTRY(bt_matrices),
-    TEST_ENTRY(filters_caps),    TEST_ENTRY(cli_json_shape),
+    TEST_ENTRY(golden_elo),
+    TEST_ENTRY(golden_bt),
+    TEST_ENTRY(csv_quoted_crlf),
+    TEST_ENTRY(csv_left_right),
+    TEST_ENTRY(csv_errors),
+    TEST_ENTRY(csv_name_lengths),
+    TEST_ENTRY(csv_threads_identical),
+    TEST_ENTRY(jsonl_reader),
+    TEST_ENTRY(bt_coverage),
+    TEST_ENTRY(bt_reproducible),
+    TEST_ENTRY(bt_anchor),
+    TEST_ENTRY(bt_degenerate),
+    TEST_ENTRY(bt_matrices),
+    TEST_ENTRY(filters_caps),
+    TEST_ENTRY(cli_json_shape),
 };
 
 CHECK_MAIN(tests)
