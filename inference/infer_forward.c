@@ -2,18 +2,21 @@
  * infer_forward.c: the paged KV cache and the batched forward pass.
  *
  * One infer_forward() call runs every thread of the pool through the whole
- * network once (ggml style: plan and allocate up front, then compute with a
- * barrier between dependent steps). Work is split two ways:
- *   - per entry (norms, activation quantisation, RoPE, KV writes): thread
- *     ith takes entries [n*ith/nth, n*(ith+1)/nth);
- *   - per weight row (matmuls): thread ith takes rows [R*ith/nth, ...), and
- *     multiplies each row by all n activation rows while it is in cache;
- *   - attention: (entry, head) pairs dealt round-robin.
+ * network once (ggml style: plan and allocate up front, then compute). The
+ * pass is a fixed list of steps; each step is cut into chunks that threads
+ * grab from a counter (struct step), and a step ends when all its chunks
+ * are done. Chunks are an entry (norms, activation quantisation, RoPE, KV
+ * writes), an (entry, head) pair (attention) or CHUNK_ROWS weight rows
+ * multiplied by all n activation rows while they are in cache (matmuls).
+ * Every output value is computed from its own row alone, so results do not
+ * depend on the batch, the chunking or the number of threads.
  * Per layer: norm+quantise | q,k,v | bias+rope+store | attention |
  * quantise | wo | residual+norm+quantise | gate,up | silu*up+quantise |
  * down, with the next layer's first step doing the residual.
  */
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,6 +122,16 @@ void infer_kv_release(struct infer_kv *kv, struct infer_seq *s, int keep_pos)
 
 /* ---- context --------------------------------------------------------------- */
 
+/* One step of a forward call: threads grab chunks by incrementing next and
+ * count finished ones in done; the step is over when done reaches its
+ * chunk count. A thread that was descheduled finds the chunks taken and
+ * moves on, so a busy machine slows the pass down gracefully instead of
+ * stalling every barrier on the slowest thread. */
+struct step {
+    atomic_int next;
+    atomic_int done;
+};
+
 struct infer_ctx {
     const struct infer_model *m;
     const struct infer_kernels *kern;
@@ -135,6 +148,8 @@ struct infer_ctx {
     float *scores;           /* (n_threads, max_ctx) */
     void *act[3];            /* per infer_act_kind: (max_batch, row) */
     int32_t *out_rows;       /* (max_batch) entries that want logits */
+    struct step *steps;      /* (max_steps) chunk counters of one call */
+    int max_steps;
     /* the call in progress */
     const struct infer_batch_entry *e;
     int n, n_out;
@@ -193,9 +208,11 @@ int infer_ctx_new(const struct infer_model *m,
     c->inv_freq = alloc64((cf->n_rot / 2 + 1) * sizeof(double));
     c->scores = alloc64((size_t)nth * p->max_ctx * 4);
     c->out_rows = alloc64(B * sizeof(int32_t));
+    c->max_steps = 10 * cf->n_layers + 4;
+    c->steps = alloc64((size_t)c->max_steps * sizeof(struct step));
     bool ok = c->pool != NULL && c->x && c->xb && c->xb2 && c->q && c->att &&
               c->k && c->v && c->hb && c->hb2 && c->rope && c->inv_freq &&
-              c->scores && c->out_rows;
+              c->scores && c->out_rows && c->steps;
     for (int kind = INFER_ACT_Q8A; ok && kind <= INFER_ACT_Q8K; kind++) {
         c->act[kind] = alloc64(B * infer_act_row_bytes(kind, maxk + 256));
         ok = c->act[kind] != NULL;
@@ -224,6 +241,7 @@ void infer_ctx_free(struct infer_ctx *c)
         free(bufs[i]);
     free(c->inv_freq);
     free(c->out_rows);
+    free(c->steps);
     for (int i = 0; i < 3; i++)
         free(c->act[i]);
     free(c);
@@ -276,13 +294,21 @@ static void act_rows(struct infer_ctx *c, const struct infer_weight *const *ws,
     }
 }
 
-/* This thread's slice of y = W x for nb activation rows of src. */
-static void matmul(struct infer_ctx *c, const struct infer_weight *w,
-                   const float *src, int nb, float *y, int64_t ldy, int ith,
-                   int nth)
+#define CHUNK_ROWS 32 /* weight rows per matmul chunk */
+
+static int n_chunks(const struct infer_weight *w)
 {
-    int64_t r0 = w->rows * ith / nth, r1 = w->rows * (ith + 1) / nth;
-    if (r0 >= r1 || nb == 0)
+    return (int)((w->rows + CHUNK_ROWS - 1) / CHUNK_ROWS);
+}
+
+/* Chunk k of y = W x for nb activation rows of src. */
+static void mm_chunk(struct infer_ctx *c, const struct infer_weight *w,
+                     const float *src, int nb, float *y, int64_t ldy, int k)
+{
+    int64_t r0 = (int64_t)k * CHUNK_ROWS, r1 = r0 + CHUNK_ROWS;
+    if (r1 > w->rows)
+        r1 = w->rows;
+    if (nb == 0)
         return;
     enum infer_act_kind kind = infer_act_kind_of(w->type);
     const void *xa = kind == INFER_ACT_F32 ? (const void *)src : c->act[kind];
@@ -386,91 +412,192 @@ static void embed(struct infer_ctx *c, int i)
     }
 }
 
-static void layer(struct infer_ctx *c, int l, int ith, int nth)
+static inline void cpu_relax(unsigned *spins)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+    if (++*spins % 1024 == 0)
+        sched_yield();
+}
+
+typedef void (*chunk_fn)(struct infer_ctx *c, int l, int k, int ith);
+
+/* Runs step *si: grabs chunks of fn until none are left, then waits until
+ * every chunk (some done by other threads) has finished. */
+static void run_step(struct infer_ctx *c, int *si, int n, chunk_fn fn, int l,
+                     int ith)
+{
+    struct step *s = &c->steps[(*si)++];
+    int k;
+    while ((k = atomic_fetch_add_explicit(&s->next, 1,
+                                          memory_order_relaxed)) < n) {
+        fn(c, l, k, ith);
+        atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
+    }
+    unsigned spins = 0;
+    while (atomic_load_explicit(&s->done, memory_order_acquire) < n)
+        cpu_relax(&spins);
+}
+
+/* Per-entry chunks (k is an entry). */
+
+static void ch_embed(struct infer_ctx *c, int l, int k, int ith)
+{
+    (void)l;
+    (void)ith;
+    embed(c, k);
+}
+
+static void ch_attn_norm(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_config *cf = &c->m->cfg;
     const struct infer_layer *L = &c->m->layers[l];
-    struct infer_pool *P = c->pool;
-    int n = c->n, i0 = n * ith / nth, i1 = n * (ith + 1) / nth;
-    int dim = cf->dim, qd = cf->n_heads * cf->head_dim;
-    int kvd = cf->n_kv_heads * cf->head_dim, hid = cf->hidden;
-    const struct infer_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
-    for (int i = i0; i < i1; i++) {
-        if (l > 0) { /* residual of the previous layer's MLP */
-            float *x = c->x + (size_t)i * dim, *d = c->xb2 + (size_t)i * dim;
-            for (int j = 0; j < dim; j++)
-                x[j] += d[j];
-        }
-        rmsnorm(c->xb + (size_t)i * dim, c->x + (size_t)i * dim, L->attn_norm,
-                dim, cf->rms_eps);
-        act_rows(c, qkv, 3, c->xb, i);
-    }
-    infer_pool_barrier(P);
-    matmul(c, &L->wq, c->xb, n, c->q, qd, ith, nth);
-    matmul(c, &L->wk, c->xb, n, c->k, kvd, ith, nth);
-    matmul(c, &L->wv, c->xb, n, c->v, kvd, ith, nth);
-    infer_pool_barrier(P);
-    for (int i = i0; i < i1; i++)
-        qkv_finish(c, l, i);
-    infer_pool_barrier(P);
-    float *s = c->scores + (size_t)ith * c->max_ctx;
-    for (int t = ith; t < n * cf->n_heads; t += nth)
-        attend(c, l, t / cf->n_heads, t % cf->n_heads, s);
-    infer_pool_barrier(P);
-    const struct infer_weight *wo[1] = {&L->wo};
-    for (int i = i0; i < i1; i++)
-        act_rows(c, wo, 1, c->att, i);
-    infer_pool_barrier(P);
-    matmul(c, &L->wo, c->att, n, c->xb2, dim, ith, nth);
-    infer_pool_barrier(P);
-    const struct infer_weight *gu[2] = {&L->w_gate, &L->w_up};
-    for (int i = i0; i < i1; i++) {
-        float *x = c->x + (size_t)i * dim, *d = c->xb2 + (size_t)i * dim;
+    int dim = cf->dim;
+    float *x = c->x + (size_t)k * dim, *d = c->xb2 + (size_t)k * dim;
+    (void)ith;
+    if (l > 0) /* residual of the previous layer's MLP */
         for (int j = 0; j < dim; j++)
             x[j] += d[j];
-        rmsnorm(c->xb + (size_t)i * dim, x, L->ffn_norm, dim, cf->rms_eps);
-        act_rows(c, gu, 2, c->xb, i);
-    }
-    infer_pool_barrier(P);
-    matmul(c, &L->w_gate, c->xb, n, c->hb, hid, ith, nth);
-    matmul(c, &L->w_up, c->xb, n, c->hb2, hid, ith, nth);
-    infer_pool_barrier(P);
-    const struct infer_weight *dn[1] = {&L->w_down};
-    for (int i = i0; i < i1; i++) {
-        float *g = c->hb + (size_t)i * hid, *u = c->hb2 + (size_t)i * hid;
-        for (int j = 0; j < hid; j++)
-            g[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
-        act_rows(c, dn, 1, c->hb, i);
-    }
-    infer_pool_barrier(P);
-    matmul(c, &L->w_down, c->hb, n, c->xb2, dim, ith, nth);
-    infer_pool_barrier(P);
+    rmsnorm(c->xb + (size_t)k * dim, x, L->attn_norm, dim, cf->rms_eps);
+    const struct infer_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    act_rows(c, qkv, 3, c->xb, k);
+}
+
+static void ch_rope(struct infer_ctx *c, int l, int k, int ith)
+{
+    (void)ith;
+    qkv_finish(c, l, k);
+}
+
+static void ch_attend(struct infer_ctx *c, int l, int k, int ith)
+{
+    int nh = c->m->cfg.n_heads;
+    attend(c, l, k / nh, k % nh, c->scores + (size_t)ith * c->max_ctx);
+}
+
+static void ch_att_act(struct infer_ctx *c, int l, int k, int ith)
+{
+    const struct infer_weight *wo[1] = {&c->m->layers[l].wo};
+    (void)ith;
+    act_rows(c, wo, 1, c->att, k);
+}
+
+static void ch_ffn_norm(struct infer_ctx *c, int l, int k, int ith)
+{
+    const struct infer_config *cf = &c->m->cfg;
+    const struct infer_layer *L = &c->m->layers[l];
+    int dim = cf->dim;
+    float *x = c->x + (size_t)k * dim, *d = c->xb2 + (size_t)k * dim;
+    (void)ith;
+    for (int j = 0; j < dim; j++)
+        x[j] += d[j];
+    rmsnorm(c->xb + (size_t)k * dim, x, L->ffn_norm, dim, cf->rms_eps);
+    const struct infer_weight *gu[2] = {&L->w_gate, &L->w_up};
+    act_rows(c, gu, 2, c->xb, k);
+}
+
+static void ch_silu(struct infer_ctx *c, int l, int k, int ith)
+{
+    int hid = c->m->cfg.hidden;
+    float *g = c->hb + (size_t)k * hid, *u = c->hb2 + (size_t)k * hid;
+    (void)ith;
+    for (int j = 0; j < hid; j++)
+        g[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+    const struct infer_weight *dn[1] = {&c->m->layers[l].w_down};
+    act_rows(c, dn, 1, c->hb, k);
+}
+
+/* Final residual and norm of output row k (entry out_rows[k]). */
+static void ch_out_norm(struct infer_ctx *c, int l, int k, int ith)
+{
+    const struct infer_model *m = c->m;
+    int dim = m->cfg.dim, i = c->out_rows[k];
+    float *x = c->x + (size_t)i * dim, *d = c->xb2 + (size_t)i * dim;
+    (void)l;
+    (void)ith;
+    for (int t = 0; t < dim; t++)
+        x[t] += d[t];
+    rmsnorm(c->xb + (size_t)k * dim, x, m->output_norm, dim, m->cfg.rms_eps);
+    const struct infer_weight *ow[1] = {&m->output};
+    act_rows(c, ow, 1, c->xb, k);
+}
+
+/* Matmul chunks (k is a block of CHUNK_ROWS weight rows). */
+
+static void ch_qkv(struct infer_ctx *c, int l, int k, int ith)
+{
+    const struct infer_config *cf = &c->m->cfg;
+    const struct infer_layer *L = &c->m->layers[l];
+    int kvd = cf->n_kv_heads * cf->head_dim, nq = n_chunks(&L->wq);
+    int nk = n_chunks(&L->wk);
+    (void)ith;
+    if (k < nq)
+        mm_chunk(c, &L->wq, c->xb, c->n, c->q, cf->n_heads * cf->head_dim, k);
+    else if (k < nq + nk)
+        mm_chunk(c, &L->wk, c->xb, c->n, c->k, kvd, k - nq);
+    else
+        mm_chunk(c, &L->wv, c->xb, c->n, c->v, kvd, k - nq - nk);
+}
+
+static void ch_wo(struct infer_ctx *c, int l, int k, int ith)
+{
+    (void)ith;
+    mm_chunk(c, &c->m->layers[l].wo, c->att, c->n, c->xb2, c->m->cfg.dim, k);
+}
+
+static void ch_gate_up(struct infer_ctx *c, int l, int k, int ith)
+{
+    const struct infer_layer *L = &c->m->layers[l];
+    int ng = n_chunks(&L->w_gate), hid = c->m->cfg.hidden;
+    (void)ith;
+    if (k < ng)
+        mm_chunk(c, &L->w_gate, c->xb, c->n, c->hb, hid, k);
+    else
+        mm_chunk(c, &L->w_up, c->xb, c->n, c->hb2, hid, k - ng);
+}
+
+static void ch_down(struct infer_ctx *c, int l, int k, int ith)
+{
+    (void)ith;
+    mm_chunk(c, &c->m->layers[l].w_down, c->hb, c->n, c->xb2,
+             c->m->cfg.dim, k);
+}
+
+static void ch_logits(struct infer_ctx *c, int l, int k, int ith)
+{
+    (void)l;
+    (void)ith;
+    mm_chunk(c, &c->m->output, c->xb, c->n_out, c->logits,
+             c->m->cfg.n_vocab, k);
 }
 
 static void forward_worker(void *arg, int ith, int nth)
 {
     struct infer_ctx *c = arg;
     const struct infer_model *m = c->m;
-    int n = c->n, dim = m->cfg.dim;
-    for (int i = n * ith / nth; i < n * (ith + 1) / nth; i++)
-        embed(c, i);
-    infer_pool_barrier(c->pool);
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        layer(c, l, ith, nth);
-    /* Final residual, norm and classifier, for the entries that want it. */
-    const struct infer_weight *ow[1] = {&m->output};
-    for (int j = c->n_out * ith / nth; j < c->n_out * (ith + 1) / nth; j++) {
-        int i = c->out_rows[j];
-        float *x = c->x + (size_t)i * dim, *d = c->xb2 + (size_t)i * dim;
-        for (int t = 0; t < dim; t++)
-            x[t] += d[t];
-        rmsnorm(c->xb + (size_t)j * dim, x, m->output_norm, dim,
-                m->cfg.rms_eps);
-        act_rows(c, ow, 1, c->xb, j);
+    int n = c->n, si = 0;
+    (void)nth;
+    run_step(c, &si, n, ch_embed, 0, ith);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const struct infer_layer *L = &m->layers[l];
+        run_step(c, &si, n, ch_attn_norm, l, ith);
+        run_step(c, &si,
+                 n_chunks(&L->wq) + n_chunks(&L->wk) + n_chunks(&L->wv),
+                 ch_qkv, l, ith);
+        run_step(c, &si, n, ch_rope, l, ith);
+        run_step(c, &si, n * m->cfg.n_heads, ch_attend, l, ith);
+        run_step(c, &si, n, ch_att_act, l, ith);
+        run_step(c, &si, n_chunks(&L->wo), ch_wo, l, ith);
+        run_step(c, &si, n, ch_ffn_norm, l, ith);
+        run_step(c, &si, n_chunks(&L->w_gate) + n_chunks(&L->w_up),
+                 ch_gate_up, l, ith);
+        run_step(c, &si, n, ch_silu, l, ith);
+        run_step(c, &si, n_chunks(&L->w_down), ch_down, l, ith);
     }
-    infer_pool_barrier(c->pool);
-    matmul(c, &m->output, c->xb, c->n_out, c->logits, m->cfg.n_vocab, ith,
-           nth);
+    run_step(c, &si, c->n_out, ch_out_norm, 0, ith);
+    run_step(c, &si, c->n_out > 0 ? n_chunks(&m->output) : 0, ch_logits, 0,
+             ith);
 }
 
 int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
@@ -509,6 +636,11 @@ int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
     c->n_out = n_out;
     c->kv = kv;
     c->logits = logits;
+    for (int i = 0; i < c->max_steps; i++) {
+        atomic_store_explicit(&c->steps[i].next, 0, memory_order_relaxed);
+        atomic_store_explicit(&c->steps[i].done, 0, memory_order_relaxed);
+    }
+    /* infer_pool_run publishes these stores to the workers. */
     infer_pool_run(c->pool, forward_worker, c);
     c->e = NULL;
     return INFER_OK;

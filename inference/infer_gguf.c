@@ -548,8 +548,8 @@ static int read_tensor_info(struct cursor *c, struct infer_gguf_tensor *t,
     char what[48], nb[72];
     snprintf(what, sizeof(what), "name of tensor %llu",
              (unsigned long long)i);
-    size_t len;
-    char *name;
+    size_t len = 0;
+    char *name = NULL;
     int st = read_string(c, &name, &len, what, err);
     if (st != INFER_OK)
         return st;
@@ -936,7 +936,7 @@ static int arr_elem(const struct infer_gguf *g, int64_t key, uint64_t i,
 int infer_gguf_arr_i64(const struct infer_gguf *g, int64_t key, uint64_t i,
                        int64_t *out)
 {
-    struct gguf_kv tmp;
+    struct gguf_kv tmp = {0};
     int st = arr_elem(g, key, i, &tmp);
     if (st != INFER_OK)
         return st;
@@ -946,7 +946,7 @@ int infer_gguf_arr_i64(const struct infer_gguf *g, int64_t key, uint64_t i,
 int infer_gguf_arr_f64(const struct infer_gguf *g, int64_t key, uint64_t i,
                        double *out)
 {
-    struct gguf_kv tmp;
+    struct gguf_kv tmp = {0};
     int st = arr_elem(g, key, i, &tmp);
     if (st != INFER_OK)
         return st;

@@ -63,30 +63,59 @@ FLOAT_ROW16(row_f32, float, load_f32x16, id_f32)
 FLOAT_ROW16(row_f16, uint16_t, load_f16x16, infer_fp16_to_f32)
 FLOAT_ROW16(row_bf16, uint16_t, load_bf16x16, infer_bf16_to_f32)
 
+/* Two blocks per 512-bit register: |w| (u8) times sign(w) * x (s8) summed
+ * into 16 int32 lanes by one VPDPBUSD, then scaled per block half. */
+static inline __m512i load2(const int8_t *a, const int8_t *b)
+{
+    return _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+        _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+static inline __m512 scale2(float lo, float hi)
+{
+    return _mm512_castsi512_ps(_mm512_inserti64x4(
+        _mm512_castps_si512(_mm512_set1_ps(lo)),
+        _mm256_castps_si256(_mm256_set1_ps(hi)), 1));
+}
+
 static void row_q8_0(const struct infer_block_q8_0 *w, int64_t k,
                      const char *xa, size_t xa_stride, int nb, float *out)
 {
-    __m256 acc[MM_TILE];
+    __m512 acc[MM_TILE];
     const struct infer_q8a *x[MM_TILE];
     for (int b = 0; b < nb; b++) {
-        acc[b] = _mm256_setzero_ps();
+        acc[b] = _mm512_setzero_ps();
         x[b] = (const struct infer_q8a *)(xa + (size_t)b * xa_stride);
     }
-    const __m256i zero = _mm256_setzero_si256();
-    for (int64_t i = 0; i < k / INFER_QK; i++) {
-        __m256i wq = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        __m256i aw = _mm256_abs_epi8(wq);
-        float dw = _cvtsh_ss(w[i].d);
+    const int64_t nblk = k / INFER_QK;
+    int64_t i = 0;
+    for (; i + 2 <= nblk; i += 2) {
+        __m512i wq = load2(w[i].qs, w[i + 1].qs);
+        __m512i aw = _mm512_abs_epi8(wq);
+        __mmask64 neg = _mm512_movepi8_mask(wq);
+        float d0 = _cvtsh_ss(w[i].d), d1 = _cvtsh_ss(w[i + 1].d);
         for (int b = 0; b < nb; b++) {
-            __m256i xq = _mm256_loadu_si256((const __m256i *)x[b][i].qs);
-            __m256i p =
-                _mm256_dpbusd_epi32(zero, aw, _mm256_sign_epi8(xq, wq));
-            acc[b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
-                                     _mm256_set1_ps(dw * x[b][i].d), acc[b]);
+            __m512i xq = load2(x[b][i].qs, x[b][i + 1].qs);
+            /* sign(w) * x: negate x where w < 0 (w = 0 gives |w| = 0). */
+            __m512i sx = _mm512_mask_sub_epi8(xq, neg,
+                                              _mm512_setzero_si512(), xq);
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
+            acc[b] = _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(p),
+                scale2(d0 * x[b][i].d, d1 * x[b][i + 1].d), acc[b]);
         }
     }
-    for (int b = 0; b < nb; b++)
-        out[b] = infer__hsum256(acc[b]);
+    for (int b = 0; b < nb; b++) {
+        float s = _mm512_reduce_add_ps(acc[b]);
+        for (int64_t j = i; j < nblk; j++) {
+            int sum = 0;
+            for (int t = 0; t < INFER_QK; t++)
+                sum += w[j].qs[t] * x[b][j].qs[t];
+            s += _cvtsh_ss(w[j].d) * x[b][j].d * (float)sum;
+        }
+        out[b] = s;
+    }
 }
 
 static void row_q4_0(const struct infer_block_q4_0 *w, int64_t k,
