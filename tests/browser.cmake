@@ -18,3 +18,10 @@ set_tests_properties(browser PROPERTIES
                      FIXTURES_REQUIRED pg
                      TIMEOUT 600
                      PROCESSORS 2)
+
+# The pages' pure modules (SSE parser, Markdown escaping, leaderboard maths)
+# under node's own test runner: no server, no browser.
+add_test(NAME pages_unit
+         COMMAND ${browser_node} --test
+                 ${CMAKE_CURRENT_SOURCE_DIR}/browser/unit.test.mjs)
+set_tests_properties(pages_unit PROPERTIES ENVIRONMENT "${test_env}" TIMEOUT 120)

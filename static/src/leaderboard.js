@@ -3,6 +3,7 @@
 // GET endpoints of docs/api.md ("Leaderboard").
 import { $, el, api, describeError, initTheme, fmt } from './common.js';
 import { themeCharts, mount, palette } from './charts.js';
+import { blended, priceFrontier, heatColours } from './lb_math.js';
 
 const ui = {
   app: $('#app'), cat: $('#category'), method: $('#method'),
@@ -11,8 +12,6 @@ const ui = {
 };
 const st = { board: null, matrices: null, sort: { key: 'rank_ub', dir: 1 } };
 
-const blended = (m) =>
-  m.price_in == null || m.price_out == null ? null : (3 * m.price_in + m.price_out) / 4;
 const name = (m) => m.display_name || m.model;
 
 // --- table -----------------------------------------------------------------
@@ -89,19 +88,6 @@ function renderIntervals() {
   });
 }
 
-// The price frontier: walking up in price, the models that beat every
-// cheaper model's rating. Returns them in price order.
-export function priceFrontier(models) {
-  const priced = models.filter((m) => blended(m) != null)
-    .sort((a, b) => blended(a) - blended(b) || b.rating - a.rating);
-  const out = [];
-  let best = -Infinity;
-  for (const m of priced) {
-    if (m.rating > best) { out.push(m); best = m.rating; }
-  }
-  return out;
-}
-
 function renderPrice() {
   const models = st.board.models.filter((m) => blended(m) != null);
   const front = priceFrontier(models);
@@ -139,29 +125,6 @@ function renderPrice() {
 }
 
 // --- heatmaps --------------------------------------------------------------
-
-function lum([r, g, b]) {
-  const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
-  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
-}
-
-function hslToRgb(h, s, l) {
-  const k = (n) => (n + h / 30) % 12;
-  const a = s * Math.min(l, 1 - l);
-  const f = (n) => l - a * Math.max(-1, Math.min(k(n) - 3, Math.min(9 - k(n), 1)));
-  return [f(0), f(8), f(4)].map((x) => Math.round(255 * x));
-}
-
-// A cell colour for p in [0,1] (blue above one half, orange below), and a
-// text colour (black or white) with the higher contrast on it: at least
-// 4.5:1 for every background this can produce.
-export function heatColours(p) {
-  const d = Math.min(1, Math.abs(p - 0.5) * 2);
-  const rgb = hslToRgb(p >= 0.5 ? 215 : 25, 0.75, 0.93 - 0.5 * d);
-  const L = lum(rgb);
-  const text = (L + 0.05) / 0.05 >= 1.05 / (L + 0.05) ? '#000' : '#fff';
-  return { bg: `rgb(${rgb.join(',')})`, fg: text };
-}
 
 function heatmap(box, models, matrix, counts) {
   const idx = models.map((m) => st.matrices.models.indexOf(m));

@@ -116,43 +116,55 @@ export async function checks({ browser, base, shots, adminPassword, withApi = tr
     const warm = await browser.newContext();
     await (await warm.newPage()).goto(base + '/healthz');
     await warm.close();
-    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    const page = await open(ctx);
-    const cdp = await ctx.newCDPSession(page);
-    await cdp.send('Network.enable');
-    await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
-    const reqs = new Map();
-    cdp.on('Network.responseReceived', (e) => reqs.set(e.requestId, {
-      url: e.response.url.replace(base, ''), status: e.response.status,
-      encoding: Object.entries(e.response.headers)
-        .find(([k]) => k.toLowerCase() === 'content-encoding')?.[1] || 'identity' }));
-    cdp.on('Network.loadingFinished', (e) => {
-      const r = reqs.get(e.requestId);
-      if (r) r.bytes = e.encodedDataLength;
-    });
-    await page.goto(base + '/', { waitUntil: 'load' });
-    await ready(page);
-    await page.waitForLoadState('networkidle');
-    const t = await page.evaluate(() => {
-      const n = performance.getEntriesByType('navigation')[0];
-      const m = performance.getEntriesByName('arena-ready')[0];
-      return { ttfb: n.responseStart, domInteractive: n.domInteractive,
-               domContentLoaded: n.domContentLoadedEventEnd, load: n.loadEventEnd,
-               ready: m ? m.startTime : null };
-    });
-    const total = [...reqs.values()].reduce((s, r) => s + (r.bytes || 0), 0);
-    for (const r of reqs.values())
-      console.log(`     ${String(r.bytes).padStart(7)} B  ${r.status} ${r.encoding.padEnd(8)} ${r.url}`);
-    console.log(`     first load: ${total} B transferred in ${reqs.size} requests; ` +
-                `ttfb ${t.ttfb.toFixed(1)} ms, DOM interactive ${t.domInteractive.toFixed(1)} ms, ` +
-                `DOMContentLoaded ${t.domContentLoaded.toFixed(1)} ms, load ${t.load.toFixed(1)} ms, ` +
-                `page interactive (handlers wired) ${t.ready == null ? '?' : t.ready.toFixed(1)} ms`);
-    figures.firstLoad = { bytes: total, ...t };
+    // Three cold loads, each in a fresh context (empty cache, no cookies);
+    // the median decides, so one stall of a busy machine does not.
+    const runs = [];
+    let page = null;
+    let ctx = null;
+    for (let i = 0; i < 3; i++) {
+      if (ctx) await ctx.close();
+      ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+      page = await open(ctx);
+      const cdp = await ctx.newCDPSession(page);
+      await cdp.send('Network.enable');
+      await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+      const reqs = new Map();
+      cdp.on('Network.responseReceived', (e) => reqs.set(e.requestId, {
+        url: e.response.url.replace(base, ''), status: e.response.status,
+        encoding: Object.entries(e.response.headers)
+          .find(([k]) => k.toLowerCase() === 'content-encoding')?.[1] || 'identity' }));
+      cdp.on('Network.loadingFinished', (e) => {
+        const r = reqs.get(e.requestId);
+        if (r) r.bytes = e.encodedDataLength;
+      });
+      await page.goto(base + '/', { waitUntil: 'load' });
+      await ready(page);
+      await page.waitForLoadState('networkidle');
+      const t = await page.evaluate(() => {
+        const n = performance.getEntriesByType('navigation')[0];
+        const m = performance.getEntriesByName('arena-ready')[0];
+        return { ttfb: n.responseStart, domInteractive: n.domInteractive,
+                 domContentLoaded: n.domContentLoadedEventEnd, load: n.loadEventEnd,
+                 ready: m ? m.startTime : Infinity };
+      });
+      const total = [...reqs.values()].reduce((sum, r) => sum + (r.bytes || 0), 0);
+      if (i === 0)
+        for (const r of reqs.values())
+          console.log(`     ${String(r.bytes).padStart(7)} B  ${r.status} ${r.encoding.padEnd(8)} ${r.url}`);
+      console.log(`     cold load ${i + 1}: ${total} B in ${reqs.size} requests; ` +
+                  `ttfb ${t.ttfb.toFixed(1)} ms, DOM interactive ${t.domInteractive.toFixed(1)} ms, ` +
+                  `DOMContentLoaded ${t.domContentLoaded.toFixed(1)} ms, load ${t.load.toFixed(1)} ms, ` +
+                  `page interactive (handlers wired) ${t.ready.toFixed(1)} ms`);
+      runs.push({ bytes: total, ...t });
+      assert(total < 150 * 1024, `first load transferred ${total} B, over 150 KB`);
+    }
+    const median = [...runs].sort((a, b) => a.ready - b.ready)[1];
+    figures.firstLoad = median;
     // Typing works at once.
     await page.fill('#prompt', 'hello');
     assert(await page.inputValue('#prompt') === 'hello', 'cannot type in the message box');
-    assert(total < 150 * 1024, `first load transferred ${total} B, over 150 KB`);
-    assert(t.ready != null && t.ready < 1000, `page interactive after ${t.ready} ms, not under 1 s`);
+    assert(median.ready < 1000,
+           `page interactive after ${median.ready.toFixed(0)} ms (median of 3), not under 1 s`);
     await shot(page, 'arena-first-load');
     noErrors(page);
     await ctx.close();
