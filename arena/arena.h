@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 /* ------------------------------------------------------------------------
  * Status and errors (shared by the whole module)
  * ---------------------------------------------------------------------- */
@@ -250,6 +252,202 @@ int arena_ratings_elo(const struct arena_battles *set,
 void arena_ratings_matrices(const struct arena_pairs *pairs,
                             const struct arena_ratings *r, double *battles,
                             double *win_rate, double *predicted);
+
+/* ------------------------------------------------------------------------
+ * The arena (issue 5): models registry, battles, votes, pair sampling,
+ * fair play. Owner: arena_registry*.c, arena_battle*.c, arena_vote*.c,
+ * arena_sample*.c, arena_fair*.c, arena_tags*.c.
+ *
+ * One struct arena per server: it holds the registry (an immutable,
+ * reference-counted snapshot of the models, swapped on every change), the
+ * pair statistics for sampling, and the vote writer threads. Every call is
+ * thread-safe; a turn runs on the caller's thread (the web handler) and
+ * reports through callbacks. Answers that web/ sends as JSON are built here
+ * as jansson objects the caller owns.
+ * ---------------------------------------------------------------------- */
+
+/* Further statuses of the arena calls (each maps to one HTTP answer). */
+enum arena_battle_status {
+    ARENA_ERR_NOT_FOUND = -20,     /* no such battle or model */
+    ARENA_ERR_NOT_YOURS = -21,     /* battle of another visitor */
+    ARENA_ERR_ALREADY_VOTED = -22, /* the battle has its vote */
+    ARENA_ERR_NOT_READY = -23,     /* vote before both sides answered */
+    ARENA_ERR_FAILED = -24,        /* a side failed: no vote, no turn */
+    ARENA_ERR_TURN_LIMIT = -25,    /* max turns, or context full */
+    ARENA_ERR_BUSY = -26,          /* a turn is streaming */
+    ARENA_ERR_VOTED = -27,         /* no turns after the vote */
+    ARENA_ERR_TOO_LARGE = -28,     /* prompt over the limit */
+    ARENA_ERR_DB = -29,            /* database unreachable or failing */
+    ARENA_ERR_OVERLOADED = -30,    /* inference queue full: retry */
+    ARENA_ERR_NO_MODELS = -31,     /* fewer than two models available */
+    ARENA_ERR_CONFLICT = -32,      /* model name taken */
+    ARENA_ERR_NO_VOTE = -33,       /* direct chats take no vote */
+};
+/* The API code of a status ("already_voted", ...); "internal" if unknown. */
+const char *arena_status_code(int status);
+
+/* Secrets: one 32-byte key for every keyed hash and signature. */
+struct arena_keys;
+/* Reads the hex key in path, or creates the file (mode 0600, created
+ * once with O_EXCL, its directory made if missing) with a fresh random
+ * key. Returns ARENA_OK, ARENA_ERR_IO or ARENA_ERR_PARSE. */
+int arena_keys_open(const char *path, struct arena_keys **out,
+                    struct arena_err *err);
+void arena_keys_free(struct arena_keys *k);
+/* HMAC-SHA256(key, purpose || 0 || data). Cannot fail. */
+void arena_keys_mac(const struct arena_keys *k, const char *purpose,
+                    const void *data, size_t len, uint8_t out[32]);
+
+/* A visitor as the arena sees one: keyed hashes only. */
+struct arena_visitor {
+    uint8_t hash[32];    /* of the cookie's random id */
+    uint8_t ip_hash[32]; /* of the client's address */
+};
+/* Writes a new cookie value "<id>.<mac>" (base64url, 45 chars) and fills
+ * v->hash. n >= 46. Returns ARENA_OK or ARENA_ERR_IO (no randomness). */
+int arena_visitor_cookie_new(const struct arena_keys *k, char *out, size_t n,
+                             struct arena_visitor *v);
+/* Checks a cookie value in constant time; fills v->hash when valid.
+ * Returns 1 valid, 0 not. */
+int arena_visitor_cookie_check(const struct arena_keys *k, const char *value,
+                               struct arena_visitor *v);
+void arena_visitor_ip(const struct arena_keys *k, const char *ip,
+                      struct arena_visitor *v);
+/* Admin session cookie "<expires unix>.<mac>": new and check (1 valid and
+ * not expired at now). */
+void arena_admin_cookie_new(const struct arena_keys *k, long long expires,
+                            char *out, size_t n);
+int arena_admin_cookie_check(const struct arena_keys *k, const char *value,
+                             long long now);
+/* Constant-time equality of two strings (compares their MACs). */
+int arena_secret_equal(const struct arena_keys *k, const char *a,
+                       const char *b);
+
+/* Rate limits: token buckets in memory, sharded by key. A bucket holds up
+ * to per_min tokens and refills per_min per minute. */
+enum arena_limit_kind {
+    ARENA_LIMIT_BATTLE,
+    ARENA_LIMIT_TURN,
+    ARENA_LIMIT_VOTE,
+    ARENA_LIMIT_IP_BATTLE,
+    ARENA_LIMIT_IP_TURN,
+    ARENA_LIMIT_IP_VOTE,
+    ARENA_LIMIT_DAILY_VOTES, /* a counter per UTC day, not a bucket */
+};
+struct arena_limiter;
+struct arena_limiter *arena_limiter_new(void); /* NULL: out of memory */
+void arena_limiter_free(struct arena_limiter *l);
+/* Takes one token (kind, key). per_min <= 0: unlimited. Returns 0 when
+ * allowed, else the seconds to wait before one is there (>= 1). now in
+ * seconds (any clock, increasing). */
+int arena_limiter_take(struct arena_limiter *l, enum arena_limit_kind kind,
+                       const uint8_t key[32], int per_min, double now);
+/* The daily cap: counts one for key on UTC day of now_unix unless cap is
+ * reached. Returns 0, or the seconds until the next UTC midnight. cap <= 0:
+ * unlimited. arena_limiter_daily_undo() gives a count back (the vote did
+ * not happen). */
+int arena_limiter_daily_take(struct arena_limiter *l, const uint8_t key[32],
+                             int cap, long long now_unix);
+void arena_limiter_daily_undo(struct arena_limiter *l, const uint8_t key[32],
+                              long long now_unix);
+
+/* Identity leaks: whether text names any of terms (case-insensitive,
+ * whole words; empty terms ignored). Returns the index of the first term
+ * found, or -1. */
+int arena_leak_find(const char *text, size_t len, const char *const *terms,
+                    size_t n_terms);
+
+/* Category tags of a prompt: ISO 639-1 code guessed from the script and
+ * common words ("en", "fr", "zh", ...; "" when unsure), code present, and
+ * the ARENA_TAG_* flags that follow from the text. Cannot fail. */
+struct arena_text_tags {
+    char language[8];
+    int has_code;
+    uint32_t flags; /* ARENA_TAG_CODING, ARENA_TAG_MATH */
+};
+void arena_tags_detect(const char *text, size_t len,
+                       struct arena_text_tags *out);
+
+struct db_pool;
+struct infer_hub;
+
+enum arena_sampling { ARENA_SAMPLE_WEIGHTED = 0, ARENA_SAMPLE_ACTIVE = 1 };
+
+struct arena_opts {
+    struct db_pool *db;        /* required; outlives the arena */
+    struct infer_hub *hub;     /* required; outlives the arena */
+    const json_t *models;      /* array from the config file, or
+                                  NULL (see arena_registry.c) */
+    const json_t *leak_terms;  /* array of extra terms, or NULL */
+    const char *models_dir;    /* the directory the hub scanned, or "" */
+    int max_turns;             /* per battle (8) */
+    int max_prompt_bytes;      /* per turn (16384) */
+    int max_tokens;            /* per answer, upper bound (256) */
+    enum arena_sampling sampling;
+    int vote_writers;          /* writer threads (2) */
+    int vote_batch;            /* votes per transaction at most (64) */
+    int db_wait_ms;            /* for a pooled connection (5000) */
+};
+
+struct arena;
+/* Loads the registry (config models added if absent; with no config models
+ * every hub engine missing from the table is registered as a local model),
+ * opens remote engines, starts the vote writers. Returns ARENA_OK, or
+ * ARENA_ERR_DB / ARENA_ERR_INVALID / ARENA_ERR_NOMEM with err filled. */
+int arena_new(const struct arena_opts *o, struct arena **out,
+              struct arena_err *err);
+/* Stops the writers (queued votes are written first) and frees. */
+void arena_free(struct arena *a);
+
+/* Models. Every json_t answer is a new reference for the caller. */
+json_t *arena_models_public(struct arena *a);     /* {"models": [...]} */
+json_t *arena_models_admin(struct arena *a);      /* every field */
+/* Adds a model from a JSON object (see docs/api.md); *out is the model as
+ * arena_models_admin shows it. ARENA_ERR_INVALID (err names the field),
+ * ARENA_ERR_CONFLICT, ARENA_ERR_DB. */
+int arena_model_add(struct arena *a, const json_t *body, json_t **out,
+                    struct arena_err *err);
+/* Updates the fields present in body. ARENA_ERR_NOT_FOUND, _INVALID, _DB. */
+int arena_model_update(struct arena *a, const char *name, const json_t *body,
+                       json_t **out, struct arena_err *err);
+
+/* Battles. ids are "b_" + 32 hex digits. */
+/* Creates a battle from {"mode": ..., "models": [...]}; *out is the 201
+ * answer. ARENA_ERR_INVALID, _NOT_FOUND (model), _NO_MODELS, _DB. */
+int arena_battle_create(struct arena *a, const struct arena_visitor *v,
+                        const json_t *body, json_t **out, struct arena_err *err);
+
+/* How a turn reports: start() once, before the first event (the caller
+ * starts its event stream then); event(name, data) for every event, data a
+ * (borrowed) or NULL for a keep-alive. Either returns nonzero when
+ * the client went away: both generations are cancelled and the turn is
+ * dropped (the battle goes back to its state before). */
+struct arena_turn_io {
+    int (*start)(void *user);
+    int (*event)(void *user, const char *name, const json_t *data);
+    void *user;
+};
+/* Runs one turn (prompt != NULL) or regenerates the last one (prompt
+ * NULL). Before start(): ARENA_ERR_NOT_FOUND, _NOT_YOURS, _VOTED, _FAILED,
+ * _BUSY, _TURN_LIMIT, _TOO_LARGE, _INVALID, _OVERLOADED, _DB. Once start()
+ * was called it returns ARENA_OK: failures are events. */
+int arena_battle_turn(struct arena *a, const struct arena_visitor *v,
+                      const char *id, const char *prompt,
+                      const struct arena_turn_io *io, struct arena_err *err);
+/* Votes; answered only after the vote's transaction committed. *out: the
+ * 200 answer with the names. ARENA_ERR_INVALID (winner), _NOT_FOUND,
+ * _NOT_YOURS, _ALREADY_VOTED, _NOT_READY, _FAILED, _NO_VOTE, _DB. */
+int arena_battle_vote(struct arena *a, const struct arena_visitor *v,
+                      const char *id, const char *winner, json_t **out,
+                      struct arena_err *err);
+/* The battle as its visitor sees it. _NOT_FOUND, _NOT_YOURS, _DB. */
+int arena_battle_get(struct arena *a, const struct arena_visitor *v,
+                     const char *id, json_t **out, struct arena_err *err);
+/* For load tests (admin only): count anonymous battles already in state
+ * ready, owned by v, between two drawn models, without generating. *out:
+ * a json_t array of ids. */
+int arena_battle_bench_create(struct arena *a, const struct arena_visitor *v,
+                              int count, json_t **out, struct arena_err *err);
 
 /* Commands (argv[0] is the command's own name). */
 int arena_cmd_ratings(int argc, char **argv);

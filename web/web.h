@@ -91,6 +91,21 @@ struct web_config {
     int statement_timeout_ms;
     /* administration */
     char *admin_token;       /* "" = admin API disabled */
+    char *admin_password;    /* "" = no sign-in with a password */
+    /* the arena (issue 5) */
+    int battle_max_turns;    /* turns per battle */
+    int prompt_max_bytes;    /* bytes per prompt */
+    int answer_max_tokens;   /* tokens per answer, upper bound */
+    char *sampling;          /* "weighted" or "active" */
+    int limit_battles;       /* per visitor per minute; 0 = off */
+    int limit_turns;
+    int limit_votes;
+    int limit_ip_battles;    /* per IP address per minute; 0 = off */
+    int limit_ip_turns;
+    int limit_ip_votes;
+    int daily_votes;         /* per visitor per UTC day; 0 = off */
+    int vote_writers;        /* vote writer threads */
+    int vote_batch;          /* votes per transaction at most */
     /* logs */
     int log_level;           /* enum web_log_level */
     bool access_log;

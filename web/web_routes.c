@@ -12,6 +12,10 @@
 const struct web_feature web_features[] = {
     {"health", web__health_init, NULL},
     {"v1", web__v1_init, NULL},
+    {"auth", web__auth_init, web__auth_cleanup},
+    {"battle", web__battle_init, web__battle_cleanup},
+    {"admin_models", web__admin_models_init, NULL},
+    {"bench", web__bench_init, NULL},
 };
 
 const size_t web_features_count =
