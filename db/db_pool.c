@@ -229,6 +229,14 @@ static bool conn_alive(PGconn *pg)
     return poll(&pfd, 1, 0) == 0;
 }
 
+/* Server notices (e.g. "relation already exists, skipping") go to the
+ * log, not to stderr as libpq's default processor would. */
+static void on_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    db__log(DB_LOG_DEBUG, "db: server notice: %s", msg);
+}
+
 /* Connects slot c with the pool's settings. Runs without the mutex. */
 static int conn_open(struct db_pool *p, struct db_conn *c, struct db_err *err)
 {
@@ -251,6 +259,7 @@ static int conn_open(struct db_pool *p, struct db_conn *c, struct db_err *err)
         c->pg = NULL;
         return DB_ERR_CONNECT;
     }
+    PQsetNoticeProcessor(c->pg, on_notice, NULL);
     /* Pin the session settings with a parameterised call. The timeout
      * is in milliseconds when given without a unit. */
     const char *params[] = {p->search_path, p->statement_timeout};

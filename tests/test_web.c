@@ -212,6 +212,12 @@ static void h_sse_forever(struct web_req *r)
     }
 }
 
+static void h_slow(struct web_req *r)
+{
+    usleep(700 * 1000);
+    web_reply(r, 200, "text/plain", "done", 4);
+}
+
 struct srv {
     struct web_config cfg;
     struct web_server *s;
@@ -240,6 +246,7 @@ static int srv_start(struct srv *v)
     web_route(v->s, "GET", "/api/silent", h_silent, NULL);
     web_route(v->s, "GET", "/api/sse", h_sse, NULL);
     web_route(v->s, "GET", "/api/forever", h_sse_forever, NULL);
+    web_route(v->s, "GET", "/api/slow", h_slow, NULL);
     if (web_server_start(v->s, &err) != WEB_OK) {
         fprintf(stderr, "start: %s\n", err.msg);
         return -1;
@@ -474,11 +481,48 @@ TEST(static_files)
     srv_stop(&v);
 }
 
+struct call {
+    char url[256];
+    struct resp r;
+};
+
+static void *call_run(void *arg)
+{
+    struct call *c = arg;
+    http(&c->r, "GET", c->url, NULL, 0, NULL);
+    return NULL;
+}
+
+TEST(stop_finishes_in_flight)
+{
+    struct srv v;
+    CHECK_EQ(srv_start(&v), 0);
+    static struct call c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.url, sizeof(c.url), "%s/api/slow", v.base);
+    pthread_t t;
+    pthread_create(&t, NULL, call_run, &c);
+    usleep(200 * 1000); /* the request is in its handler */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    web_server_stop(v.s);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    pthread_join(t, NULL);
+    CHECK(web_server_stopping(v.s));
+    CHECK_EQ(c.r.status, 200);
+    CHECK_STREQ(c.r.body, "done");
+    double waited = (double)(t1.tv_sec - t0.tv_sec) +
+                    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CHECK(waited > 0.3); /* stop waited for the handler */
+    srv_stop(&v);
+}
+
 static const struct check_test tests[] = {
     TEST_ENTRY(config_defaults),   TEST_ENTRY(config_precedence),
     TEST_ENTRY(config_errors),     TEST_ENTRY(config_file_errors),
     TEST_ENTRY(routes_and_errors), TEST_ENTRY(json_bodies),
     TEST_ENTRY(sse_events),        TEST_ENTRY(static_files),
+    TEST_ENTRY(stop_finishes_in_flight),
 };
 
 CHECK_MAIN(tests)

@@ -36,12 +36,13 @@ static int write_port_file(const char *path, int port)
     return rename(tmp, path);
 }
 
-/* Bounds the shutdown: if in-flight requests have not finished in time,
- * exit anyway. The embedded postgres then gets its parent-death signal and
+/* Bounds the whole shutdown: web_server_stop() gives in-flight requests
+ * shutdown_timeout seconds; if closing still hangs well past that, exit
+ * anyway. The embedded postgres then gets its parent-death signal and
  * shuts down by itself. */
 static void *watchdog(void *arg)
 {
-    int seconds = *(const int *)arg;
+    int seconds = *(const int *)arg + 20;
     sleep((unsigned)seconds);
     web_log(WEB_LOG_ERROR,
             "serve: requests still running after %d s; exiting anyway",

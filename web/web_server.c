@@ -58,6 +58,7 @@ struct web_server {
     struct mg_context *ctx;
     int port;
     atomic_bool stopping;
+    atomic_int active; /* requests between begin_request and end_request */
     int n_routes;
     struct route routes[MAX_ROUTES];
     int n_features;
@@ -100,6 +101,7 @@ struct web_server *web_server_new(const struct web_config *cfg,
     s->cfg = cfg;
     s->db = db;
     atomic_init(&s->stopping, false);
+    atomic_init(&s->active, 0);
     return s;
 }
 
@@ -200,13 +202,32 @@ static void new_request_id(char out[17])
     snprintf(out, 17, "%016" PRIx64, v);
 }
 
+static void send_json_error(struct mg_connection *conn, int status,
+                            const char *code, const char *message,
+                            const char *id);
+
 static int on_begin_request(struct mg_connection *conn)
 {
-    (void)conn;
+    struct web_server *s = mg_get_user_data(mg_get_context(conn));
+    atomic_fetch_add(&s->active, 1);
     cur.active = true;
     clock_gettime(CLOCK_MONOTONIC, &cur.start);
     new_request_id(cur.id);
+    if (atomic_load(&s->stopping)) {
+        /* Draining: in-flight requests finish, new ones are turned away
+         * (a load balancer retries them elsewhere). */
+        mg_disable_keep_alive(conn);
+        send_json_error(conn, 503, "unavailable", "shutting down", cur.id);
+        return 503;
+    }
     return 0; /* go on: to our handler or to static files */
+}
+
+static void on_end_request(const struct mg_connection *conn, int status)
+{
+    (void)status;
+    struct web_server *s = mg_get_user_data(mg_get_context(conn));
+    atomic_fetch_sub(&s->active, 1);
 }
 
 /* Finds "HTTP/<version>\" <status> <bytes>" in CivetWeb's access line. */
@@ -250,10 +271,6 @@ static int on_log_message(const struct mg_connection *conn, const char *msg)
     web_log(WEB_LOG_WARN, "civetweb: %s", msg);
     return 1;
 }
-
-static void send_json_error(struct mg_connection *conn, int status,
-                            const char *code, const char *message,
-                            const char *id);
 
 /* CivetWeb's own errors (missing static file, malformed request, ...). */
 static int on_http_error(struct mg_connection *conn, int status,
@@ -330,8 +347,6 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
     r->db = s->db;
     r->method = ri->request_method;
     r->path = ri->local_uri != NULL ? ri->local_uri : "/";
-    if (!cur.active)
-        on_begin_request(conn);
     r->id = cur.id;
 
     const char *allow[8];
@@ -420,6 +435,7 @@ int web_server_start(struct web_server *s, struct web_err *err)
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof(cb));
     cb.begin_request = on_begin_request;
+    cb.end_request = on_end_request;
     cb.log_access = on_log_access;
     cb.log_message = on_log_message;
     cb.http_error = on_http_error;
@@ -448,8 +464,21 @@ void web_server_stop(struct web_server *s)
 {
     if (s == NULL || s->ctx == NULL)
         return;
+    /* CivetWeb's mg_stop() makes every write fail at once, so first let
+     * the requests in flight end (new ones get 503), up to the bound. */
     atomic_store(&s->stopping, true);
-    mg_stop(s->ctx); /* joins the workers: in-flight requests end first */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (atomic_load(&s->active) > 0 &&
+           ms_since(&t0) < s->cfg->shutdown_timeout_s * 1000.0) {
+        struct timespec tick = {0, 10 * 1000000L};
+        nanosleep(&tick, NULL);
+    }
+    int left = atomic_load(&s->active);
+    if (left > 0)
+        web_log(WEB_LOG_WARN, "web: stopping with %d requests unfinished",
+                left);
+    mg_stop(s->ctx); /* closes the listeners and joins the workers */
     s->ctx = NULL;
 }
 
