@@ -257,8 +257,18 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
     return o->model != NULL && optind == argc ? -1 : 2;
 }
 
+/* infer_bench_sched.c: the scheduler's part (prompt rate, --clients). */
+int infer_bench_prompt_rate(const struct infer_model *m, int batch,
+                            int prompt_tokens, int threads,
+                            const char *kernels, double *tok_s,
+                            struct infer_err *err);
+int infer_bench_clients(int argc, char **argv);
+
 int infer_cmd_bench(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], "--clients", 9) == 0)
+            return infer_bench_clients(argc, argv);
     struct bench_opts o;
     int rc = bench_parse(argc, argv, &o);
     if (rc >= 0) {
@@ -286,17 +296,21 @@ int infer_cmd_bench(int argc, char **argv)
     printf("machine: %d threads, measured memory bandwidth %.2f GB/s, FMA "
            "peak %.1f GFLOP/s\n",
            nth, bw, peak);
-    printf("%6s %12s %10s %10s %6s %10s %6s\n", "batch", "decode tok/s",
-           "ms/step", "GB/s", "%bw", "GFLOP/s", "%peak");
+    printf("%6s %12s %10s %10s %6s %10s %6s %12s\n", "batch", "decode tok/s",
+           "ms/step", "GB/s", "%bw", "GFLOP/s", "%peak", "prompt tok/s");
     int st = INFER_OK;
     for (int i = 0; st == INFER_OK && i < o.n_batches; i++) {
         struct bench_row r = {0};
         st = bench_decode(m, &o, o.batches[i], &r, &err);
+        double ptok = 0;
         if (st == INFER_OK)
-            printf("%6d %12.1f %10.2f %10.2f %5.0f%% %10.1f %5.0f%%\n",
+            st = infer_bench_prompt_rate(m, o.batches[i], o.prompt_tokens,
+                                         o.threads, o.kernels, &ptok, &err);
+        if (st == INFER_OK)
+            printf("%6d %12.1f %10.2f %10.2f %5.0f%% %10.1f %5.0f%% %12.1f\n",
                    r.batch, r.tok_s, r.step_s * 1e3, r.gbs,
                    bw > 0 ? 100 * r.gbs / bw : 0, r.gflops,
-                   peak > 0 ? 100 * r.gflops / peak : 0);
+                   peak > 0 ? 100 * r.gflops / peak : 0, ptok);
         fflush(stdout);
     }
     if (st != INFER_OK)
