@@ -374,7 +374,8 @@ async function runStream(path, body, prompt) {
     msgs.push('Both answers are ready: which one is better? Vote below, or keep chatting.');
   if (st.battle && st.battle.max_turns && st.turns >= st.battle.max_turns)
     msgs.push(`This battle reached its limit of ${st.battle.max_turns} turns.`);
-  notify(msgs.join(' '), !ended || (st.battle && st.battle.state === 'failed') ? 'error' : '');
+  const sentence = (x) => x.charAt(0).toUpperCase() + x.slice(1) + (/[.!?]$/.test(x) ? '' : '.');
+  notify(msgs.map(sentence).join(' '), !ended || (st.battle && st.battle.state === 'failed') ? 'error' : '');
   updateControls();
   return ended;
 }

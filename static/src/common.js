@@ -70,7 +70,8 @@ export function describeError(e) {
   if (!(e instanceof ApiError)) return String(e && e.message || e);
   const wait = e.retryAfter != null ? ` Try again in ${e.retryAfter} s.` : '';
   switch (e.code) {
-    case 'rate_limited': return `You are going a little fast: ${e.message}.${wait}`;
+    case 'rate_limited': return e.retryAfter != null
+      ? `You are going a little fast.${wait}` : `You are going a little fast: ${e.message}.`;
     case 'daily_cap': return `You reached today's vote limit.${wait} Thank you for voting!`;
     case 'busy': return e.status === 503
       ? `The models are busy right now.${wait || ' Try again in a moment.'}`
