@@ -82,6 +82,7 @@ const char *infer_strerror(int status)
     case INFER_ERR_ARG: return "bad argument";
     case INFER_ERR_BUSY: return "busy";
     case INFER_ERR_CANCELLED: return "cancelled";
+    case INFER_ERR_TOO_LONG: return "prompt too long for the context";
     default: return "unknown error";
     }
 }
