@@ -7,6 +7,9 @@
 #ifndef ARENA_INTERNAL_H
 #define ARENA_INTERNAL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,5 +77,133 @@ int arena__winner_parse(const char *s, size_t len);
 
 /* Monotonic wall clock in seconds. */
 double arena__now(void);
+
+/* ------------------------------------------------------------------------
+ * The arena (issue 5): registry, battles, votes, sampling
+ * ---------------------------------------------------------------------- */
+
+struct db_conn;
+struct infer_engine;
+
+/* One model of the registry; immutable once in a snapshot. */
+struct arena__model {
+    int64_t id;
+    char *name, *display_name, *organisation, *licence;
+    char *backend;                                      /* "local" | "remote" */
+    char *path, *base_url, *remote_model, *api_key_env; /* "" if none */
+    char *system_prompt;
+    double price_in, price_out; /* per million tokens */
+    double weight;
+    bool enabled;
+    json_t *generation;          /* object: temperature, top_p, ... */
+    struct infer_engine *engine; /* borrowed from the hub; NULL: none */
+};
+
+/* The registry as of one moment: readers take a reference and read it
+ * without locks; a change builds a new snapshot and swaps it in. */
+struct arena__models {
+    atomic_int refs;
+    size_t n;
+    struct arena__model *items; /* (n,) by id */
+};
+
+/* One vote waiting for the writer. Lives on the handler's stack. */
+struct arena__vote {
+    /* in */
+    char uuid[37];
+    char vhash[67]; /* "\x" + 64 hex: bytea text */
+    char iphash[67];
+    const char *winner;
+    /* out, valid once done */
+    int status; /* ARENA_OK, ARENA_ERR_DB, or 1 = not inserted */
+    int64_t model_a, model_b;
+    bool counted;
+    char reason[64];
+    bool done;
+    struct arena__vote *next;
+};
+
+struct arena__pair {
+    int64_t a, b;   /* model ids, a < b */
+    double n;       /* counted votes between them */
+    double score_a; /* a's wins + ties / 2 */
+};
+
+struct arena {
+    struct arena_opts o;
+    json_t *models_cfg, *leak_cfg; /* references to the config sections */
+    char **leak_terms;             /* (n_leak,) extra identity terms */
+    size_t n_leak;
+
+    pthread_mutex_t reg_mu; /* guards snap (the pointer) */
+    struct arena__models *snap;
+
+    pthread_mutex_t health_mu; /* guards the failure record */
+    struct {
+        int64_t id;
+        double last_error; /* arena__now() of the last failure */
+        int errors;        /* failures in a row */
+    } * health;
+    size_t n_health, cap_health;
+
+    pthread_mutex_t pair_mu; /* guards the pair statistics */
+    struct arena__pair *pairs;
+    size_t n_pairs;
+    double pairs_at; /* arena__now() of the last load; 0 = never */
+
+    pthread_mutex_t rng_mu;
+    uint64_t rng;
+
+    /* the vote writers */
+    pthread_mutex_t vq_mu;
+    pthread_cond_t vq_cond; /* writers wait for votes */
+    pthread_cond_t vq_done; /* handlers wait for their results */
+    struct arena__vote *vq_head, *vq_tail;
+    bool vq_stop;
+    pthread_t *writers;
+    int n_writers;
+};
+
+/* A pooled connection, or ARENA_ERR_DB with err filled. */
+int arena__db_get(struct arena *a, struct db_conn **c, struct arena_err *err);
+void arena__db_put(struct arena *a, struct db_conn *c);
+/* "\x" + hex of n bytes into out (2 * n + 3 bytes). */
+void arena__bytea(const uint8_t *b, size_t n, char *out);
+/* A uniformly random 64-bit value (seeded from getrandom). */
+uint64_t arena__rand(struct arena *a);
+/* API id "b_" + 32 hex <-> uuid text. parse returns false if malformed. */
+bool arena__id_parse(const char *id, char uuid[37]);
+void arena__id_format(const char *uuid, char out[35]);
+
+/* Registry (arena_registry.c). */
+int arena__registry_load(struct arena *a, struct arena_err *err);
+int arena__registry_seed(struct arena *a, struct arena_err *err);
+struct arena__models *arena__models_get(struct arena *a);
+void arena__models_put(struct arena__models *m);
+const struct arena__model *arena__model_by_id(const struct arena__models *m,
+                                              int64_t id);
+const struct arena__model *arena__model_by_name(const struct arena__models *m,
+                                                const char *name);
+json_t *arena__model_json(const struct arena__model *m, bool admin);
+/* Health: a model that failed within the last ARENA_COOLDOWN_S seconds is
+ * left out of sampling. */
+#define ARENA_COOLDOWN_S 60.0
+bool arena__model_healthy(struct arena *a, int64_t id);
+void arena__model_report(struct arena *a, int64_t id, bool failed);
+
+/* Sampling (arena_sample.c): two distinct indices into m for an
+ * anonymous battle. ARENA_OK or ARENA_ERR_NO_MODELS. */
+int arena__sample_pair(struct arena *a, const struct arena__models *m,
+                       size_t *i, size_t *j);
+/* Pair weights for the active rule (exposed for tests). w gets, for each
+ * candidate pair, weight_i * weight_j * (sqrt(v / (n + 1)) -
+ * sqrt(v / (n + 2))) with v = p (1 - p) from the pair's record. */
+double arena__active_weight(double n, double score_a, double wa, double wb);
+
+/* Votes (arena_vote.c). */
+int arena__votes_start(struct arena *a, struct arena_err *err);
+void arena__votes_stop(struct arena *a);
+/* Queues v and waits until its transaction is over. */
+void arena__vote_wait(struct arena *a, struct arena__vote *v);
 
 #endif
