@@ -686,8 +686,10 @@ static double max_ratio_of(const struct boot *b, const double *k)
     return (a > d ? a : d) * (1 + 1e-12);
 }
 
-/* The multinomial draw of one round into w->k (see the file comment). */
-static void boot_draw(const struct boot *b, struct boot_work *w, struct rng *r)
+/* The multinomial draw of one round into w->k (see the file comment), and
+ * the pair sums in w->pn and w->pw. Returns 1 if a cell that has battles in
+ * the data drew none (the round's graph may have lost an edge), else 0. */
+static int boot_draw(const struct boot *b, struct boot_work *w, struct rng *r)
 {
     double sum = 0;
     for (size_t c = 0; c < b->n_cells; c++) {
@@ -720,6 +722,10 @@ static void boot_draw(const struct boot *b, struct boot_work *w, struct rng *r)
         w->pn[p] = i_wins + k[1] * wb[1] + ties;
         w->pw[p] = i_wins + 0.5 * ties;
     }
+    int lost = 0;
+    for (size_t c = 0; c < b->n_cells; c++)
+        lost |= w->k[c] == 0 && b->slot_table[c] != -2;
+    return lost;
 }
 
 /* beta += Hinv g(beta) until the step is below tol. Returns 0 or -1. */
@@ -800,7 +806,8 @@ static int boot_quasi_newton(const struct boot *b, struct boot_work *w)
 
 /* The slow path: a full damped Newton on the round's data, with the prior
  * when the round's data has no finite MLE. */
-static int boot_slow(const struct boot *b, struct boot_work *w)
+/* The round's data as the dense problem in w->prob (without the prior). */
+static void boot_fill(const struct boot *b, struct boot_work *w)
 {
     size_t m = b->m;
     struct bt_problem *p = &w->prob;
@@ -818,10 +825,28 @@ static int boot_slow(const struct boot *b, struct boot_work *w)
             p->Wsum[i] += p->W[i * m + j];
     }
     p->prior = b->prob->prior;
+}
+
+/* The slow path: a full damped Newton on the round's data (boot_fill
+ * done), with the prior when the round's data has no finite MLE. */
+static int boot_slow(const struct boot *b, struct boot_work *w)
+{
+    struct bt_problem *p = &w->prob;
     if (p->prior == 0 && !bt_strongly_connected(p, w->seen, w->stack))
         p->prior = b->fallback_prior;
-    memcpy(w->beta, b->beta0, m * sizeof(double));
+    memcpy(w->beta, b->beta0, b->m * sizeof(double));
     return bt_newton(p, w->beta, b->tol, &w->nw) < 0 ? -1 : 0;
+}
+
+/* Whether the round can go the fast way: when a cell that had battles drew
+ * none, the round's "won or tied against" graph may have lost an edge and
+ * with it the MLE, towards which the quasi-Newton steps would then creep
+ * (shrinking, so they could even pass for convergence). Fills w->prob. */
+static int boot_round_has_mle(const struct boot *b, struct boot_work *w)
+{
+    boot_fill(b, w);
+    return b->prob->prior > 0 ||
+           bt_strongly_connected(&w->prob, w->seen, w->stack);
 }
 
 static int boot_work_init(struct boot_work *w, const struct boot *b)
@@ -900,9 +925,12 @@ static void *boot_thread(void *arg)
     for (int r = a->t; r < b->rounds; r += b->n_threads) {
         struct rng rng;
         rng_seed(&rng, b->seed, (uint64_t)r);
-        boot_draw(b, &w, &rng);
-        if (boot_quasi_newton(b, &w) != 0) {
+        int lost = boot_draw(b, &w, &rng);
+        int fast = !lost || boot_round_has_mle(b, &w);
+        if (!fast || boot_quasi_newton(b, &w) != 0) {
             b->fallbacks[a->t]++;
+            if (fast)
+                boot_fill(b, &w);
             if (boot_slow(b, &w) != 0)
                 for (size_t i = 0; i < b->m; i++)
                     w.beta[i] = NAN;
