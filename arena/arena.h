@@ -123,7 +123,8 @@ const struct arena_battle *arena_battles_items(const struct arena_battles *set);
  * tie (bothbad), both_bad, left or right. An optional weight column is
  * read. n_threads > 1 parses parts of the file in parallel; the result does
  * not depend on it. Returns ARENA_OK, ARENA_ERR_IO, ARENA_ERR_PARSE (err
- * names the line) or ARENA_ERR_NOMEM. On failure the set is unchanged. */
+ * names the line) or ARENA_ERR_NOMEM. On failure no battle is added
+ * (model names already seen may stay interned). */
 int arena_battles_read_csv(struct arena_battles *set, const char *path,
                            int n_threads, struct arena_err *err);
 /* Appends the battles of a JSONL file, one object per line with at least
