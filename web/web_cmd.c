@@ -228,10 +228,3 @@ int web_cmd_serve(int argc, char **argv)
         web_log(WEB_LOG_INFO, "serve: stopped");
     return rc;
 }
-
-int web_cmd_bench_votes(int argc, char **argv)
-{
-    (void)argc;
-    fprintf(stderr, "arena %s: not implemented yet\n", argv[0]);
-    return 1;
-}

@@ -44,6 +44,12 @@ static const char *const security_headers[SECURITY_HEADERS_N][2] = {
      "'unsafe-inline'; frame-ancestors 'none'"},
 };
 
+/* Files under static_dir that are never served (CivetWeb patterns: ** is
+ * any path, | separates alternatives, $ anchors the end). */
+#define HIDDEN_FILES                                                           \
+    "**/node_modules/**|**/.*|**.json$|**.mjs$|**.cmake$|**.md$|"             \
+    "**/CMakeLists.txt$"
+
 struct route {
     char method[8];
     char pattern[128];
@@ -430,6 +436,9 @@ int web_server_start(struct web_server *s, struct web_err *err)
         "enable_directory_listing", "no",
         "tcp_nodelay", "1",
         "additional_header", headers,
+        /* static/ is also the pages' source folder: serve the pages,
+         * not the build's files. */
+        "hide_files_patterns", HIDDEN_FILES,
         NULL,
     };
     struct mg_callbacks cb;
