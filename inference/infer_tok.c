@@ -357,7 +357,9 @@ static int build_raw(struct infer_tok *t)
     size_t n = (size_t)t->n_vocab;
     t->raw_off = calloc(n, sizeof(*t->raw_off));
     t->raw_len = calloc(n, sizeof(*t->raw_len));
-    t->raw = malloc(t->text_size + 1);
+    /* Each piece is at most its text, plus a NUL; ids no loader set (holes
+     * in a tokenizer.json vocab) have no text but still take the NUL. */
+    t->raw = malloc(t->text_size + n + 1);
     if (!t->raw_off || !t->raw_len || !t->raw)
         return INFER_ERR_NOMEM;
     /* Decoding never lengthens a token: <0xAB> -> 1 byte, a 2- or 3-byte

@@ -708,6 +708,16 @@ static void bad_files(void)
     js = "{\"model\": {\"type\": \"BPE\"";
     CHECK_EQ(infer_tok_from_hf_json_mem(js, strlen(js), &t, &err),
              INFER_ERR_FORMAT);
+    /* Ids no entry names (holes) load as empty unused tokens: the fuzzer
+     * once found the pieces' buffer one byte short per hole. */
+    js = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, "
+         "\"b\": 40}}}";
+    CHECK_EQ(infer_tok_from_hf_json_mem(js, strlen(js), &t, &err), INFER_OK);
+    CHECK_EQ(infer_tok_n_vocab(t), 41);
+    int32_t two[2];
+    CHECK_EQ(infer_tok_encode(t, "ab", 2, false, false, two, 2), 2);
+    CHECK_EQ(two[1], 40);
+    infer_tok_free(t);
     /* A small valid one: merges in both spellings. */
     js = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, "
          "\"ab\": 2, \"abb\": 3}, \"merges\": [\"a b\", [\"ab\", \"b\"]]}}";
