@@ -36,6 +36,9 @@
 #include "arena.h"
 #include "arena_internal.h"
 
+/* Two doubles in one SSE2/NEON register (GCC and Clang vector extension). */
+typedef double v2d __attribute__((vector_size(16)));
+
 #define BT_MAX_NEWTON 200
 #define BT_MAX_QUASI  100
 #define BT_BOOT_MAX   1000000
@@ -552,33 +555,70 @@ static double poisson_ptrs(const struct cell *c, const double *lf,
     }
 }
 
-/* Inversion tables: the CDF of Poisson(lam) over the support where the
- * probability exceeds 1e-20, its last entry forced to 1, with a guide table
- * (Chen and Asau) so that a draw is one uniform, one lookup and on average
- * about one comparison. Exact to the resolution of the uniform. Cells with
- * the same mean (counts repeat a lot) share one table. */
+/* Alias tables (Walker, built by Vose's method): Poisson(lam) over the
+ * support where its probability exceeds 1e-20, renormalised. A draw is one
+ * uniform split into a column and a fraction, one 16-byte load and one
+ * comparison; with at most 2^13 columns the fraction keeps 40 bits, so the
+ * probabilities are exact to about 1e-12. Cells with the same mean (counts
+ * repeat a lot) share one table. */
+struct alias_entry {
+    double p;       /* keep the column with this probability */
+    uint32_t alias; /* else take this one */
+    uint32_t unused;
+};
+
 struct ptable {
     uint32_t lo;  /* support starts here */
-    uint32_t len; /* entries */
-    uint32_t off; /* into cdf and guide */
+    uint32_t len; /* columns */
+    uint32_t off; /* into the alias entries */
 };
 
 #define PT_MAX_LAM     4096.0
 #define PT_MAX_ENTRIES (1u << 20)
 
-static inline double poisson_table(const struct ptable *t, const double *cdf,
-                                   const uint32_t *guide, struct rng *r)
+static inline double poisson_alias(const struct ptable *t,
+                                   const struct alias_entry *tab, struct rng *r)
 {
-    double u = rng_u01(r);
-    const double *c = cdf + t->off;
-    uint32_t i = guide[t->off * 2 + (uint32_t)(u * (2 * t->len))];
-    /* With two guide entries per support point, one or two steps almost
-     * always suffice: take them without branches, loop for the rest. */
-    i += c[i] <= u;
-    i += c[i] <= u;
-    while (c[i] <= u)
-        i++;
-    return (double)(t->lo + i);
+    double x = rng_u01(r) * t->len;
+    uint32_t i = (uint32_t)x;
+    const struct alias_entry *e = tab + t->off + i;
+    /* Branch-free select: the comparison is a coin flip. */
+    uint32_t keep = -(uint32_t)(x - i < e->p);
+    return (double)(t->lo + ((i & keep) | (e->alias & ~keep)));
+}
+
+/* Vose's alias construction over n weights w (any positive scale); small
+ * and large are (n,) scratch. */
+static void alias_build(const double *w, size_t n, struct alias_entry *out,
+                        uint32_t *small, uint32_t *large)
+{
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += w[i];
+    size_t ns = 0, nl = 0;
+    for (size_t i = 0; i < n; i++) {
+        out[i].p = w[i] * (double)n / sum;
+        out[i].alias = (uint32_t)i;
+        out[i].unused = 0;
+        if (out[i].p < 1)
+            small[ns++] = (uint32_t)i;
+        else
+            large[nl++] = (uint32_t)i;
+    }
+    while (ns > 0 && nl > 0) {
+        uint32_t sm = small[--ns], lg = large[nl - 1];
+        out[sm].alias = lg;
+        out[lg].p -= 1 - out[sm].p;
+        if (out[lg].p < 1) {
+            nl--;
+            small[ns++] = lg;
+        }
+    }
+    /* What is left is 1 up to rounding. */
+    while (nl > 0)
+        out[large[--nl]].p = 1;
+    while (ns > 0)
+        out[small[--ns]].p = 1;
 }
 
 /* Everything the bootstrap threads share, read-only once built. */
@@ -596,9 +636,8 @@ struct boot {
     uint32_t *alias_i;   /* (n_cells,) */
     double total;        /* N: battles in the data */
     double *lf;          /* (LF_TABLE,) log(k!) */
-    struct ptable *pt;   /* (n_pt,) inversion tables */
-    double *pt_cdf;      /* (PT_MAX_ENTRIES,) */
-    uint32_t *pt_guide;  /* (2 * PT_MAX_ENTRIES,) */
+    struct ptable *pt;   /* (n_pt,) per-mean alias tables */
+    struct alias_entry *pt_alias; /* (PT_MAX_ENTRIES,) */
     size_t n_pt;
     double tol, fallback_prior;
     int rounds, n_threads, anchor; /* anchor: active index or -1 */
@@ -694,7 +733,7 @@ static int boot_draw(const struct boot *b, struct boot_work *w, struct rng *r)
     double sum = 0;
     for (size_t c = 0; c < b->n_cells; c++) {
         int32_t t = b->slot_table[c];
-        double k = t >= 0 ? poisson_table(&b->pt[t], b->pt_cdf, b->pt_guide, r)
+        double k = t >= 0    ? poisson_alias(&b->pt[t], b->pt_alias, r)
                    : t == -1 ? poisson_ptrs(&b->cells[c], b->lf, r)
                              : 0;
         w->k[c] = k;
@@ -716,30 +755,62 @@ static int boot_draw(const struct boot *b, struct boot_work *w, struct rng *r)
             }
         }
     }
+    int lost = 0;
     for (size_t p = 0; p < b->n_pairs; p++) {
         const double *k = w->k + 3 * p, *wb = b->slot_wbar + 3 * p;
+        const int32_t *t = b->slot_table + 3 * p;
         double i_wins = k[0] * wb[0], ties = k[2] * wb[2];
         w->pn[p] = i_wins + k[1] * wb[1] + ties;
         w->pw[p] = i_wins + 0.5 * ties;
+        lost |= (k[0] == 0 && t[0] != -2) | (k[1] == 0 && t[1] != -2) |
+                (k[2] == 0 && t[2] != -2);
     }
-    int lost = 0;
-    for (size_t c = 0; c < b->n_cells; c++)
-        lost |= w->k[c] == 0 && b->slot_table[c] != -2;
     return lost;
+}
+
+/* step = Hinv g, (m, m) times (m,), as column updates two columns and two
+ * rows at a time in 2-wide vectors (GCC vector extension, which compiles to
+ * SSE2 on x86-64 and NEON on arm64 at any -O level). */
+static void hinv_times(const double *Hinv, size_t m, const double *g,
+                       double *step)
+{
+    memset(step, 0, m * sizeof(double));
+    size_t j = 0, m2 = m & ~(size_t)1;
+    for (; j < m; j += 2) {
+        const double *c0 = Hinv + j * m;
+        const double *c1 = j + 1 < m ? c0 + m : NULL;
+        double g0 = g[j], g1 = c1 != NULL ? g[j + 1] : 0;
+        v2d g0v = {g0, g0}, g1v = {g1, g1};
+        for (size_t i = 0; i < m2; i += 2) {
+            v2d acc, x0, x1 = {0, 0};
+            memcpy(&acc, step + i, sizeof(acc));
+            memcpy(&x0, c0 + i, sizeof(x0));
+            if (c1 != NULL)
+                memcpy(&x1, c1 + i, sizeof(x1));
+            acc += x0 * g0v + x1 * g1v;
+            memcpy(step + i, &acc, sizeof(acc));
+        }
+        if (m2 < m)
+            step[m2] += c0[m2] * g0 + (c1 != NULL ? c1[m2] * g1 : 0);
+    }
 }
 
 /* beta += Hinv g(beta) until the step is below tol. Returns 0 or -1. */
 static int boot_quasi_newton(const struct boot *b, struct boot_work *w)
 {
     size_t m = b->m;
-    double *wsum = w->step; /* reused: row sums of W first, then the step */
-    memset(wsum, 0, m * sizeof(double));
-    for (size_t p = 0; p < b->n_pairs; p++) {
-        wsum[b->pi[p]] += w->pw[p];
-        wsum[b->pj[p]] += w->pn[p] - w->pw[p];
-    }
+    /* Row sums of W, row by row so the row's own sum stays in a register
+     * (prob.Wsum is free: the slow path refills it). */
     double *W = w->prob.Wsum;
-    memcpy(W, wsum, m * sizeof(double));
+    memset(W, 0, m * sizeof(double));
+    for (size_t i = 0; i < m; i++) {
+        double own = 0;
+        for (uint32_t p = b->row[i]; p < b->row[i + 1]; p++) {
+            own += w->pw[p];
+            W[b->pj[p]] += w->pn[p] - w->pw[p];
+        }
+        W[i] += own;
+    }
     memcpy(w->beta, b->beta0, m * sizeof(double));
     double prior = b->prob->prior;
     for (int it = 0; it < BT_MAX_QUASI; it++) {
@@ -753,13 +824,15 @@ static int boot_quasi_newton(const struct boot *b, struct boot_work *w)
             double si = s[i], a0 = 0, a1 = 0;
             uint32_t p = b->row[i], e = b->row[i + 1];
             for (; p + 1 < e; p += 2) {
+                /* Two divisions in one instruction. */
                 uint32_t j0 = b->pj[p], j1 = b->pj[p + 1];
-                double t0 = w->pn[p] / (si + s[j0]);
-                double t1 = w->pn[p + 1] / (si + s[j1]);
-                a0 += t0;
-                a1 += t1;
-                acc[j0] += t0;
-                acc[j1] += t1;
+                v2d n, d = {si + s[j0], si + s[j1]};
+                memcpy(&n, w->pn + p, sizeof(n));
+                v2d t = n / d;
+                a0 += t[0];
+                a1 += t[1];
+                acc[j0] += t[0];
+                acc[j1] += t[1];
             }
             if (p < e) {
                 uint32_t j0 = b->pj[p];
@@ -774,24 +847,7 @@ static int boot_quasi_newton(const struct boot *b, struct boot_work *w)
             if (prior > 0)
                 w->g[i] += prior * (0.5 - sigmoid(w->beta[i]));
         }
-        /* step = Hinv g as column updates (two at a time), which
-         * vectorise; restrict tells the compiler the columns are not step. */
-        double *restrict step = w->step;
-        memset(step, 0, m * sizeof(double));
-        size_t j = 0;
-        for (; j + 2 <= m; j += 2) {
-            const double *restrict c0 = b->Hinv + j * m;
-            const double *restrict c1 = c0 + m;
-            double g0 = w->g[j], g1 = w->g[j + 1];
-            for (size_t i = 0; i < m; i++)
-                step[i] += c0[i] * g0 + c1[i] * g1;
-        }
-        for (; j < m; j++) {
-            const double *restrict c0 = b->Hinv + j * m;
-            double g0 = w->g[j];
-            for (size_t i = 0; i < m; i++)
-                step[i] += c0[i] * g0;
-        }
+        hinv_times(b->Hinv, m, w->g, w->step);
         for (size_t i = 0; i < m; i++)
             w->beta[i] += w->step[i];
         double d = max_abs(m, w->step);
@@ -970,10 +1026,15 @@ static int boot_build_tables(struct boot *b)
 {
     double *lams = malloc((b->n_cells + 1) * sizeof(double));
     b->pt = malloc((b->n_cells + 1) * sizeof(struct ptable));
-    b->pt_cdf = malloc(PT_MAX_ENTRIES * sizeof(double));
-    b->pt_guide = malloc(2 * PT_MAX_ENTRIES * sizeof(uint32_t));
-    if (!lams || !b->pt || !b->pt_cdf || !b->pt_guide) {
+    b->pt_alias = malloc(PT_MAX_ENTRIES * sizeof(struct alias_entry));
+    double *pmf = malloc(LF_TABLE * sizeof(double));
+    uint32_t *small = malloc(LF_TABLE * sizeof(uint32_t));
+    uint32_t *large = malloc(LF_TABLE * sizeof(uint32_t));
+    if (!lams || !b->pt || !b->pt_alias || !pmf || !small || !large) {
         free(lams);
+        free(pmf);
+        free(small);
+        free(large);
         return -1;
     }
     size_t n = 0, used = 0;
@@ -1002,19 +1063,10 @@ static int boot_build_tables(struct boot *b)
         pt->lo = lo;
         pt->len = len;
         pt->off = (uint32_t)used;
-        double *cdf = b->pt_cdf + used, f = 0;
-        for (uint32_t k = 0; k < len; k++) {
-            f += exp(LOGPMF(lo + k));
-            cdf[k] = f;
-        }
+        for (uint32_t k = 0; k < len; k++)
+            pmf[k] = exp(LOGPMF(lo + k));
 #undef LOGPMF
-        cdf[len - 1] = 1.0;
-        uint32_t *guide = b->pt_guide + 2 * used, i = 0;
-        for (uint32_t j = 0; j < 2 * len; j++) {
-            while (cdf[i] <= (double)j / (2 * len))
-                i++;
-            guide[j] = i;
-        }
+        alias_build(pmf, len, b->pt_alias + used, small, large);
         used += len;
     }
     b->n_pt = u;
@@ -1035,6 +1087,9 @@ static int boot_build_tables(struct boot *b)
         b->slot_table[c] = cl->lam == 0 ? -2 : cl->table;
     }
     free(lams);
+    free(pmf);
+    free(small);
+    free(large);
     return 0;
 }
 
@@ -1186,8 +1241,7 @@ out:
     free(b.row);
     free(b.lf);
     free(b.pt);
-    free(b.pt_cdf);
-    free(b.pt_guide);
+    free(b.pt_alias);
     free(b.cells);
     free(b.slot_table);
     free(b.slot_wbar);
