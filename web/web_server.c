@@ -767,6 +767,9 @@ int web_sse_start(struct web_req *r)
     r->sse = true;
     web_header_add(r, "Cache-Control", "no-cache, no-store");
     web_header_add(r, "X-Accel-Buffering", "no"); /* nginx: do not buffer */
+    /* No length: the end of the body is the end of the connection, so it
+     * must close when the handler returns (not idle in keep-alive). */
+    mg_disable_keep_alive(r->conn);
     return send_head(r->conn, 200, "text/event-stream; charset=utf-8", -1,
                      r->id, r);
 }
