@@ -450,6 +450,146 @@ int arena_battle_get(struct arena *a, const struct arena_visitor *v,
 int arena_battle_bench_create(struct arena *a, const struct arena_visitor *v,
                               int count, json_t **out, struct arena_err *err);
 
+/* ------------------------------------------------------------------------
+ * Leaderboard cache (issue 6). Owner: arena_board*.c.
+ *
+ * One struct arena_board per server: a background thread keeps a copy of
+ * the votes (loaded incrementally, 28 bytes each), recomputes every
+ * category's ratings when votes arrive (debounced), and swaps in an
+ * immutable snapshot whose answers are prebuilt JSON text. Readers take a
+ * reference to the current snapshot (a pointer copy under a mutex that the
+ * recompute never holds while it works) and never wait for a recompute.
+ * The thread notices new votes three ways: arena_board_touch() (the vote
+ * path calls it after its commit), a poll of max(votes.id) every poll_ms
+ * (votes written by another process), and a count check every
+ * reconcile_s (late commits, deletions: the copy is then rebuilt).
+ * ---------------------------------------------------------------------- */
+
+struct arena_board_opts {
+    struct db_pool *db;       /* required; outlives the board */
+    uint32_t visitor_cap;     /* a visitor weighs at most this many votes
+                                 (weights cap/n); 0 = off; 1000 */
+    uint32_t prompt_cap;      /* a prompt text weighs at most this many
+                                 battles; 0 = off; 50 */
+    int bootstrap;            /* BT bootstrap rounds per category; 200 */
+    uint64_t seed;            /* bootstrap seed; 1 */
+    int threads;              /* bootstrap threads; 1 */
+    uint64_t min_battles;     /* fewer battles: provisional; 50 */
+    int long_prompt_bytes;    /* prompts longer are "long_prompt"; 1024 */
+    int debounce_ms;          /* wait after a change for more; 500 */
+    int poll_ms;              /* max(votes.id) poll interval; 1000 */
+    int reconcile_s;          /* count check interval; 30 */
+    int stats_s;              /* battles-over-time refresh at most; 30 */
+    int db_wait_ms;           /* wait for a pooled connection; 5000 */
+};
+/* Fills the defaults above (db NULL). Cannot fail. */
+void arena_board_opts_init(struct arena_board_opts *o);
+
+struct arena_board;
+struct arena_board_snap;
+
+/* Starts the board's thread; the first snapshot (empty, computed_at 0) is
+ * there at once, the first full one after the initial load. Returns
+ * ARENA_OK, ARENA_ERR_INVALID (no db) or ARENA_ERR_NOMEM. */
+int arena_board_new(const struct arena_board_opts *o,
+                    struct arena_board **out, struct arena_err *err);
+/* Stops the thread (an ongoing recompute finishes first) and frees. Held
+ * snapshots stay valid until released. NULL is a no-op. */
+void arena_board_free(struct arena_board *b);
+
+/* Tells every board of the process that votes were committed. Lock-free
+ * counter bump plus a condition signal; cheap enough for the vote path.
+ * Cannot fail. */
+void arena_board_touch(void);
+
+/* One synchronous load and build, without a thread (`arena ratings`,
+ * tests): reads every vote through conn. Returns ARENA_OK and *out (release
+ * with arena_board_release), or ARENA_ERR_IO (database) / _NOMEM. */
+struct db_conn;
+int arena_board_build_once(struct db_conn *conn,
+                           const struct arena_board_opts *o,
+                           struct arena_board_snap **out,
+                           struct arena_err *err);
+
+/* The current snapshot, with a reference for the caller. Never NULL. */
+struct arena_board_snap *arena_board_acquire(struct arena_board *b);
+void arena_board_release(struct arena_board_snap *s);
+
+/* Prebuilt answers of a snapshot (docs/api.md), borrowed while the
+ * reference is held; NULL for an unknown category, method or bucket.
+ * method: "bt" or "elo"; bucket: "hour" or "day". */
+const char *arena_board_leaderboard(const struct arena_board_snap *s,
+                                    const char *category, const char *method,
+                                    size_t *len);
+const char *arena_board_matrices(const struct arena_board_snap *s,
+                                 const char *category, size_t *len);
+const char *arena_board_categories(const struct arena_board_snap *s,
+                                   size_t *len);
+const char *arena_board_votes(const struct arena_board_snap *s,
+                              const char *bucket, size_t *len);
+/* Votes the snapshot was computed from, and when (unix s; 0: never). */
+uint64_t arena_board_snap_votes(const struct arena_board_snap *s);
+double arena_board_snap_time(const struct arena_board_snap *s);
+
+/* The votes of a database as a new battle set (free with
+ * arena_battles_free), for `arena ratings` without --input: models, tags,
+ * languages, visitors and prompt ids as the board sees them (weights 1:
+ * apply caps with arena_battles_apply_caps). */
+int arena_board_load_battles(struct db_conn *conn, int long_prompt_bytes,
+                             struct arena_battles **out,
+                             struct arena_err *err);
+
+/* ------------------------------------------------------------------------
+ * Export and import (issue 6). Owner: arena_export*.c, arena_import*.c.
+ * ---------------------------------------------------------------------- */
+
+enum arena_export_format {
+    ARENA_EXPORT_BATTLES = 0, /* JSONL, the public Chatbot Arena schema */
+    ARENA_EXPORT_DPO = 1,     /* JSONL prompt / chosen / rejected */
+    ARENA_EXPORT_CSV = 2,     /* model_a,model_b,winner,... */
+};
+/* "battles" (or "jsonl", or empty), "dpo", "csv" -> the format; -1. */
+int arena_export_format_parse(const char *s);
+
+struct arena_export_opts {
+    enum arena_export_format format;
+    const char *from, *to;   /* vote time range [from, to): anything
+                                timestamptz reads; NULL or "" = open */
+    const char *category;    /* a leaderboard category; NULL = every vote,
+                                flagged ones included */
+    const char *model;       /* either side; NULL = any */
+    const struct arena_keys *keys; /* for the judge hash; NULL: null judge */
+    int long_prompt_bytes;   /* as the board's (1024) */
+    int page;                /* votes per query (1000) */
+};
+/* Receives the output; returns nonzero to stop (reader gone). */
+typedef int (*arena_export_write_fn)(void *user, const char *buf,
+                                     size_t len);
+/* Checks the options without the database (unknown category...).
+ * ARENA_OK or ARENA_ERR_INVALID with err naming the field. */
+int arena_export_check(const struct arena_export_opts *o,
+                       struct arena_err *err);
+/* Streams the records in vote order to write(); *rows gets how many.
+ * Memory stays flat (keyset pages). Returns ARENA_OK, ARENA_ERR_INVALID
+ * (bad option or time), ARENA_ERR_IO (database, or write() stopped),
+ * ARENA_ERR_NOMEM. */
+int arena_export_run(struct db_conn *c, const struct arena_export_opts *o,
+                     arena_export_write_fn write, void *user,
+                     uint64_t *rows, struct arena_err *err);
+
+/* Imports a battle file (the export's JSONL or CSV, or public
+ * arena-human-preference files: winner model_a, model_b, tie,
+ * tie (bothbad) or both_bad) in one transaction: models created as needed
+ * (disabled, no file), visitors from judges, battles, messages from the
+ * conversations, votes in file order. format: "jsonl", "csv" or NULL (by
+ * the file name). *rows gets the votes added, *skipped the records left out
+ * (bad model name, same model twice, unknown winner). Returns ARENA_OK,
+ * ARENA_ERR_IO (file, database), ARENA_ERR_PARSE (line in err),
+ * ARENA_ERR_NOMEM. */
+int arena_import_file(struct db_conn *c, const char *path,
+                      const char *format, uint64_t *rows, uint64_t *skipped,
+                      struct arena_err *err);
+
 /* Commands (argv[0] is the command's own name). */
 int arena_cmd_ratings(int argc, char **argv);
 int arena_cmd_export(int argc, char **argv);

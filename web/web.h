@@ -74,6 +74,8 @@ struct web_config {
     /* network */
     char *listen;            /* address to bind, e.g. "127.0.0.1" */
     int port;                /* 0 = any free port */
+    char *trusted_proxies;   /* "" or "a,b": peers whose X-Real-IP or
+                                X-Forwarded-For names the client */
     char *port_file;         /* "" or a file to write the bound port to */
     int threads;             /* CivetWeb workers (open connections) */
     long long max_body;      /* bytes, request bodies */
@@ -106,6 +108,13 @@ struct web_config {
     int daily_votes;         /* per visitor per UTC day; 0 = off */
     int vote_writers;        /* vote writer threads */
     int vote_batch;          /* votes per transaction at most */
+    /* the leaderboard (issue 6) */
+    int board_visitor_cap;   /* votes one visitor weighs at most; 0 = off */
+    int board_prompt_cap;    /* battles one prompt weighs at most; 0 = off */
+    int board_bootstrap;     /* bootstrap rounds per category */
+    int board_min_battles;   /* fewer: provisional */
+    int board_debounce_ms;   /* wait after a vote for more */
+    int board_poll_ms;       /* max(votes.id) poll interval */
     /* logs */
     int log_level;           /* enum web_log_level */
     bool access_log;
@@ -211,9 +220,11 @@ struct web_req {
     const char *method;   /* "GET", ... */
     const char *path;     /* decoded path, without the query string */
     const char *id;       /* request id (hex), sent as X-Request-Id */
+    const char *client_ip; /* the visitor's address (see web_req_client_ip) */
     /* private */
     int status;           /* 0 until a reply starts */
     bool sse;             /* an event stream was started */
+    char client_ip_buf[48];
     int n_params;
     struct {
         const char *name; /* in the route's pattern, not terminated */
@@ -235,6 +246,12 @@ const char *web_req_param(const struct web_req *r, const char *name);
 
 /* A request header's value, or NULL. */
 const char *web_req_header(const struct web_req *r, const char *name);
+
+/* The client's IP address: the peer's, or, when the peer is one of
+ * cfg->trusted_proxies (nginx in front), the address in its X-Real-IP
+ * header (else the last X-Forwarded-For entry). Use it, not
+ * ri->remote_addr, for rate limits and IP hashes. Borrowed. */
+const char *web_req_client_ip(const struct web_req *r);
 
 /* Copies query parameter name (decoded) into buf. Returns its length, or
  * -1 if absent, -2 if it does not fit. */

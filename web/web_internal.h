@@ -40,4 +40,16 @@ int web__admin_models_init(struct web_server *s, void **state,
                            struct web_err *err);
 int web__bench_init(struct web_server *s, void **state, struct web_err *err);
 
+/* web_leaderboard.c: the leaderboard API over the board's snapshots;
+ * web_export.c: the admin export; web_stats.c: the admin dashboard. */
+struct arena_board;
+int web__leaderboard_init(struct web_server *s, void **state,
+                          struct web_err *err);
+void web__leaderboard_cleanup(void *state);
+/* The board of this process (NULL before its init, or without a db). */
+struct arena_board *web_leaderboard_board(void);
+int web__export_init(struct web_server *s, void **state, struct web_err *err);
+int web__stats_init(struct web_server *s, void **state, struct web_err *err);
+void web__stats_cleanup(void *state);
+
 #endif

@@ -16,6 +16,7 @@ const struct web_feature web_features[] = {
     {"battle", web__battle_init, web__battle_cleanup},
     {"admin_models", web__admin_models_init, NULL},
     {"bench", web__bench_init, NULL},
+    {"leaderboard", web__leaderboard_init, web__leaderboard_cleanup},
 };
 
 const size_t web_features_count =
