@@ -157,24 +157,27 @@ function exportLinks() {
 
 async function load() {
   ui.app.dataset.ready = 'loading';
-  try {
-    const [dash, models] = await Promise.all([
-      api('GET', '/api/admin/dashboard'), api('GET', '/api/admin/models')]);
-    st.dash = dash;
-    st.models = models.models || [];
-  } catch (e) {
-    if (e instanceof ApiError && e.status === 401) return showSignin();
-    notify('Could not load the dashboard: ' + describeError(e), 'error');
-    ui.app.dataset.ready = 'error';
-    return;
-  }
+  // Each part shows what it can: the registry and the exports still work
+  // when the statistics fail, and the other way round.
+  const [dash, models] = await Promise.allSettled([
+    api('GET', '/api/admin/dashboard'), api('GET', '/api/admin/models')]);
+  const failed = [dash, models].filter((x) => x.status === 'rejected').map((x) => x.reason);
+  if (failed.some((e) => e instanceof ApiError && e.status === 401)) return showSignin();
+  st.dash = dash.status === 'fulfilled' ? dash.value : null;
+  st.models = models.status === 'fulfilled' ? models.value.models || [] : [];
+  notify(failed.length ? 'Could not load ' +
+    [dash.status === 'rejected' ? 'the statistics' : null,
+     models.status === 'rejected' ? 'the models registry' : null].filter(Boolean).join(' or ') +
+    ': ' + failed.map(describeError).join('; ') : '', failed.length ? 'error' : '');
   ui.signin.hidden = true;
   ui.dash.hidden = false;
   ui.signout.hidden = false;
-  renderDash();
+  for (const id of ['h-kpi', 'h-time', 'h-speed', 'h-ask', 'h-flag'])
+    document.getElementById(id).parentElement.hidden = !st.dash;
+  if (st.dash) renderDash();
   renderModels();
   exportLinks();
-  ui.app.dataset.ready = 'true';
+  ui.app.dataset.ready = failed.length ? 'partial' : 'true';
 }
 
 ui.form.addEventListener('submit', async (ev) => {

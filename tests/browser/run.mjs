@@ -165,7 +165,7 @@ try {
   console.log(`screenshots in ${shots}`);
   code = failed ? 1 : 0;
   if (skipped.length && withApi)
-    console.log(`browser: NOTE: ${skipped.length} check(s) did not run because an endpoint they ` +
+    console.log(`browser: NOTE: ${skipped.length} check(s) or part(s) did not run: an endpoint they ` +
                 'need answers 404 (see the skip lines above); they run as soon as it exists.');
   if (!failed && !withApi) {
     console.log('browser: SKIPPED (exit 77): POST /api/battles answers 404: the battle API of ' +
