@@ -413,17 +413,18 @@ static void req_finish(struct sched *e, struct req *r, const char *reason,
 {
     struct infer_stats st;
     req_stats(r, &st, reason);
-    infer__stream_detach(r->s);
-    if (error != NULL)
-        infer__stream_fail(r->s, &st, "%s", error);
-    else
-        infer__stream_done(r->s, &st);
+    /* Blocks first, so a client that saw the end sees them back. */
     pthread_mutex_lock(&e->mu);
     if (error == NULL && r->session != 0 && r->n_past > 0)
         session_keep(e, r);
     if (r->seq.n_blocks > 0)
         infer_kv_release(e->kv, &r->seq, 0);
     pthread_mutex_unlock(&e->mu);
+    infer__stream_detach(r->s);
+    if (error != NULL)
+        infer__stream_fail(r->s, &st, "%s", error);
+    else
+        infer__stream_done(r->s, &st);
     infer__stream_unref(r->s);
     r->s = NULL;
     req_free(e, r);
