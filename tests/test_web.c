@@ -213,6 +213,12 @@ static void h_sse_forever(struct web_req *r)
     }
 }
 
+static void h_ip(struct web_req *r)
+{
+    const char *ip = web_req_client_ip(r);
+    web_reply(r, 200, "text/plain", ip, strlen(ip));
+}
+
 static void h_slow(struct web_req *r)
 {
     usleep(700 * 1000);
@@ -250,6 +256,7 @@ static int srv_start(struct srv *v)
     web_route(v->s, "GET", "/api/sse", h_sse, NULL);
     web_route(v->s, "GET", "/api/forever", h_sse_forever, NULL);
     web_route(v->s, "GET", "/api/slow", h_slow, NULL);
+    web_route(v->s, "GET", "/api/ip", h_ip, NULL);
     if (web_server_start(v->s, &err) != WEB_OK) {
         fprintf(stderr, "start: %s\n", err.msg);
         return -1;
@@ -491,6 +498,29 @@ TEST(static_files)
     srv_stop(&v);
 }
 
+TEST(client_ip)
+{
+    struct srv v;
+    CHECK_EQ(srv_start(&v), 0);
+    struct resp r = {0};
+    char url[256];
+    snprintf(url, sizeof(url), "%s/api/ip", v.base);
+    /* Not behind a trusted proxy: the headers are ignored. */
+    http(&r, "GET", url, NULL, 0, "X-Real-IP: 203.0.113.7");
+    CHECK_STREQ(r.body, "127.0.0.1");
+    /* Requests read the setting each time; the test changes it between
+     * requests, while no request runs. */
+    free(v.cfg.trusted_proxies);
+    v.cfg.trusted_proxies = strdup("10.0.0.1, 127.0.0.1");
+    http(&r, "GET", url, NULL, 0, "X-Real-IP: 203.0.113.7");
+    CHECK_STREQ(r.body, "203.0.113.7");
+    http(&r, "GET", url, NULL, 0, "X-Forwarded-For: 1.2.3.4, 2001:db8::5");
+    CHECK_STREQ(r.body, "2001:db8::5");
+    http(&r, "GET", url, NULL, 0, "X-Real-IP: <script>");
+    CHECK_STREQ(r.body, "127.0.0.1");
+    srv_stop(&v);
+}
+
 struct call {
     char url[256];
     struct resp r;
@@ -532,7 +562,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(config_errors),     TEST_ENTRY(config_file_errors),
     TEST_ENTRY(routes_and_errors), TEST_ENTRY(json_bodies),
     TEST_ENTRY(sse_events),        TEST_ENTRY(static_files),
-    TEST_ENTRY(stop_finishes_in_flight),
+    TEST_ENTRY(stop_finishes_in_flight), TEST_ENTRY(client_ip),
 };
 
 CHECK_MAIN(tests)

@@ -236,6 +236,60 @@ static void on_end_request(const struct mg_connection *conn, int status)
     atomic_fetch_sub(&s->active, 1);
 }
 
+/* Whether addr is one of the comma-separated addresses of list. */
+static bool in_list(const char *list, const char *addr)
+{
+    size_t len = strlen(addr);
+    for (const char *p = list; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        while (n > 0 && *p == ' ') {
+            p++;
+            n--;
+        }
+        size_t m = n;
+        while (m > 0 && p[m - 1] == ' ')
+            m--;
+        if (m == len && strncmp(p, addr, len) == 0)
+            return true;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+/* Copies the address token of s (the last comma-separated item if last,
+ * else the first) into out if it looks like an IP address. */
+static bool take_ip(const char *s, bool last, char *out, size_t n)
+{
+    if (s == NULL)
+        return false;
+    if (last && strrchr(s, ',') != NULL)
+        s = strrchr(s, ',') + 1;
+    s += strspn(s, " ");
+    size_t len = strspn(s, "0123456789abcdefABCDEF.:");
+    if (len == 0 || len >= n || (s[len] != '\0' && s[len] != ' ' &&
+                                 s[len] != ','))
+        return false;
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return true;
+}
+
+/* The client's address for conn (see web_req_client_ip). */
+static void client_ip(const struct mg_connection *conn,
+                      const struct web_config *cfg, char *out, size_t n)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    snprintf(out, n, "%s", ri->remote_addr);
+    if (cfg->trusted_proxies[0] == '\0' ||
+        !in_list(cfg->trusted_proxies, ri->remote_addr))
+        return;
+    struct mg_connection *c = (struct mg_connection *)conn;
+    if (!take_ip(mg_get_header(c, "X-Real-IP"), false, out, n))
+        take_ip(mg_get_header(c, "X-Forwarded-For"), true, out, n);
+}
+
 /* Finds "HTTP/<version>\" <status> <bytes>" in CivetWeb's access line. */
 static void parse_access(const char *line, const char *version, int *status,
                          long long *bytes)
@@ -264,8 +318,10 @@ static int on_log_access(const struct mg_connection *conn, const char *line)
     char ms[32] = "-";
     if (active)
         snprintf(ms, sizeof(ms), "%.1fms", ms_since(&cur.start));
-    web_log(WEB_LOG_INFO, "access %s %s %s %d %lldB %s id=%s",
-            ri->remote_addr, ri->request_method ? ri->request_method : "-",
+    char ip[48];
+    client_ip(conn, s->cfg, ip, sizeof(ip));
+    web_log(WEB_LOG_INFO, "access %s %s %s %d %lldB %s id=%s", ip,
+            ri->request_method ? ri->request_method : "-",
             ri->local_uri ? ri->local_uri : "-", status, bytes, ms,
             active ? cur.id : "-");
     return 1; /* CivetWeb itself writes nothing */
@@ -354,6 +410,8 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
     r->method = ri->request_method;
     r->path = ri->local_uri != NULL ? ri->local_uri : "/";
     r->id = cur.id;
+    client_ip(conn, s->cfg, r->client_ip_buf, sizeof(r->client_ip_buf));
+    r->client_ip = r->client_ip_buf;
 
     const char *allow[8];
     int n_allow = 0;
@@ -653,6 +711,11 @@ const char *web_req_param(const struct web_req *r, const char *name)
             strncmp(r->params[i].name, name, len) == 0)
             return r->params[i].value;
     return NULL;
+}
+
+const char *web_req_client_ip(const struct web_req *r)
+{
+    return r->client_ip;
 }
 
 const char *web_req_header(const struct web_req *r, const char *name)
