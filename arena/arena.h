@@ -539,6 +539,29 @@ int arena_board_load_battles(struct db_conn *conn, int long_prompt_bytes,
                              struct arena_battles **out,
                              struct arena_err *err);
 
+/* The admin dashboard (docs/api.md) as a new JSON object: totals, cost
+ * per battle, votes over time (from snap, may be NULL), per-model speed and
+ * cost, category and language shares, prompt themes, flagged visitors.
+ * Whole-table SQL: cache it. ARENA_OK or ARENA_ERR_IO. */
+int arena_board_dashboard(struct db_conn *c,
+                          const struct arena_board_snap *snap,
+                          int long_prompt_bytes, json_t **out,
+                          struct arena_err *err);
+
+/* Anomalous voters (arena_board_stats.c explains the signals). */
+struct arena_flag_opts {
+    int rate_per_hour; /* votes in one clock hour above this; 100 */
+    int same_min;      /* votes needed for the same-side signal; 30 */
+    int fast_min;      /* votes needed for the fast-vote signal; 20 */
+    int fast_ms;       /* median ms_to_vote below this; 1500 */
+};
+void arena_flag_opts_init(struct arena_flag_opts *o);
+/* Sets visitors.flagged and flag_reason where a signal fires over the
+ * last 7 days of votes; *flagged gets how many rows changed. */
+int arena_board_flag_visitors(struct db_conn *c,
+                              const struct arena_flag_opts *o, int *flagged,
+                              struct arena_err *err);
+
 /* ------------------------------------------------------------------------
  * Export and import (issue 6). Owner: arena_export*.c, arena_import*.c.
  * ---------------------------------------------------------------------- */

@@ -364,12 +364,9 @@ int arena_export_run(struct db_conn *c, const struct arena_export_opts *o,
     int rc = ARENA_OK;
     char *buf = NULL;
     size_t cap = 0;
-    if (o->format == ARENA_EXPORT_CSV &&
-        write(user, csv_header, sizeof(csv_header) - 1) != 0) {
-        free(sql);
-        err_set(err, "the reader went away", "");
-        return ARENA_ERR_IO;
-    }
+    /* Nothing is written before the first query succeeded, so a caller
+     * can still answer an error (a bad time value) instead. */
+    int first = 1;
     for (;;) {
         snprintf(last_s, sizeof(last_s), "%" PRId64, last);
         const char *p[8] = {last_s,
@@ -387,11 +384,17 @@ int arena_export_run(struct db_conn *c, const struct arena_export_opts *o,
             /* 22007/22008: a bad time value in from or to. */
             int bad = strncmp(derr.sqlstate, "22", 2) == 0;
             err_set(err, bad ? "from/to: not a time" : "export query",
-                    derr.msg);
+                    bad ? "" : derr.msg);
             rc = bad ? ARENA_ERR_INVALID : ARENA_ERR_IO;
             break;
         }
         int n = PQntuples(res);
+        if (first && o->format == ARENA_EXPORT_CSV &&
+            write(user, csv_header, sizeof(csv_header) - 1) != 0) {
+            err_set(err, "the reader went away", "");
+            rc = ARENA_ERR_IO;
+        }
+        first = 0;
         for (int i = 0; i < n && rc == ARENA_OK; i++) {
             char judge[40];
             judge_of(o->keys, res, i, judge);

@@ -298,6 +298,13 @@ int web_reply_error(struct web_req *r, int status, const char *code,
 /* The code web_reply_error uses for status. */
 const char *web_error_code(int status);
 
+/* A streamed reply of unknown length (Transfer-Encoding: chunked), for
+ * exports: start sends the status and headers, each write one chunk, end
+ * the last (empty) chunk. Returns WEB_OK or WEB_ERR_GONE (client gone). */
+int web_stream_start(struct web_req *r, int status, const char *ctype);
+int web_stream_write(struct web_req *r, const void *buf, size_t len);
+int web_stream_end(struct web_req *r);
+
 /* ---------------------------------------------------------------------- */
 /* Server-Sent Events                                                     */
 

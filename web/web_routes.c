@@ -17,6 +17,8 @@ const struct web_feature web_features[] = {
     {"admin_models", web__admin_models_init, NULL},
     {"bench", web__bench_init, NULL},
     {"leaderboard", web__leaderboard_init, web__leaderboard_cleanup},
+    {"export", web__export_init, NULL},
+    {"stats", web__stats_init, web__stats_cleanup},
 };
 
 const size_t web_features_count =

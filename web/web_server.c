@@ -822,6 +822,29 @@ json_t *web_req_json(struct web_req *r)
 /* ---------------------------------------------------------------------- */
 /* Server-Sent Events                                                     */
 
+int web_stream_start(struct web_req *r, int status, const char *ctype)
+{
+    if (r->status != 0)
+        return WEB_ERR;
+    r->status = status;
+    web_header_add(r, "Transfer-Encoding", "chunked");
+    web_header_add(r, "X-Accel-Buffering", "no");
+    return send_head(r->conn, status, ctype, -1, r->id, r);
+}
+
+int web_stream_write(struct web_req *r, const void *buf, size_t len)
+{
+    if (len == 0)
+        return WEB_OK;
+    return mg_send_chunk(r->conn, buf, (unsigned int)len) > 0 ? WEB_OK
+                                                               : WEB_ERR_GONE;
+}
+
+int web_stream_end(struct web_req *r)
+{
+    return mg_send_chunk(r->conn, "", 0) >= 0 ? WEB_OK : WEB_ERR_GONE;
+}
+
 int web_sse_start(struct web_req *r)
 {
     if (r->status != 0)
