@@ -890,6 +890,10 @@ int arena_battles_read_csv(struct arena_battles *set, const char *path,
     h.begin = m.p;
     h.end = end;
     const char *body = m.p;
+    /* A UTF-8 byte order mark (spreadsheet exports) is not part of the
+     * first column's name. */
+    if (m.len >= 3 && memcmp(body, "\xef\xbb\xbf", 3) == 0)
+        body += 3;
     while (body < end && blank_line(body, end) != NULL) {
         body = blank_line(body, end);
         h.line++;

@@ -254,12 +254,15 @@ TEST(csv_quoted_crlf)
 
 TEST(csv_left_right)
 {
-    /* llmfao's layout: model_x/model_y are ids; left/right the names. */
-    const char *path = write_text("lr.csv", "id,model_x,model_y,winner,left,"
+    /* llmfao's layout: model_x/model_y are ids; left/right the names
+     * (here left comes first, after a byte order mark). */
+    /* With a byte order mark, as spreadsheets write. */
+    const char *path = write_text("lr.csv", "\xef\xbb\xbf"
+                                            "left,model_x,model_y,winner,"
                                             "right\n"
-                                            "0,7,9,left,A,B\n"
-                                            "1,9,7,right,B,A\n"
-                                            "2,9,7,tie,B,A\n");
+                                            "A,7,9,left,B\n"
+                                            "B,9,7,right,A\n"
+                                            "B,9,7,tie,A\n");
     struct arena_battles *set = arena_battles_new();
     struct arena_err err = {{0}};
     CHECK_EQ(arena_battles_read_csv(set, path, 1, &err), ARENA_OK);
