@@ -23,14 +23,12 @@
 #define PREFILL_CHUNK 256
 
 int infer_bench_prompt_rate(const struct infer_model *m, int batch,
-                            int prompt_tokens, int threads,
-                            const char *kernels, double *tok_s,
-                            struct infer_err *err);
+                            int prompt_tokens, int threads, const char *kernels,
+                            double *tok_s, struct infer_err *err);
 
 int infer_bench_prompt_rate(const struct infer_model *m, int batch,
-                            int prompt_tokens, int threads,
-                            const char *kernels, double *tok_s,
-                            struct infer_err *err)
+                            int prompt_tokens, int threads, const char *kernels,
+                            double *tok_s, struct infer_err *err)
 {
     *tok_s = 0;
     if (prompt_tokens < 1 || batch < 1)
@@ -43,11 +41,11 @@ int infer_bench_prompt_rate(const struct infer_model *m, int batch,
     struct infer_kv *kv = NULL;
     struct infer_seq *seqs = calloc((size_t)batch, sizeof(*seqs));
     struct infer_batch_entry *e = calloc(PREFILL_CHUNK, sizeof(*e));
-    float *logits = malloc((size_t)PREFILL_CHUNK * m->cfg.n_vocab *
-                           sizeof(float));
-    int st = seqs && e && logits ? INFER_OK
-                                 : infer_err_set(err, INFER_ERR_NOMEM,
-                                                 "out of memory");
+    float *logits =
+        malloc((size_t)PREFILL_CHUNK * m->cfg.n_vocab * sizeof(float));
+    int st = seqs && e && logits
+                 ? INFER_OK
+                 : infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
     if (st == INFER_OK)
         st = infer_ctx_new(m, &cp, &ctx, err);
     int per = (prompt_tokens + 15) / 16;
@@ -86,7 +84,8 @@ int infer_bench_prompt_rate(const struct infer_model *m, int batch,
     return st;
 }
 
-/* ---- simulated clients ------------------------------------------------------------ */
+/* ---- simulated clients
+ * ------------------------------------------------------------ */
 
 struct sim_client {
     struct infer_engine *e;
@@ -158,16 +157,30 @@ int infer_bench_clients(int argc, char **argv)
         double v = optarg != NULL ? strtod(optarg, &end) : 0;
         bool num = end != NULL && end != optarg && *end == '\0' && v > 0;
         switch (ch) {
-        case 'm': model = optarg; break;
-        case 'c': clients = num && v <= 4096 ? (int)v : -1; break;
-        case 'r': rate = num ? v : -1; break;
-        case 'p': prompt = num && v <= 100000 ? (int)v : -1; break;
-        case 'g': gen = num && v <= 100000 ? (int)v : -1; break;
-        case 't': threads = num && v <= 256 ? (int)v : -1; break;
+        case 'm':
+            model = optarg;
+            break;
+        case 'c':
+            clients = num && v <= 4096 ? (int)v : -1;
+            break;
+        case 'r':
+            rate = num ? v : -1;
+            break;
+        case 'p':
+            prompt = num && v <= 100000 ? (int)v : -1;
+            break;
+        case 'g':
+            gen = num && v <= 100000 ? (int)v : -1;
+            break;
+        case 't':
+            threads = num && v <= 256 ? (int)v : -1;
+            break;
         case 'b': /* --batch N caps the engine's batch (first value) */
             max_batch = (int)strtol(optarg, NULL, 10);
             break;
-        default: clients = -1; break;
+        default:
+            clients = -1;
+            break;
         }
     }
     if (model == NULL || clients < 1 || rate <= 0 || prompt < 1 || gen < 1 ||
@@ -212,8 +225,8 @@ int infer_bench_clients(int argc, char **argv)
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         double u = ((double)(x >> 11) + 0.5) / 9007199254740992.0;
         at += -log(u) / rate; /* exponential gaps: Poisson arrivals */
-        c[i] = (struct sim_client){.e = e, .prompt = text, .gen = gen,
-                                   .arrive = at, .t0 = t0};
+        c[i] = (struct sim_client){
+            .e = e, .prompt = text, .gen = gen, .arrive = at, .t0 = t0};
         if (pthread_create(&t[i], NULL, sim_main, &c[i]) == 0)
             started++;
         else

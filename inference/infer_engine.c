@@ -15,7 +15,8 @@
 #include "infer_internal.h"
 #include "infer_sched.h"
 
-/* ---- waiters ---------------------------------------------------------------- */
+/* ---- waiters ----------------------------------------------------------------
+ */
 
 static void cond_init_mono(pthread_cond_t *cv)
 {
@@ -93,7 +94,8 @@ static void waiter_signal(struct infer_waiter *w)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* ---- streams ------------------------------------------------------------------ */
+/* ---- streams
+ * ------------------------------------------------------------------ */
 
 struct infer_stream *infer__stream_new(struct infer_waiter *w)
 {
@@ -242,7 +244,8 @@ void infer_stream_free(struct infer_stream *s)
     infer__stream_unref(s);
 }
 
-/* ---- parameters ----------------------------------------------------------------- */
+/* ---- parameters
+ * ----------------------------------------------------------------- */
 
 int infer__params_check(const struct infer_params *p, struct infer_err *err)
 {
@@ -250,8 +253,7 @@ int infer__params_check(const struct infer_params *p, struct infer_err *err)
         return infer_err_set(err, INFER_ERR_ARG, "no parameters");
     if (p->msgs == NULL && p->n_msgs > 0)
         return infer_err_set(err, INFER_ERR_ARG, "n_msgs without msgs");
-    if (!isfinite(p->temperature) || p->temperature < 0 ||
-        p->temperature > 100)
+    if (!isfinite(p->temperature) || p->temperature < 0 || p->temperature > 100)
         return infer_err_set(err, INFER_ERR_ARG,
                              "temperature must be in [0, 100]");
     if (!isfinite(p->top_p) || p->top_p < 0 || p->top_p > 1)
@@ -275,9 +277,8 @@ int infer__params_check(const struct infer_params *p, struct infer_err *err)
     return INFER_OK;
 }
 
-char *infer__params_text(const struct infer_params *p,
-                         enum infer_chat_format f, const char *jinja,
-                         struct infer_err *err)
+char *infer__params_text(const struct infer_params *p, enum infer_chat_format f,
+                         const char *jinja, struct infer_err *err)
 {
     if (p->msgs == NULL) {
         char *t = strdup(p->prompt != NULL ? p->prompt : "");
@@ -324,7 +325,8 @@ char *infer__params_text(const struct infer_params *p,
     return t;
 }
 
-/* ---- generic engine calls --------------------------------------------------------- */
+/* ---- generic engine calls
+ * --------------------------------------------------------- */
 
 void infer_engine_opts_default(struct infer_engine_opts *o)
 {

@@ -53,8 +53,8 @@ void infer_hub_free(struct infer_hub *h)
     free(h);
 }
 
-int infer_hub_add(struct infer_hub *h, const char *name,
-                  struct infer_engine *e, struct infer_err *err)
+int infer_hub_add(struct infer_hub *h, const char *name, struct infer_engine *e,
+                  struct infer_err *err)
 {
     if (name == NULL || name[0] == '\0' || e == NULL) {
         infer_engine_free(e);
@@ -115,7 +115,8 @@ size_t infer_hub_names(struct infer_hub *h, const char **names, size_t cap)
     return n;
 }
 
-/* ---- scanning a directory ------------------------------------------------------ */
+/* ---- scanning a directory
+ * ------------------------------------------------------ */
 
 static bool ends_with(const char *s, const char *suffix)
 {
@@ -175,7 +176,8 @@ static int scan_file(struct infer_hub *h, const char *dir, const char *file)
     name[k] = '\0';
     if (infer_hub_get(h, name) != NULL) { /* same model in two formats */
         size_t used = strlen(name);
-        snprintf(name + used, sizeof(name) - used, "-%s", gguf ? "gguf" : "bin");
+        snprintf(name + used, sizeof(name) - used, "-%s",
+                 gguf ? "gguf" : "bin");
     }
     struct infer_engine *e;
     struct infer_err err = {{0}};
@@ -244,7 +246,6 @@ int infer_hub_scan_dir(struct infer_hub *h, const char *dir,
 {
     int n = scan(h, dir, 0);
     if (n < 0)
-        return infer_err_set(err, INFER_ERR_IO, "hub: cannot read %.200s",
-                             dir);
+        return infer_err_set(err, INFER_ERR_IO, "hub: cannot read %.200s", dir);
     return n;
 }

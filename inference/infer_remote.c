@@ -23,7 +23,7 @@
 #include "infer_internal.h"
 #include "infer_sched.h"
 
-#define ERR_BODY_MAX 4096
+#define ERR_BODY_MAX   4096
 #define LINE_MAX_BYTES (1 << 20)
 
 struct remote {
@@ -108,7 +108,8 @@ static char *remote_body(const struct remote *e, const struct infer_params *p,
     return s;
 }
 
-/* ---- SSE parsing ------------------------------------------------------------------------- */
+/* ---- SSE parsing
+ * ------------------------------------------------------------------------- */
 
 static void on_data(struct rreq *q, const char *data)
 {
@@ -135,10 +136,10 @@ static void on_data(struct rreq *q, const char *data)
     }
     json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
     if (c0 != NULL) {
-        const char *t =
-            q->chat ? json_string_value(json_object_get(
-                          json_object_get(c0, "delta"), "content"))
-                    : json_string_value(json_object_get(c0, "text"));
+        const char *t = q->chat
+                            ? json_string_value(json_object_get(
+                                  json_object_get(c0, "delta"), "content"))
+                            : json_string_value(json_object_get(c0, "text"));
         size_t len = t != NULL ? strlen(t) : 0;
         if (len > 0) {
             if (q->t_first == 0)
@@ -147,7 +148,8 @@ static void on_data(struct rreq *q, const char *data)
             q->chunks++;
             infer__stream_text(q->s, t, len);
         }
-        const char *fr = json_string_value(json_object_get(c0, "finish_reason"));
+        const char *fr =
+            json_string_value(json_object_get(c0, "finish_reason"));
         if (fr != NULL)
             q->reason = strcmp(fr, "length") == 0 ? "length" : "stop";
     }
@@ -163,8 +165,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *arg)
     if (q->http == 0)
         curl_easy_getinfo(q->curl, CURLINFO_RESPONSE_CODE, &q->http);
     if (q->http < 200 || q->http >= 300) {
-        size_t k = ERR_BODY_MAX - q->n_err < len ? ERR_BODY_MAX - q->n_err
-                                                 : len;
+        size_t k =
+            ERR_BODY_MAX - q->n_err < len ? ERR_BODY_MAX - q->n_err : len;
         memcpy(q->errbody + q->n_err, ptr, k);
         q->n_err += k;
         return len;
@@ -265,9 +267,9 @@ static bool attempt(struct rreq *q, bool *retryable)
         const char *msg = NULL;
         json_t *j = json_loadb(q->errbody, q->n_err, 0, NULL);
         json_t *eo = json_object_get(j, "error");
-        msg = json_is_string(eo) ? json_string_value(eo)
-                                 : json_string_value(
-                                       json_object_get(eo, "message"));
+        msg = json_is_string(eo)
+                  ? json_string_value(eo)
+                  : json_string_value(json_object_get(eo, "message"));
         snprintf(q->fail, sizeof(q->fail), "remote %s: HTTP %ld: %.120s",
                  e->base_url, http, msg != NULL ? msg : "no detail");
         json_decref(j);
@@ -275,8 +277,8 @@ static bool attempt(struct rreq *q, bool *retryable)
         return true;
     }
     if (!q->finished && q->reason == NULL) {
-        snprintf(q->fail, sizeof(q->fail),
-                 "remote %s: the stream ended early", e->base_url);
+        snprintf(q->fail, sizeof(q->fail), "remote %s: the stream ended early",
+                 e->base_url);
         *retryable = true;
     }
     return true;
@@ -290,17 +292,16 @@ static void *remote_main(void *arg)
     bool retry = q->errbody != NULL;
     for (int i = 0; retry; i++) {
         attempt(q, &retry);
-        retry = retry && q->fail[0] != '\0' && !q->visible &&
-                i < e->retries && !infer__stream_cancelled(q->s) &&
-                !atomic_load(&e->closing);
+        retry = retry && q->fail[0] != '\0' && !q->visible && i < e->retries &&
+                !infer__stream_cancelled(q->s) && !atomic_load(&e->closing);
         if (retry)
             usleep((useconds_t)(200000u << (i < 4 ? i : 4)));
     }
     double now = infer_now();
     struct infer_stats st = {
         .prompt_tokens = q->prompt_tokens,
-        .completion_tokens = q->completion_tokens > 0 ? q->completion_tokens
-                                                      : q->chunks,
+        .completion_tokens =
+            q->completion_tokens > 0 ? q->completion_tokens : q->chunks,
         .ttft_ms = q->t_first > 0 ? (q->t_first - q->s->t_submit) * 1e3 : 0,
         .gen_ms = q->t_first > 0 ? (now - q->t_first) * 1e3 : 0,
         .finish_reason = q->reason != NULL ? q->reason : "stop"};
@@ -373,8 +374,7 @@ static int remote_submit(struct infer_engine *base,
     return st;
 }
 
-static void remote_info(struct infer_engine *base,
-                        struct infer_engine_info *o)
+static void remote_info(struct infer_engine *base, struct infer_engine_info *o)
 {
     struct remote *e = (struct remote *)base;
     pthread_mutex_lock(&e->mu);

@@ -21,19 +21,21 @@
  * registry); a mutex around infer_forward serialises their steps, so two
  * resident models never fight over the cores.
  */
+#include "infer_sched.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "infer_model.h"
-#include "infer_sched.h"
 
-#define KV_BLOCK 16
+#define KV_BLOCK         16
 #define KV_DEFAULT_BYTES ((size_t)1 << 30) /* default pool cap */
-#define CTX_DEFAULT_MAX 4096
-#define PIECE_MAX 256
+#define CTX_DEFAULT_MAX  4096
+#define PIECE_MAX        256
 
-/* ---- the shared compute pools ------------------------------------------------------ */
+/* ---- the shared compute pools
+ * ------------------------------------------------------ */
 
 struct compute {
     int threads;
@@ -90,28 +92,29 @@ static void compute_put(struct compute *c)
     pthread_mutex_unlock(&compute_mu);
 }
 
-/* ---- requests ------------------------------------------------------------------------ */
+/* ---- requests
+ * ------------------------------------------------------------------------ */
 
 struct req {
     struct infer_stream *s;
-    struct req *next;     /* queue link */
-    int32_t *ids;         /* (cap) prompt, then generated tokens */
+    struct req *next; /* queue link */
+    int32_t *ids;     /* (cap) prompt, then generated tokens */
     int n_ids, cap;
     int n_prompt;
-    int n_past;           /* positions in the KV cache */
+    int n_past; /* positions in the KV cache */
     int max_new, n_gen;
-    int cached;           /* positions reused from a session */
+    int cached; /* positions reused from a session */
     uint64_t session;
     struct infer_seq seq; /* block table, allocated at submit */
     struct infer_sampler *smp;
-    char **stops;         /* (n_stops) copies */
+    char **stops; /* (n_stops) copies */
     int n_stops;
     struct infer_utf8 u8;
-    char *hold;           /* (cap_hold) text held back for stop strings */
+    char *hold; /* (cap_hold) text held back for stop strings */
     size_t n_hold, cap_hold;
-    bool strip_space;     /* drop one leading space of the output */
+    bool strip_space; /* drop one leading space of the output */
     double t_first;
-    int row;              /* logits row this step, -1 if none */
+    int row; /* logits row this step, -1 if none */
 };
 
 /* A finished conversation kept for prefix reuse. */
@@ -131,7 +134,7 @@ struct sched {
     struct compute *comp;
     struct infer_engine_opts o;
     int ctx_len, max_tokens_step;
-    float *logits; /* (max_batch, n_vocab) */
+    float *logits;                   /* (max_batch, n_vocab) */
     struct infer_batch_entry *batch; /* (max_tokens_step) */
     pthread_t thread;
     bool started;
@@ -164,7 +167,8 @@ static void req_free(struct sched *e, struct req *r)
     free(r);
 }
 
-/* ---- text output ---------------------------------------------------------------------- */
+/* ---- text output
+ * ---------------------------------------------------------------------- */
 
 static int blocks_for(int n_pos)
 {
@@ -176,8 +180,8 @@ static bool req_emit(struct sched *e, struct req *r, int tok, bool flush)
 {
     char buf[3 * (PIECE_MAX + 4)];
     size_t len = 0, k;
-    const char *p = tok >= 0 ? infer_tok_piece(e->m->tok, tok, false, &len)
-                             : "";
+    const char *p =
+        tok >= 0 ? infer_tok_piece(e->m->tok, tok, false, &len) : "";
     if (p == NULL)
         p = "", len = 0;
     if (len > PIECE_MAX)
@@ -209,9 +213,8 @@ static bool req_emit(struct sched *e, struct req *r, int tok, bool flush)
     memcpy(r->hold + r->n_hold, b, k);
     r->n_hold += k;
     size_t keep = 0;
-    long at = infer_stop_find(r->hold, r->n_hold,
-                              (const char *const *)r->stops, r->n_stops,
-                              &keep);
+    long at = infer_stop_find(r->hold, r->n_hold, (const char *const *)r->stops,
+                              r->n_stops, &keep);
     size_t out = at >= 0 ? (size_t)at : flush ? r->n_hold : r->n_hold - keep;
     /* Never cut a character: hold back to a UTF-8 boundary. */
     while (out > 0 && out < r->n_hold &&
@@ -236,7 +239,8 @@ static void req_stats(const struct req *r, struct infer_stats *st,
         .finish_reason = reason};
 }
 
-/* ---- sessions (prefix reuse) -------------------------------------------------------------- */
+/* ---- sessions (prefix reuse)
+ * -------------------------------------------------------------- */
 
 static void session_drop(struct sched *e, int i)
 {
@@ -266,15 +270,17 @@ static void session_keep(struct sched *e, struct req *r)
         }
     if (e->n_sess == e->o.max_sessions)
         session_drop(e, session_lru(e));
-    int32_t *ids = malloc((size_t)(r->n_past > 0 ? r->n_past : 1) *
-                          sizeof(int32_t));
+    int32_t *ids =
+        malloc((size_t)(r->n_past > 0 ? r->n_past : 1) * sizeof(int32_t));
     if (ids == NULL || e->o.max_sessions == 0)
         return free(ids);
     memcpy(ids, r->ids, (size_t)r->n_past * sizeof(int32_t));
     infer_kv_release(e->kv, &r->seq, r->n_past);
-    e->sess[e->n_sess++] = (struct session){
-        .id = r->session, .seq = r->seq, .ids = ids, .n = r->n_past,
-        .used = ++e->clock};
+    e->sess[e->n_sess++] = (struct session){.id = r->session,
+                                            .seq = r->seq,
+                                            .ids = ids,
+                                            .n = r->n_past,
+                                            .used = ++e->clock};
     r->seq = (struct infer_seq){0};
 }
 
@@ -302,7 +308,9 @@ static void session_adopt(struct sched *e, struct req *r)
     session_drop(e, i);
 }
 
-/* ---- admission ---------------------------------------------------------------------------- */
+/* ---- admission
+ * ----------------------------------------------------------------------------
+ */
 
 /* Tries to give the queue head its KV span (under mu). */
 static bool admit_one(struct sched *e, struct req *r)
@@ -347,7 +355,9 @@ static void admit(struct sched *e, struct req **dead)
     }
 }
 
-/* ---- one step ------------------------------------------------------------------------------- */
+/* ---- one step
+ * -------------------------------------------------------------------------------
+ */
 
 /* Fills e->batch; returns the entry count and sets each r->row. */
 static int build_batch(struct sched *e)
@@ -502,7 +512,9 @@ static void *sched_main(void *arg)
     return NULL;
 }
 
-/* ---- submit ----------------------------------------------------------------------------------- */
+/* ---- submit
+ * -----------------------------------------------------------------------------------
+ */
 
 static int sched_submit(struct infer_engine *base, const struct infer_params *p,
                         struct infer_stream *s, struct infer_err *err)
@@ -541,14 +553,13 @@ static int sched_submit(struct infer_engine *base, const struct infer_params *p,
                            n, span);
     if (st != INFER_OK) {
         req_free(e, r);
-        return st == INFER_ERR_NOMEM
-                   ? infer_err_set(err, st, "out of memory")
-                   : st;
+        return st == INFER_ERR_NOMEM ? infer_err_set(err, st, "out of memory")
+                                     : st;
     }
     r->n_prompt = r->n_ids = n;
     int room = span - n;
-    r->max_new = p->max_tokens > 0 && p->max_tokens < room ? p->max_tokens
-                                                            : room;
+    r->max_new =
+        p->max_tokens > 0 && p->max_tokens < room ? p->max_tokens : room;
     r->session = p->session;
     r->strip_space = n == 1 || infer_tok_is_special(e->m->tok, r->ids[n - 1]);
     struct infer_sampler_params sp = {
@@ -557,9 +568,8 @@ static int sched_submit(struct infer_engine *base, const struct infer_params *p,
         .top_p = p->top_p > 0 ? p->top_p : 1.0f,
         .min_p = p->min_p,
         .repeat_penalty = p->repeat_penalty > 0 ? p->repeat_penalty : 1.0f,
-        .repeat_last_n = p->repeat_penalty > 0 && p->repeat_penalty != 1.0f
-                             ? 64
-                             : 0,
+        .repeat_last_n =
+            p->repeat_penalty > 0 && p->repeat_penalty != 1.0f ? 64 : 0,
         .seed = p->seed};
     st = infer_sampler_new(&sp, e->m->cfg.n_vocab, &r->smp);
     if (st == INFER_OK)
@@ -661,10 +671,12 @@ static void sched_destroy(struct infer_engine *base)
     free(e);
 }
 
-static const struct infer_engine_vt sched_vt = {
-    sched_submit, sched_wake, sched_info, sched_destroy};
+static const struct infer_engine_vt sched_vt = {sched_submit, sched_wake,
+                                                sched_info, sched_destroy};
 
-/* ---- open ------------------------------------------------------------------------------------- */
+/* ---- open
+ * -------------------------------------------------------------------------------------
+ */
 
 static void opts_fill(struct infer_engine_opts *o,
                       const struct infer_engine_opts *in)
@@ -708,8 +720,8 @@ int infer__sched_open(const char *model_path,
         return st;
     }
     const struct infer_config *c = &e->m->cfg;
-    int ctx = c->n_ctx_train < CTX_DEFAULT_MAX ? c->n_ctx_train
-                                               : CTX_DEFAULT_MAX;
+    int ctx =
+        c->n_ctx_train < CTX_DEFAULT_MAX ? c->n_ctx_train : CTX_DEFAULT_MAX;
     e->ctx_len = e->o.ctx_len > 0 ? e->o.ctx_len : ctx;
     if (e->o.max_sessions <= 0)
         e->o.max_sessions = e->o.max_batch;

@@ -84,16 +84,14 @@ static inline bool infer__stream_cancelled(struct infer_stream *s)
 /* The prompt text of p for an engine of format f: the chat rendered (with
  * the default system prompt of a ChatML template, if any and none given)
  * or the raw prompt; malloc'd. NULL and err filled on bad params. */
-char *infer__params_text(const struct infer_params *p,
-                         enum infer_chat_format f, const char *jinja,
-                         struct infer_err *err);
+char *infer__params_text(const struct infer_params *p, enum infer_chat_format f,
+                         const char *jinja, struct infer_err *err);
 /* Checks the numeric fields of p (INFER_ERR_ARG with err). */
 int infer__params_check(const struct infer_params *p, struct infer_err *err);
 
 /* Local and remote constructors of engines of infer_sched.c and
  * infer_remote.c (infer_engine_open_* call them). */
-int infer__sched_open(const char *model_path,
-                      const struct infer_engine_opts *o,
+int infer__sched_open(const char *model_path, const struct infer_engine_opts *o,
                       struct infer_engine **out, struct infer_err *err);
 int infer__remote_open(const struct infer_remote_opts *o,
                        struct infer_engine **out, struct infer_err *err);

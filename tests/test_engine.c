@@ -95,8 +95,8 @@ static int reference(const char *prompt, char *out, size_t cap)
     struct infer_ctx *ctx;
     struct infer_kv *kv;
     struct infer_seq seq;
-    struct infer_ctx_params cp = {.max_batch = 64, .max_ctx = ctx_len,
-                                  .n_threads = 1};
+    struct infer_ctx_params cp = {
+        .max_batch = 64, .max_ctx = ctx_len, .n_threads = 1};
     infer_ctx_new(m, &cp, &ctx, &err);
     infer_kv_new(m, ctx_len / 16, 16, &kv, &err);
     infer_seq_init(&seq, kv, ctx_len);
@@ -198,8 +198,8 @@ TEST(batched_equals_alone)
     int submitted = 0, finished = 0;
     while (finished < N) {
         if (submitted < N && rand_r(&seed) % 3 == 0) {
-            struct infer_params p = {
-                .prompt = prompts[submitted % N_PROMPTS], .max_tokens = GEN};
+            struct infer_params p = {.prompt = prompts[submitted % N_PROMPTS],
+                                     .max_tokens = GEN};
             struct infer_err err;
             CHECK_EQ(infer_engine_submit(e, &p, w, &s[submitted], &err),
                      INFER_OK);
@@ -209,8 +209,8 @@ TEST(batched_equals_alone)
         for (int i = 0; i < submitted; i++) {
             struct infer_event ev;
             int k;
-            while (!over[i] && (k = infer_stream_next(s[i], 0, &ev)) !=
-                                   INFER_EV_NONE) {
+            while (!over[i] &&
+                   (k = infer_stream_next(s[i], 0, &ev)) != INFER_EV_NONE) {
                 if (k == INFER_EV_TEXT) {
                     memcpy(out[i] + len[i], ev.text, ev.len);
                     len[i] += ev.len;
@@ -306,8 +306,10 @@ TEST(busy_toolong_stop)
     memcpy(stop, full + 6, 3);
     stop[3] = '\0';
     const char *stops[] = {"zzzz", stop};
-    struct infer_params ps = {.prompt = "Once upon a time", .max_tokens = GEN,
-                              .stop = stops, .n_stop = 2};
+    struct infer_params ps = {.prompt = "Once upon a time",
+                              .max_tokens = GEN,
+                              .stop = stops,
+                              .n_stop = 2};
     struct infer_stream *ss;
     CHECK_EQ(infer_engine_submit(e, &ps, NULL, &ss, &err), INFER_OK);
     CHECK_EQ(drain(ss, cut, sizeof(cut), &st), INFER_EV_DONE);
@@ -335,7 +337,8 @@ TEST(sessions_reuse_prefix)
     struct infer_stats st;
     struct infer_err err;
     struct infer_params p = {.prompt = "Once upon a time, there was a cat",
-                             .max_tokens = 8, .session = 77};
+                             .max_tokens = 8,
+                             .session = 77};
     struct infer_stream *s;
     CHECK_EQ(infer_engine_submit(e, &p, NULL, &s, &err), INFER_OK);
     CHECK_EQ(drain(s, a, sizeof(a), &st), INFER_EV_DONE);
@@ -348,8 +351,7 @@ TEST(sessions_reuse_prefix)
     CHECK(in.kv_free < in.kv_blocks);
     /* the next turn: same start, more text */
     char next[8192];
-    snprintf(next, sizeof(next), "Once upon a time, there was a cat%s. The",
-             a);
+    snprintf(next, sizeof(next), "Once upon a time, there was a cat%s. The", a);
     p.prompt = next;
     CHECK_EQ(infer_engine_submit(e, &p, NULL, &s, &err), INFER_OK);
     CHECK_EQ(drain(s, b, sizeof(b), &st), INFER_EV_DONE);
@@ -394,8 +396,10 @@ TEST(hub_scan)
 }
 
 static const struct check_test tests[] = {
-    TEST_ENTRY(alone_matches_reference), TEST_ENTRY(batched_equals_alone),
-    TEST_ENTRY(busy_toolong_stop),       TEST_ENTRY(sessions_reuse_prefix),
+    TEST_ENTRY(alone_matches_reference),
+    TEST_ENTRY(batched_equals_alone),
+    TEST_ENTRY(busy_toolong_stop),
+    TEST_ENTRY(sessions_reuse_prefix),
     TEST_ENTRY(hub_scan),
 };
 CHECK_MAIN(tests)

@@ -16,7 +16,7 @@
 #include "infer.h"
 
 #define CLIENTS 64
-#define GEN 32
+#define GEN     32
 
 static char paths[2][4096];
 
@@ -61,8 +61,10 @@ struct client {
 static void *client_main(void *arg)
 {
     struct client *c = arg;
-    struct infer_params p = {.prompt = c->prompt, .max_tokens = c->max_tokens,
-                             .temperature = 0.8f, .top_k = 40,
+    struct infer_params p = {.prompt = c->prompt,
+                             .max_tokens = c->max_tokens,
+                             .temperature = 0.8f,
+                             .top_k = 40,
                              .seed = (uint64_t)(uintptr_t)c};
     struct infer_stream *s;
     struct infer_err err;
@@ -125,7 +127,8 @@ TEST(clients_64_fair_and_freed)
     static struct client c[CLIENTS];
     pthread_t t[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
-        c[i] = (struct client){.e = e[i % 2], .prompt = prompts[i % 4],
+        c[i] = (struct client){.e = e[i % 2],
+                               .prompt = prompts[i % 4],
                                .max_tokens = GEN,
                                .leave_after = i % 8 == 3 ? 6 : 0};
         CHECK(pthread_create(&t[i], NULL, client_main, &c[i]) == 0);
@@ -168,8 +171,8 @@ TEST(admission_with_small_pool)
     static struct client c[N];
     pthread_t t[N];
     for (int i = 0; i < N; i++) {
-        c[i] = (struct client){.e = e, .prompt = prompts[i % 4],
-                               .max_tokens = 40};
+        c[i] =
+            (struct client){.e = e, .prompt = prompts[i % 4], .max_tokens = 40};
         CHECK(pthread_create(&t[i], NULL, client_main, &c[i]) == 0);
     }
     for (int i = 0; i < N; i++)

@@ -21,7 +21,7 @@
 extern char **environ;
 
 #define KEY_ENV "ARENA_TEST_REMOTE_KEY"
-#define KEY "sk-test-do-not-print-3141592653"
+#define KEY     "sk-test-do-not-print-3141592653"
 
 static char model[2048], dir[1024], url[256], conn[1024], db[64];
 static pid_t server;
@@ -54,10 +54,23 @@ static bool server_start(void)
     snprintf(models, sizeof(models), "%s/models", dir);
     snprintf(data, sizeof(data), "%s/data", dir);
     snprintf(port_file, sizeof(port_file), "%s/port", dir);
-    char *argv[] = {(char *)bin, "serve", "--port", "0", "--port-file",
-                    port_file, "--data-dir", data, "--models-dir", models,
-                    "--database-url", conn, "--access-log", "off",
-                    "--log-level", "warn", NULL};
+    char *argv[] = {(char *)bin,
+                    "serve",
+                    "--port",
+                    "0",
+                    "--port-file",
+                    port_file,
+                    "--data-dir",
+                    data,
+                    "--models-dir",
+                    models,
+                    "--database-url",
+                    conn,
+                    "--access-log",
+                    "off",
+                    "--log-level",
+                    "warn",
+                    NULL};
     if (posix_spawn(&server, bin, NULL, NULL, argv, environ) != 0)
         return false;
     for (int i = 0; i < 600; i++) {
@@ -99,10 +112,12 @@ static void server_stop(void)
 static struct infer_engine *remote(const char *base, const char *name,
                                    int retries)
 {
-    struct infer_remote_opts o = {.base_url = base, .model = name,
+    struct infer_remote_opts o = {.base_url = base,
+                                  .model = name,
                                   .api_key_env = KEY_ENV,
                                   .connect_timeout_ms = 2000,
-                                  .timeout_ms = 60000, .retries = retries};
+                                  .timeout_ms = 60000,
+                                  .retries = retries};
     struct infer_engine *e = NULL;
     struct infer_err err;
     if (infer_engine_open_remote(&o, &e, &err) != INFER_OK)
@@ -111,8 +126,8 @@ static struct infer_engine *remote(const char *base, const char *name,
 }
 
 /* Runs p on e; the text into out, returns the last event kind. */
-static int run(struct infer_engine *e, const struct infer_params *p,
-               char *out, size_t cap, struct infer_event *last)
+static int run(struct infer_engine *e, const struct infer_params *p, char *out,
+               size_t cap, struct infer_event *last)
 {
     struct infer_stream *s;
     struct infer_err err;
@@ -161,8 +176,8 @@ TEST(remote_equals_local)
     /* chat, with a stop string */
     struct infer_chat_msg m[] = {{"user", "Tell me about a cat."}};
     const char *stop[] = {"."};
-    struct infer_params pc = {.msgs = m, .n_msgs = 1, .max_tokens = 20,
-                              .stop = stop, .n_stop = 1};
+    struct infer_params pc = {
+        .msgs = m, .n_msgs = 1, .max_tokens = 20, .stop = stop, .n_stop = 1};
     CHECK_EQ(run(l, &pc, a, sizeof(a), &ea), INFER_EV_DONE);
     CHECK_EQ(run(r, &pc, b, sizeof(b), &eb), INFER_EV_DONE);
     CHECK_STREQ(a, b);

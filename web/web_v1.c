@@ -29,8 +29,8 @@
 
 #define V1_MAX_MSGS 256
 #define V1_MAX_STOP 4
-#define V1_PING_MS 5000
-#define V1_POLL_MS 500
+#define V1_PING_MS  5000
+#define V1_POLL_MS  500
 
 static int v1_error(struct web_req *r, int status, const char *type,
                     const char *param, const char *code, const char *fmt, ...)
@@ -43,10 +43,10 @@ static int v1_error(struct web_req *r, int status, const char *type,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    json_t *e = json_pack("{s:{s:s,s:s,s:o,s:o}}", "error", "message", msg,
-                          "type", type, "param",
-                          param ? json_string(param) : json_null(), "code",
-                          code ? json_string(code) : json_null());
+    json_t *e =
+        json_pack("{s:{s:s,s:s,s:o,s:o}}", "error", "message", msg, "type",
+                  type, "param", param ? json_string(param) : json_null(),
+                  "code", code ? json_string(code) : json_null());
     int rc = web_reply_json(r, status, e);
     json_decref(e);
     return rc;
@@ -55,7 +55,8 @@ static int v1_error(struct web_req *r, int status, const char *type,
 #define BAD(r, param, ...)                                                     \
     v1_error(r, 400, "invalid_request_error", param, NULL, __VA_ARGS__)
 
-/* ---- GET /v1/models ---------------------------------------------------------- */
+/* ---- GET /v1/models
+ * ---------------------------------------------------------- */
 
 static void v1_models(struct web_req *r)
 {
@@ -78,7 +79,8 @@ static void v1_models(struct web_req *r)
     json_decref(o);
 }
 
-/* ---- request parsing ----------------------------------------------------------- */
+/* ---- request parsing
+ * ----------------------------------------------------------- */
 
 struct v1_req {
     bool chat, stream, usage;
@@ -93,8 +95,8 @@ struct v1_req {
 };
 
 /* A number field in [lo, hi]; false after replying 400. */
-static bool get_num(struct web_req *r, json_t *body, const char *key,
-                    double lo, double hi, double *out)
+static bool get_num(struct web_req *r, json_t *body, const char *key, double lo,
+                    double hi, double *out)
 {
     json_t *v = json_object_get(body, key);
     if (v == NULL || json_is_null(v))
@@ -171,8 +173,7 @@ static bool parse_messages(struct web_req *r, struct v1_req *q, json_t *body)
     json_array_foreach(msgs, i, m)
     {
         const char *role = json_string_value(json_object_get(m, "role"));
-        const char *content =
-            msg_content(q, i, json_object_get(m, "content"));
+        const char *content = msg_content(q, i, json_object_get(m, "content"));
         if (role != NULL && strcmp(role, "developer") == 0)
             role = "system";
         if (role == NULL ||
@@ -242,8 +243,7 @@ static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
         !get_num(r, body, "presence_penalty", -2, 2, &(double){0}) ||
         !get_num(r, body, "frequency_penalty", -2, 2, &(double){0}) ||
         !get_int(r, body, "max_tokens", 1, 1 << 24, &max_tokens) ||
-        !get_int(r, body, "max_completion_tokens", 1, 1 << 24,
-                 &max_tokens) ||
+        !get_int(r, body, "max_completion_tokens", 1, 1 << 24, &max_tokens) ||
         !get_int(r, body, "top_k", 0, 1 << 24, &top_k) ||
         !get_int(r, body, "seed", INT64_MIN, INT64_MAX, &seed) ||
         !get_int(r, body, "n", 1, 1, &n))
@@ -287,21 +287,21 @@ static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
     return q->chat ? parse_messages(r, q, body) : parse_prompt(r, q, body);
 }
 
-/* ---- answers ------------------------------------------------------------------ */
+/* ---- answers
+ * ------------------------------------------------------------------ */
 
 static json_t *usage_json(const struct infer_stats *st)
 {
-    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens",
-                     st->prompt_tokens, "completion_tokens",
-                     st->completion_tokens, "total_tokens",
-                     st->prompt_tokens + st->completion_tokens,
-                     "prompt_tokens_details", "cached_tokens",
-                     st->cached_tokens);
+    return json_pack(
+        "{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", st->prompt_tokens,
+        "completion_tokens", st->completion_tokens, "total_tokens",
+        st->prompt_tokens + st->completion_tokens, "prompt_tokens_details",
+        "cached_tokens", st->cached_tokens);
 }
 
 /* A chunk with text (or the role, or a finish reason). */
-static json_t *chunk_json(const struct v1_req *q, const char *text,
-                          size_t len, const char *finish, bool role)
+static json_t *chunk_json(const struct v1_req *q, const char *text, size_t len,
+                          const char *finish, bool role)
 {
     json_t *choice = json_object();
     json_object_set_new(choice, "index", json_integer(0));
@@ -321,8 +321,7 @@ static json_t *chunk_json(const struct v1_req *q, const char *text,
                         finish ? json_string(finish) : json_null());
     json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "id", q->id, "object",
                           q->chat ? "chat.completion.chunk" : "text_completion",
-                          "created", (json_int_t)q->created, "model",
-                          q->model);
+                          "created", (json_int_t)q->created, "model", q->model);
     json_t *choices = json_array();
     json_array_append_new(choices, choice);
     json_object_set_new(o, "choices", choices);
@@ -364,23 +363,21 @@ static void v1_stream(struct web_req *r, struct v1_req *q,
             continue;
         }
         if (k == INFER_EV_ERROR) {
-            json_t *e = json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message",
-                                  ev.error, "type", "server_error", "param",
-                                  "code");
+            json_t *e =
+                json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", ev.error,
+                          "type", "server_error", "param", "code");
             send_chunk(r, e);
             web_sse_send(r, NULL, "[DONE]");
             return;
         }
-        rc = send_chunk(r, chunk_json(q, NULL, 0, ev.stats.finish_reason,
-                                      false));
+        rc = send_chunk(r,
+                        chunk_json(q, NULL, 0, ev.stats.finish_reason, false));
         if (rc == WEB_OK && q->usage) {
-            json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", q->id,
-                                  "object",
-                                  q->chat ? "chat.completion.chunk"
-                                          : "text_completion",
-                                  "created", (json_int_t)q->created, "model",
-                                  q->model, "choices", "usage",
-                                  usage_json(&ev.stats));
+            json_t *u =
+                json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", q->id, "object",
+                          q->chat ? "chat.completion.chunk" : "text_completion",
+                          "created", (json_int_t)q->created, "model", q->model,
+                          "choices", "usage", usage_json(&ev.stats));
             rc = send_chunk(r, u);
         }
         if (rc == WEB_OK)
@@ -423,20 +420,18 @@ static void v1_whole(struct web_req *r, struct v1_req *q,
                                ev.stats.finish_reason);
     json_t *content = json_stringn(text != NULL ? text : "", len);
     if (q->chat)
-        json_object_set_new(choice, "message",
-                            json_pack("{s:s,s:o}", "role", "assistant",
-                                      "content", content));
+        json_object_set_new(
+            choice, "message",
+            json_pack("{s:s,s:o}", "role", "assistant", "content", content));
     else {
         json_object_set_new(choice, "text", content);
         json_object_set_new(choice, "logprobs", json_null());
     }
     free(text);
-    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", q->id,
-                          "object",
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", q->id, "object",
                           q->chat ? "chat.completion" : "text_completion",
-                          "created", (json_int_t)q->created, "model",
-                          q->model, "choices", choice, "usage",
-                          usage_json(&ev.stats));
+                          "created", (json_int_t)q->created, "model", q->model,
+                          "choices", choice, "usage", usage_json(&ev.stats));
     web_reply_json(r, 200, o);
     json_decref(o);
 }
@@ -471,8 +466,7 @@ static void v1_complete(struct web_req *r, bool chat)
                      "%s", err.msg);
         } else if (st == INFER_ERR_BUSY) {
             web_header_add(r, "Retry-After", "1");
-            v1_error(r, 503, "server_error", NULL, "overloaded", "%s",
-                     err.msg);
+            v1_error(r, 503, "server_error", NULL, "overloaded", "%s", err.msg);
         } else if (st == INFER_ERR_ARG) {
             BAD(r, NULL, "%s", err.msg);
         } else if (st != INFER_OK) {
@@ -504,8 +498,7 @@ int web__v1_init(struct web_server *s, void **state, struct web_err *err)
 {
     *state = NULL;
     if (web_route(s, "GET", "/v1/models", v1_models, NULL) != WEB_OK ||
-        web_route(s, "POST", "/v1/chat/completions", v1_chat, NULL) !=
-            WEB_OK ||
+        web_route(s, "POST", "/v1/chat/completions", v1_chat, NULL) != WEB_OK ||
         web_route(s, "POST", "/v1/completions", v1_completions, NULL) !=
             WEB_OK) {
         snprintf(err->msg, sizeof(err->msg), "v1: cannot add routes");
