@@ -55,8 +55,17 @@ writeFileSync(join(tmp, 'sizes.json'), JSON.stringify(sizes, null, 2) + '\n');
 // Swap in the new folder whole, so a server never sees half a build (and
 // two builds running at once each install a complete one).
 const old = join(here, `dist.old-${process.pid}`);
-try { renameSync(out, old); } catch (_) { /* first build */ }
-renameSync(tmp, out);
+for (let attempt = 0; ; attempt++) {
+  try { renameSync(out, old); } catch (_) { /* first build, or another just moved it */ }
+  try {
+    renameSync(tmp, out);
+    break;
+  } catch (e) {
+    // Another build put its dist/ in between: move that one aside too.
+    if (attempt >= 10 || !['ENOTEMPTY', 'EEXIST'].includes(e.code)) throw e;
+    rmSync(old, { recursive: true, force: true });
+  }
+}
 rmSync(old, { recursive: true, force: true });
 
 const gz = (p) => gzipSync(readFileSync(join(here, p))).length;
