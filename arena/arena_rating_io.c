@@ -69,6 +69,8 @@ static int chunk_fail(struct chunk *c, int rc, const char *fmt, ...)
 
 static int scratch_put(struct chunk *c, const char *s, size_t len)
 {
+    if (len == 0)
+        return 0;
     if (c->scratch_len + len > c->scratch_cap) {
         size_t cap = c->scratch_cap ? c->scratch_cap : 256;
         while (cap < c->scratch_len + len)

@@ -256,7 +256,6 @@ TEST(csv_left_right)
 {
     /* llmfao's layout: model_x/model_y are ids; left/right the names
      * (here left comes first, after a byte order mark). */
-    /* With a byte order mark, as spreadsheets write. */
     const char *path = write_text("lr.csv", "\xef\xbb\xbf"
                                             "left,model_x,model_y,winner,"
                                             "right\n"
@@ -477,6 +476,53 @@ TEST(jsonl_reader)
         CHECK(strstr(err.msg, bad[i].want) != NULL);
         arena_battles_free(set);
     }
+}
+
+/* Untrusted input: mutated CSV and JSONL files (bytes replaced by quotes,
+ * commas, newlines, backslashes, NULs or anything) must give ARENA_OK or
+ * ARENA_ERR_PARSE with a message, never a crash (this runs under ASan). */
+TEST(readers_mutated_input)
+{
+    static const char csv[] = "model_a,model_b,winner,weight\n"
+                              "\"a, \"\"x\"\"\",b,model_a,1\r\n"
+                              "b,c,tie (bothbad),0.5\n"
+                              "c,a,both_bad,\n";
+    static const char jsonl[] =
+        "{\"model_a\":\"a\\u00e9\",\"model_b\":\"b\",\"winner\":\"tie\","
+        "\"tags\":[\"coding\"],\"x\":[{\"y\":[1,2,{\"z\":null}]}]}\n"
+        "{\"model_a\":\"b\",\"model_b\":\"c\",\"winner\":\"model_b\","
+        "\"weight\":2}\n";
+    static const char noise[] = "\",\n\r\\{}[]:u0\x00\xff";
+    rng_state = 2024;
+    int ok = 0, bad = 0;
+    for (int round = 0; round < 1000; round++) {
+        int is_csv = round % 2 == 0;
+        char buf[512];
+        size_t len = is_csv ? sizeof(csv) - 1 : sizeof(jsonl) - 1;
+        memcpy(buf, is_csv ? csv : jsonl, len);
+        int edits = 1 + (int)(rnd() % 2);
+        for (int e = 0; e < edits; e++) {
+            size_t at = rnd() % len;
+            buf[at] = rnd() % 4 == 0 ? (char)(rnd() & 0xff)
+                                     : noise[rnd() % (sizeof(noise) - 1)];
+        }
+        if (rnd() % 3 == 0)
+            len -= rnd() % len; /* cut short */
+        const char *path =
+            write_file(is_csv ? "mut.csv" : "mut.jsonl", buf, len);
+        struct arena_battles *set = arena_battles_new();
+        struct arena_err err = {{0}};
+        int rc = is_csv ? arena_battles_read_csv(set, path, 1 + round % 3, &err)
+                        : arena_battles_read_jsonl(set, path, &err);
+        CHECK(rc == ARENA_OK || rc == ARENA_ERR_PARSE);
+        if (rc != ARENA_OK)
+            CHECK(err.msg[0] != '\0');
+        ok += rc == ARENA_OK;
+        bad += rc != ARENA_OK;
+        arena_battles_free(set);
+    }
+    fprintf(stderr, "  %d read, %d refused\n", ok, bad);
+    CHECK(ok > 20 && bad > 20);
 }
 
 /* ------------------------------------------------------------------------
@@ -882,6 +928,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(csv_name_lengths),
     TEST_ENTRY(csv_threads_identical),
     TEST_ENTRY(jsonl_reader),
+    TEST_ENTRY(readers_mutated_input),
     TEST_ENTRY(bt_coverage),
     TEST_ENTRY(bt_reproducible),
     TEST_ENTRY(bt_anchor),
