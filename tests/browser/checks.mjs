@@ -429,6 +429,40 @@ export async function checks({ browser, base, shots, adminPassword, withApi = tr
     await page.close();
   });
 
+  await check('every control has a label; Tab order follows the page', async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await open(ctx);
+    for (const path of ['/', '/leaderboard/', '/admin/']) {
+      await page.goto(base + path);
+      await page.waitForFunction(() => document.querySelector('#app').dataset.ready !== 'false');
+      const bad = await page.evaluate(() => [
+        ...[...document.querySelectorAll('input, select, textarea')]
+          .filter((e) => !e.labels.length && !e.getAttribute('aria-label'))
+          .map((e) => `${e.tagName.toLowerCase()}#${e.id}`),
+        ...[...document.querySelectorAll('button, a[href]')]
+          .filter((e) => !e.textContent.trim() && !e.getAttribute('aria-label'))
+          .map((e) => `${e.tagName.toLowerCase()} without text`)]);
+      assert(!bad.length, `${path}: unlabelled: ${bad.join(', ')}`);
+    }
+    await page.goto(base + '/');
+    await ready(page);
+    const order = [];
+    for (let i = 0; i < 20; i++) {
+      await page.keyboard.press('Tab');
+      order.push(await page.evaluate(() => {
+        const e = document.activeElement;
+        return e.id || e.dataset.mode || e.getAttribute('href') || e.tagName;
+      }));
+    }
+    console.log(`     Tab order on /: ${order.join(' → ')}`);
+    const at = (x) => order.indexOf(x);
+    assert(at('#prompt') === 0, 'the first Tab does not reach the skip link');
+    assert(at('theme') > 0 && at('anonymous') > at('theme') && at('prompt') > at('direct') &&
+           at('send') > at('prompt') && at('new') > at('send'), 'Tab order is not the page order');
+    noErrors(page);
+    await ctx.close();
+  });
+
   await check('light and dark themes meet WCAG AA contrast', async () => {
     const ctx = await browser.newContext({ colorScheme: 'light', viewport: { width: 1000, height: 700 } });
     const page = await open(ctx, '/');
