@@ -44,6 +44,9 @@ void arena__store_free(struct arena__store *st);
 /* Interns every model of the table (name order). */
 int arena__store_models(struct arena__store *st, struct db_conn *c,
                         struct arena_err *err);
+/* The low end of the re-read window (ids above it are fetched again by
+ * every load, to catch late commits) and how many ids above it are held. */
+int64_t arena__store_window(const struct arena__store *st, uint64_t *held);
 /* Fetches the votes not yet held; *added gets how many. */
 int arena__store_load(struct arena__store *st, struct db_conn *c,
                       int long_prompt_bytes, int *added,

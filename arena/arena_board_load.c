@@ -261,6 +261,17 @@ static int store_row(struct arena__store *st, const PGresult *res, int i,
     return 1;
 }
 
+int64_t arena__store_window(const struct arena__store *st, uint64_t *held)
+{
+    int64_t lo = st->max_id > WINDOW_IDS ? st->max_id - WINDOW_IDS : 0;
+    size_t keep = st->n < RECENT_KEEP ? st->n : RECENT_KEEP;
+    uint64_t n = 0;
+    for (size_t k = st->n - keep; k < st->n; k++)
+        n += st->vote_id[k] > lo;
+    *held = n;
+    return lo;
+}
+
 int arena__store_load(struct arena__store *st, struct db_conn *c,
                       int long_prompt_bytes, int *added,
                       struct arena_err *err)

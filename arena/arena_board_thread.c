@@ -241,6 +241,28 @@ static int64_t scalar(struct db_conn *c, const char *sql)
     return v;
 }
 
+/* max(votes.id) (0 when empty), and the votes with an id above lo; -1s
+ * on failure. One index range scan of at most the window. */
+static void poll_votes(struct db_conn *c, int64_t lo, int64_t *max,
+                       int64_t *above)
+{
+    char lo_s[24];
+    snprintf(lo_s, sizeof(lo_s), "%" PRId64, lo);
+    const char *p[1] = {lo_s};
+    PGresult *res = NULL;
+    struct db_err derr = {{0}, {0}};
+    if (db_exec(c,
+                "SELECT coalesce(max(id), 0), count(*) FROM votes "
+                "WHERE id > $1::bigint",
+                1, p, &res, &derr) != DB_OK)
+        return;
+    if (PQntuples(res) == 1) {
+        *above = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        *max = *above > 0 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : lo;
+    }
+    PQclear(res);
+}
+
 /* ------------------------------------------------------------------------
  * Refresh
  * ---------------------------------------------------------------------- */
@@ -377,8 +399,14 @@ static void *board_main(void *arg)
             continue;
         }
         if (polling) {
-            int64_t m = scalar(c, "SELECT max(id) FROM votes");
-            if (m >= 0 && m != b->st.max_id)
+            /* The highest id, and how many votes the re-read window holds
+             * in the database: a vote committed late (a lower id than one
+             * already read) changes the second. */
+            uint64_t held = 0;
+            int64_t lo = arena__store_window(&b->st, &held);
+            int64_t m = -1, in_window = -1;
+            poll_votes(c, lo, &m, &in_window);
+            if (m >= 0 && (m != b->st.max_id || (uint64_t)in_window != held))
                 need = 1;
             if (m >= 0 && m < b->st.max_id)
                 full = 1; /* votes were deleted */

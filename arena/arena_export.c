@@ -11,7 +11,8 @@
  *            first user message; the rest of the winner's and the loser's
  *            conversations); ties and both-bad votes are left out.
  *   csv      question_id,model_a,model_b,winner,judge,turn,anony,language,
- *            tstamp,is_code,counted,excluded_reason (RFC 4180).
+ *            tstamp,is_code,prompt_len,tags,counted,excluded_reason
+ *            (RFC 4180; tags is the battle's JSON object).
  * The judge is "arena_" + 32 hex digits of HMAC-SHA256(server key,
  * "judge" || the visitor's cookie hash): stable per visitor, not
  * reversible without the key (null without a visitor or a key).
@@ -311,7 +312,7 @@ static int csv_field(char **buf, size_t *len, size_t *cap, const char *s,
 
 static const char csv_header[] =
     "question_id,model_a,model_b,winner,judge,turn,anony,language,tstamp,"
-    "is_code,counted,excluded_reason\n";
+    "is_code,prompt_len,tags,counted,excluded_reason\n";
 
 static int csv_record(const PGresult *res, int i, const char *judge,
                       char **buf, size_t *len, size_t *cap)
@@ -319,7 +320,7 @@ static int csv_record(const PGresult *res, int i, const char *judge,
     const char *anony =
         strcmp(PQgetvalue(res, i, C_MODE), "anonymous") == 0 ? "true"
                                                              : "false";
-    const char *f[12] = {PQgetvalue(res, i, C_QID),
+    const char *f[14] = {PQgetvalue(res, i, C_QID),
                          PQgetvalue(res, i, C_MA),
                          PQgetvalue(res, i, C_MB),
                          PQgetvalue(res, i, C_WINNER),
@@ -330,11 +331,13 @@ static int csv_record(const PGresult *res, int i, const char *judge,
                          PQgetvalue(res, i, C_TS),
                          PQgetvalue(res, i, C_CODE)[0] == 't' ? "true"
                                                               : "false",
+                         PQgetvalue(res, i, C_PLEN),
+                         PQgetvalue(res, i, C_TAGS),
                          PQgetvalue(res, i, C_COUNTED)[0] == 't' ? "true"
                                                                  : "false",
                          PQgetvalue(res, i, C_EXCL)};
-    for (int k = 0; k < 12; k++)
-        if (csv_field(buf, len, cap, f[k], k == 11) != 0)
+    for (int k = 0; k < 14; k++)
+        if (csv_field(buf, len, cap, f[k], k == 13) != 0)
             return -1;
     return 0;
 }

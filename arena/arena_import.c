@@ -474,6 +474,8 @@ enum {
     K_CODE,
     K_COUNTED,
     K_EXCL,
+    K_PLEN,
+    K_TAGS,
     K_WA,
     K_WB,
     K_WTIE,
@@ -485,7 +487,7 @@ enum {
 static const char *const csv_names[N_K] = {
     "question_id", "id", "model_a", "model_b", "winner", "judge", "tstamp",
     "language", "turn", "anony", "is_code", "counted", "excluded_reason",
-    "winner_model_a", "winner_model_b", "winner_tie", "prompt", "response_a",
+    "prompt_len", "tags", "winner_model_a", "winner_model_b", "winner_tie", "prompt", "response_a",
     "response_b"};
 
 static int read_csv(FILE *f, struct copy *c, uint64_t *rows,
@@ -558,6 +560,21 @@ static int read_csv(FILE *f, struct copy *c, uint64_t *rows,
                 snprintf(r.turns, sizeof(r.turns), "%ld", t);
                 r.has_turns = 1;
             }
+        }
+        const char *plen = csv_get(&row, col[K_PLEN]);
+        if (plen != NULL && plen[0] != '\0') {
+            long t = strtol(plen, &end, 10);
+            if (*end == '\0' && t >= 0 && t < 2000000000) {
+                snprintf(r.prompt_len, sizeof(r.prompt_len), "%ld", t);
+                r.has_prompt_len = 1;
+            }
+        }
+        const char *tags = csv_get(&row, col[K_TAGS]);
+        if (tags != NULL && tags[0] != '\0') {
+            json_t *t = json_loads(tags, 0, NULL);
+            if (json_is_object(t))
+                r.tags = json_dumps(t, JSON_COMPACT);
+            json_decref(t);
         }
         r.anony = csv_bool(csv_get(&row, col[K_ANONY]));
         r.is_code = csv_bool(csv_get(&row, col[K_CODE]));
