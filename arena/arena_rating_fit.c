@@ -725,22 +725,51 @@ static double max_ratio_of(const struct boot *b, const double *k)
     return (a > d ? a : d) * (1 + 1e-12);
 }
 
+static inline double slot_draw(const struct boot *b, size_t c, struct rng *r)
+{
+    int32_t t = b->slot_table[c];
+    return t >= 0    ? poisson_alias(&b->pt[t], b->pt_alias, r)
+           : t == -1 ? poisson_ptrs(&b->cells[c], b->lf, r)
+                     : 0;
+}
+
+/* Adds d (+1 or -1) items to slot c and to its pair's sums. Returns 1 if
+ * the slot went from 0 to 1, -1 if from 1 to 0, else 0. */
+static inline int slot_adjust(const struct boot *b, struct boot_work *w,
+                              uint32_t c, double d)
+{
+    double before = w->k[c];
+    w->k[c] = before + d;
+    size_t p = c / 3;
+    double v = d * b->slot_wbar[c];
+    w->pn[p] += v;
+    w->pw[p] += c % 3 == 0 ? v : c % 3 == 2 ? 0.5 * v : 0;
+    return before == 0 ? 1 : w->k[c] == 0 ? -1 : 0;
+}
+
 /* The multinomial draw of one round into w->k (see the file comment), and
  * the pair sums in w->pn and w->pw. Returns 1 if a cell that has battles in
  * the data drew none (the round's graph may have lost an edge), else 0. */
 static int boot_draw(const struct boot *b, struct boot_work *w, struct rng *r)
 {
     double sum = 0;
-    for (size_t c = 0; c < b->n_cells; c++) {
-        int32_t t = b->slot_table[c];
-        double k = t >= 0    ? poisson_alias(&b->pt[t], b->pt_alias, r)
-                   : t == -1 ? poisson_ptrs(&b->cells[c], b->lf, r)
-                             : 0;
-        w->k[c] = k;
-        sum += k;
+    long zeros = 0; /* slots with battles in the data that drew none */
+    for (size_t p = 0; p < b->n_pairs; p++) {
+        double *k = w->k + 3 * p;
+        const double *wb = b->slot_wbar + 3 * p;
+        const int32_t *t = b->slot_table + 3 * p;
+        k[0] = slot_draw(b, 3 * p, r);
+        k[1] = slot_draw(b, 3 * p + 1, r);
+        k[2] = slot_draw(b, 3 * p + 2, r);
+        sum += k[0] + k[1] + k[2];
+        double i_wins = k[0] * wb[0], ties = k[2] * wb[2];
+        w->pn[p] = i_wins + k[1] * wb[1] + ties;
+        w->pw[p] = i_wins + 0.5 * ties;
+        zeros += (k[0] == 0 && t[0] != -2) + (k[1] == 0 && t[1] != -2) +
+                 (k[2] == 0 && t[2] != -2);
     }
     for (; sum < b->total; sum++)
-        w->k[alias_draw(b, r)] += 1;
+        zeros -= slot_adjust(b, w, alias_draw(b, r), 1) == 1;
     /* Removal by rejection needs a bound on k / lam over the cells; it
      * only falls as items are removed. */
     double max_ratio = 0;
@@ -750,22 +779,12 @@ static int boot_draw(const struct boot *b, struct boot_work *w, struct rng *r)
         for (;;) {
             uint32_t c = alias_draw(b, r);
             if (rng_u01(r) * max_ratio * b->cells[c].lam < w->k[c]) {
-                w->k[c] -= 1;
+                zeros += slot_adjust(b, w, c, -1) == -1;
                 break;
             }
         }
     }
-    int lost = 0;
-    for (size_t p = 0; p < b->n_pairs; p++) {
-        const double *k = w->k + 3 * p, *wb = b->slot_wbar + 3 * p;
-        const int32_t *t = b->slot_table + 3 * p;
-        double i_wins = k[0] * wb[0], ties = k[2] * wb[2];
-        w->pn[p] = i_wins + k[1] * wb[1] + ties;
-        w->pw[p] = i_wins + 0.5 * ties;
-        lost |= (k[0] == 0 && t[0] != -2) | (k[1] == 0 && t[1] != -2) |
-                (k[2] == 0 && t[2] != -2);
-    }
-    return lost;
+    return zeros > 0;
 }
 
 /* step = Hinv g, (m, m) times (m,), as column updates two columns and two
