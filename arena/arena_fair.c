@@ -471,10 +471,10 @@ int arena_limiter_take(struct arena_limiter *l, enum arena_limit_kind kind,
         b->tokens = per_min;
     b->t = now;
     int wait = 0;
-    if (b->tokens >= 1.0)
-        b->tokens -= 1.0;
+    if (b->tokens >= 1.0 - 1e-9) /* (rounding of the refill) */
+        b->tokens = b->tokens > 1.0 ? b->tokens - 1.0 : 0.0;
     else
-        wait = (int)ceil((1.0 - b->tokens) / rate);
+        wait = (int)ceil((1.0 - b->tokens) / rate - 1e-6);
     pthread_mutex_unlock(&s->mu);
     return wait > 0 ? wait : 0;
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <civetweb.h>
 #include <jansson.h>
 
 #include "arena.h"
@@ -184,7 +185,11 @@ static void battle_get(struct web_req *r)
 
 static int sse_start(void *user)
 {
-    return web_sse_start(user) == WEB_OK ? 0 : 1;
+    struct web_req *r = user;
+    /* The stream has no length: only closing the connection ends it for
+     * the client (otherwise it waits out the keep-alive timeout). */
+    mg_disable_keep_alive(r->conn);
+    return web_sse_start(r) == WEB_OK ? 0 : 1;
 }
 
 static int sse_event(void *user, const char *name, const json_t *data)
