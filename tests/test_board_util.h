@@ -23,7 +23,7 @@ static int tb_serial;
 
 /* Creates a database (migrated) and fills conninfo. 0, or -1 when there
  * is no test cluster. */
-static int tb_fresh_db(char *conninfo, size_t n, char *name, size_t name_n)
+static inline int tb_fresh_db(char *conninfo, size_t n, char *name, size_t name_n)
 {
     const char *base = getenv("ARENA_TEST_PGCONN");
     if (base == NULL || base[0] == '\0')
@@ -49,7 +49,7 @@ static int tb_fresh_db(char *conninfo, size_t n, char *name, size_t name_n)
     return ok ? 0 : -1;
 }
 
-static void tb_drop_db(const char *name)
+static inline void tb_drop_db(const char *name)
 {
     PGconn *pg = PQconnectdb(getenv("ARENA_TEST_PGCONN"));
     char sql[160];
@@ -59,7 +59,7 @@ static void tb_drop_db(const char *name)
     PQfinish(pg);
 }
 
-static struct db_pool *tb_pool(const char *conninfo, int size)
+static inline struct db_pool *tb_pool(const char *conninfo, int size)
 {
     struct db_pool_config pc = {.conninfo = conninfo, .size = size,
                                 .connect_timeout_s = 5};
@@ -71,7 +71,7 @@ static struct db_pool *tb_pool(const char *conninfo, int size)
 }
 
 /* Runs sql (no parameters); returns 0 or -1 (printing the error). */
-static int tb_exec(struct db_conn *c, const char *sql)
+static inline int tb_exec(struct db_conn *c, const char *sql)
 {
     struct db_err err = {{0}, {0}};
     if (db_exec(c, sql, 0, NULL, NULL, &err) != DB_OK) {
@@ -82,7 +82,7 @@ static int tb_exec(struct db_conn *c, const char *sql)
 }
 
 /* One integer from a query; -1 on failure. */
-static long long tb_scalar(struct db_conn *c, const char *sql)
+static inline long long tb_scalar(struct db_conn *c, const char *sql)
 {
     PGresult *res = NULL;
     struct db_err err = {{0}, {0}};
@@ -99,7 +99,7 @@ static long long tb_scalar(struct db_conn *c, const char *sql)
  * n battles with conversations (a third share one prompt text; every
  * fourth has two turns; every seventh was regenerated), tags, languages,
  * 2% flagged, and their votes (model mK beats mJ more often when K > J). */
-static int tb_populate(struct db_conn *c, int n)
+static inline int tb_populate(struct db_conn *c, int n)
 {
     char sql[4096];
     if (tb_exec(c, "INSERT INTO models (name, display_name, organisation, "
@@ -168,7 +168,7 @@ static int tb_populate(struct db_conn *c, int n)
 /* Compares two leaderboard answers: same category, vote count, models in
  * the same order with the same battles, rank and ratings/intervals within
  * tol. Returns the number of differences (printed). */
-static int tb_compare_board(const char *ta, const char *tb, double tol)
+static inline int tb_compare_board(const char *ta, const char *tb, double tol)
 {
     json_t *a = json_loads(ta, 0, NULL), *b = json_loads(tb, 0, NULL);
     int diffs = 0;
@@ -230,7 +230,7 @@ static int tb_compare_board(const char *ta, const char *tb, double tol)
 
 /* Compares every category (both methods) of two snapshots; the category
  * lists must be identical. Returns the differences. */
-static int tb_compare_snaps(const struct arena_board_snap *a,
+static inline int tb_compare_snaps(const struct arena_board_snap *a,
                             const struct arena_board_snap *b, double tol)
 {
     size_t la = 0, lb = 0;
