@@ -27,13 +27,17 @@ static const struct command commands[] = {
     {"ratings", arena_cmd_ratings, "compute a leaderboard from battles"},
     {"export", arena_cmd_export, "export battles or preference pairs"},
     {"import", arena_cmd_import, "import public battle files"},
-    {"bench", NULL, "benchmarks: bench infer | bench ratings | bench votes"},
+    {"bench", NULL,
+     "benchmarks: bench infer | bench ratings | bench votes | "
+     "bench leaderboard"},
 };
 
 static const struct command benches[] = {
     {"infer", infer_cmd_bench, "inference throughput by batch size"},
     {"ratings", arena_cmd_bench_ratings, "rating fit and bootstrap speed"},
     {"votes", web_cmd_bench_votes, "vote load test over HTTP"},
+    {"leaderboard", web_cmd_bench_leaderboard,
+     "leaderboard GET latency over HTTP"},
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))

@@ -329,5 +329,6 @@ int web_sse_ping(struct web_req *r);
 
 int web_cmd_serve(int argc, char **argv);
 int web_cmd_bench_votes(int argc, char **argv);
+int web_cmd_bench_leaderboard(int argc, char **argv);
 
 #endif

@@ -165,3 +165,164 @@ void web__leaderboard_cleanup(void *state)
         g_board = NULL;
     arena_board_free(state);
 }
+
+/* ---------------------------------------------------------------------- */
+/* arena bench leaderboard: GET latency under concurrent readers          */
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <time.h>
+
+struct lb_client {
+    pthread_t thread;
+    const char *url;
+    double seconds;
+    double *lat_ms; /* (n,) */
+    size_t n, cap, errors, bytes;
+};
+
+static double lb_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static size_t lb_sink(char *data, size_t size, size_t nmemb, void *user)
+{
+    (void)data;
+    *(size_t *)user += size * nmemb;
+    return size * nmemb;
+}
+
+/* One keep-alive connection, one request after another. */
+static void *lb_run(void *arg)
+{
+    struct lb_client *c = arg;
+    CURL *h = curl_easy_init();
+    if (h == NULL)
+        return NULL;
+    curl_easy_setopt(h, CURLOPT_URL, c->url);
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, lb_sink);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &c->bytes);
+    double end = lb_now() + c->seconds;
+    while (lb_now() < end) {
+        double t0 = lb_now();
+        CURLcode rc = curl_easy_perform(h);
+        long status = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        double ms = (lb_now() - t0) * 1e3;
+        if (rc != CURLE_OK || status != 200) {
+            c->errors++;
+            continue;
+        }
+        if (c->n == c->cap) {
+            size_t nc = c->cap ? c->cap * 2 : 4096;
+            double *p = realloc(c->lat_ms, nc * sizeof(*p));
+            if (p == NULL)
+                break;
+            c->lat_ms = p;
+            c->cap = nc;
+        }
+        c->lat_ms[c->n++] = ms;
+    }
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+static int lb_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int web_cmd_bench_leaderboard(int argc, char **argv)
+{
+    const char *url = NULL, *path = "/api/leaderboard?category=overall";
+    int clients = 4;
+    double seconds = 5;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            printf("usage: arena bench leaderboard --url http://HOST:PORT "
+                   "[--path P] [--clients N] [--seconds S]\n\n"
+                   "GETs PATH (default %s) from N keep-alive clients (4) "
+                   "for S seconds (5)\nand prints requests per second and "
+                   "the latency percentiles.\n",
+                   path);
+            return 0;
+        }
+        if (v == NULL) {
+            fprintf(stderr, "arena bench leaderboard: %s needs a value\n", a);
+            return 2;
+        }
+        if (strcmp(a, "--url") == 0)
+            url = v;
+        else if (strcmp(a, "--path") == 0)
+            path = v;
+        else if (strcmp(a, "--clients") == 0)
+            clients = atoi(v);
+        else if (strcmp(a, "--seconds") == 0)
+            seconds = atof(v);
+        else {
+            fprintf(stderr, "arena bench leaderboard: unknown option %s\n",
+                    a);
+            return 2;
+        }
+        i++;
+    }
+    if (url == NULL || clients < 1 || clients > 256 || !(seconds > 0)) {
+        fprintf(stderr, "arena bench leaderboard: --url is required; "
+                        "--clients 1..256, --seconds > 0\n");
+        return 2;
+    }
+    char full[2048];
+    snprintf(full, sizeof(full), "%s%s", url, path);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct lb_client *c = calloc((size_t)clients, sizeof(*c));
+    if (c == NULL)
+        return 1;
+    double t0 = lb_now();
+    for (int i = 0; i < clients; i++) {
+        c[i].url = full;
+        c[i].seconds = seconds;
+        pthread_create(&c[i].thread, NULL, lb_run, &c[i]);
+    }
+    size_t n = 0, errors = 0, bytes = 0;
+    for (int i = 0; i < clients; i++) {
+        pthread_join(c[i].thread, NULL);
+        n += c[i].n;
+        errors += c[i].errors;
+        bytes += c[i].bytes;
+    }
+    double wall = lb_now() - t0;
+    double *all = malloc((n ? n : 1) * sizeof(*all));
+    size_t k = 0;
+    for (int i = 0; i < clients && all != NULL; i++) {
+        memcpy(all + k, c[i].lat_ms, c[i].n * sizeof(*all));
+        k += c[i].n;
+        free(c[i].lat_ms);
+    }
+    free(c);
+    curl_global_cleanup();
+    if (all == NULL || n == 0) {
+        fprintf(stderr, "arena bench leaderboard: no successful request "
+                        "(%zu errors)\n",
+                errors);
+        free(all);
+        return 1;
+    }
+    qsort(all, n, sizeof(*all), lb_cmp);
+#define PCT(p) all[(size_t)((double)(n - 1) * (p))]
+    printf("GET %s: %zu requests in %.1f s from %d clients: %.0f/s, "
+           "%.0f bytes each, %zu errors\n"
+           "latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
+           path, n, wall, clients, (double)n / wall, (double)bytes / n,
+           errors, PCT(0.5), PCT(0.9), PCT(0.99), PCT(0.999), all[n - 1]);
+#undef PCT
+    free(all);
+    return errors > 0;
+}
