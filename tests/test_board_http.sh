@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The leaderboard over real HTTP: `arena serve` on a database of its own,
+# test_board_http.sh: the leaderboard over real HTTP: `arena serve` on a database of its own,
 # synthetic votes loaded with tests/board_synth.sql, then every leaderboard
 # route (docs/api.md), a new vote showing up within seconds, the admin
 # export and dashboard (401 without auth, streamed with it), and a short
@@ -9,7 +9,7 @@ source "$(dirname "$0")/serve_lib.sh"
 [ -n "${ARENA_TEST_PGCONN:-}" ] && command -v psql >/dev/null &&
     command -v jq >/dev/null || exit 77
 
-W="$ARENA_TEST_OUT/board.$$"
+W="$ARENA_TEST_OUT/board_http.$$"
 DB="board_sh_$$"
 rm -rf "$W"; mkdir -p "$W"
 psql "$ARENA_TEST_PGCONN" -qc "CREATE DATABASE $DB" || exit 1
