@@ -157,7 +157,8 @@ int arena_rating_filter_match(const struct arena_rating_filter *f,
  * sums. */
 struct arena_pairs; /* opaque */
 
-/* Empty counts over n_models models, or NULL when out of memory. */
+/* Empty counts over n_models models, or NULL when out of memory. Dense:
+ * 64 bytes per ordered pair (150 models: 1.4 MB; 1000 models: 64 MB). */
 struct arena_pairs *arena_pairs_new(size_t n_models);
 void arena_pairs_free(struct arena_pairs *pairs);
 /* Adds count battles of total weight weight_sum between a and b with the
