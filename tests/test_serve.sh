@@ -91,5 +91,16 @@ ARENA_PID=
 n=$(psql "$ARENA_TEST_PGCONN" -tAc "SELECT count(*) FROM pg_stat_activity WHERE datname = '$DB'")
 check "database connections closed" [ "$n" = 0 ]
 
+# SIGINT stops arena even when it was started with SIGINT ignored (as a
+# script's background job is, without job control).
+DATABASE_URL="$URL" bash -c 'trap "" INT; exec "$@"' _ "$ARENA_BIN" serve \
+    --port 0 --port-file "$W/port2" --data-dir "$W/var" >>"$W/serve.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do [ -s "$W/port2" ] && break; sleep 0.05; done
+kill -INT "$pid"
+wait_exit "$pid" 15
+check "SIGINT stops arena started with SIGINT ignored" [ "$EXIT_CODE" = 0 ]
+kill -9 "$pid" 2>/dev/null
+
 [ $FAILS = 0 ] || { echo "--- serve.log"; cat "$W/serve.log"; exit 1; }
 rm -rf "$W"

@@ -205,6 +205,11 @@ int web_cmd_serve(int argc, char **argv)
     }
     web_log_init((enum web_log_level)sv.cfg.log_level);
 
+    /* A shell starting us in the background without job control leaves
+     * SIGINT ignored; whether an ignored, blocked signal still reaches
+     * sigwait() is up to the system (Linux: yes), so reset it. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
