@@ -532,12 +532,12 @@ const char *arena_board_votes(const struct arena_board_snap *s,
 uint64_t arena_board_snap_votes(const struct arena_board_snap *s);
 double arena_board_snap_time(const struct arena_board_snap *s);
 
-/* The votes of a database as a new battle set (free with
- * arena_battles_free), for `arena ratings` without --input: models, tags,
- * languages, visitors and prompt ids as the board sees them (weights 1:
- * apply caps with arena_battles_apply_caps). */
+/* Appends the votes of a database to set (which must be empty), for
+ * `arena ratings` without --input: models, tags, languages, visitors and
+ * prompt ids as the board sees them (weights 1: apply caps with
+ * arena_battles_apply_caps). ARENA_OK, ARENA_ERR_IO, ARENA_ERR_NOMEM. */
 int arena_board_load_battles(struct db_conn *conn, int long_prompt_bytes,
-                             struct arena_battles **out,
+                             struct arena_battles *set,
                              struct arena_err *err);
 
 /* The admin dashboard (docs/api.md) as a new JSON object: totals, cost

@@ -540,20 +540,19 @@ int arena_board_build_once(struct db_conn *conn,
 }
 
 int arena_board_load_battles(struct db_conn *conn, int long_prompt_bytes,
-                             struct arena_battles **out,
+                             struct arena_battles *set,
                              struct arena_err *err)
 {
-    struct arena__store st;
-    if (arena__store_init(&st) != ARENA_OK) {
-        snprintf(err->msg, sizeof(err->msg), "out of memory");
-        return ARENA_ERR_NOMEM;
+    if (arena_battles_count(set) != 0 || arena_battles_n_models(set) != 0) {
+        snprintf(err->msg, sizeof(err->msg), "the set must be empty");
+        return ARENA_ERR_INVALID;
     }
+    struct arena__store st;
+    memset(&st, 0, sizeof(st));
+    st.set = set; /* borrowed: detached before the store is freed */
     int added = 0;
     int rc = arena__store_load(&st, conn, long_prompt_bytes, &added, err);
-    if (rc == ARENA_OK) {
-        *out = st.set;
-        st.set = NULL;
-    }
+    st.set = NULL;
     arena__store_free(&st);
     return rc;
 }

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "arena.h"
+#include "arena_board_internal.h"
 #include "arena_internal.h"
 
 /* ------------------------------------------------------------------------
@@ -54,14 +55,22 @@ static int usage_error(const char *cmd, const char *fmt, const char *arg)
  * ---------------------------------------------------------------------- */
 
 static const char ratings_help[] =
-    "usage: arena ratings --input FILE [options]\n"
+    "usage: arena ratings [--input FILE] [options]\n"
     "\n"
     "Compute a leaderboard from battles: Bradley-Terry (maximum likelihood,\n"
     "ties half a win each side) with bootstrap intervals, or online Elo.\n"
     "\n"
     "  --input FILE          battles: CSV (model_a,model_b,winner or\n"
-    "                        left,right,winner) or Arena's JSONL export\n"
-    "                        (required until the database path lands)\n"
+    "                        left,right,winner) or Arena's JSONL export;\n"
+    "                        without it, the votes of the database\n"
+    "  --db URL              the database (default DATABASE_URL, else the\n"
+    "                        embedded cluster of --data-dir, ./var); its\n"
+    "                        battles flagged for identity leaks are left\n"
+    "                        out unless --include-flagged\n"
+    "  --visitor-cap N       a visitor weighs at most N votes (database\n"
+    "                        default 1000, as the server's; 0 off)\n"
+    "  --prompt-cap N        a prompt text weighs at most N battles\n"
+    "                        (database default 50; 0 off)\n"
     "  --format csv|jsonl    default: jsonl for *.jsonl/*.json, else csv\n"
     "  --method bt|elo       default bt\n"
     "  --bootstrap N         bootstrap rounds for the intervals (bt),\n"
@@ -93,6 +102,9 @@ static const char ratings_help[] =
 
 struct ratings_args {
     const char *input, *format, *anchor_model, *language;
+    const char *db_url, *data_dir;
+    long visitor_cap, prompt_cap; /* -1: the default */
+    int include_flagged;
     double anchor_rating;
     int method, json, matrices, have_anchor;
     struct arena_rating_opts opts;
@@ -124,10 +136,23 @@ static int ratings_opt(struct ratings_args *a, const char *opt, const char *val)
         a->filter.exclude_ties = 1;
         return 0;
     }
+    if (strcmp(opt, "--include-flagged") == 0) {
+        a->include_flagged = 1;
+        return 0;
+    }
     if (val == NULL)
         return opt_error("%s needs a value", opt);
     if (strcmp(opt, "--input") == 0) {
         a->input = val;
+    } else if (strcmp(opt, "--db") == 0) {
+        a->db_url = val;
+    } else if (strcmp(opt, "--data-dir") == 0) {
+        a->data_dir = val;
+    } else if (strcmp(opt, "--visitor-cap") == 0 ||
+               strcmp(opt, "--prompt-cap") == 0) {
+        if (parse_long(val, 0, 2000000000L, &l) != 0)
+            return opt_error("%s takes a count", opt);
+        *(opt[2] == 'v' ? &a->visitor_cap : &a->prompt_cap) = l;
     } else if (strcmp(opt, "--format") == 0) {
         if (strcmp(val, "csv") != 0 && strcmp(val, "jsonl") != 0)
             return opt_error("--format takes csv or jsonl%s", "");
@@ -197,6 +222,7 @@ static int ratings_opt(struct ratings_args *a, const char *opt, const char *val)
 static int ratings_parse(struct ratings_args *a, int argc, char **argv)
 {
     memset(a, 0, sizeof(*a));
+    a->visitor_cap = a->prompt_cap = -1;
     arena_rating_opts_init(&a->opts);
     for (int i = 1; i < argc; i++) {
         const char *opt = argv[i];
@@ -229,10 +255,6 @@ static int ratings_parse(struct ratings_args *a, int argc, char **argv)
                            "are needed");
     if (a->matrices && !a->json)
         return usage_error("ratings", "--matrices needs --json%s", "");
-    if (a->input == NULL)
-        return usage_error("ratings", "%s",
-                           "--input FILE is required (reading battles from "
-                           "the database is not there yet)");
     return 0;
 }
 
@@ -341,10 +363,36 @@ static void ratings_print_table(const struct ratings_args *a,
            "bound\n");
 }
 
+/* Reads the votes of the database (arena_board_load.c), leaves flagged
+ * battles out unless asked, and applies the caps. 0 or exit status 1. */
+static int ratings_load_db(struct ratings_args *a, struct arena_battles *set)
+{
+    struct arena__cmd_db d;
+    if (arena__cmd_db_open("ratings", a->db_url, a->data_dir, &d) != 0)
+        return 1;
+    struct arena_err err = {{0}};
+    int rc = arena_board_load_battles(d.conn, 1024, set, &err);
+    arena__cmd_db_close(&d);
+    if (rc == ARENA_OK)
+        rc = arena_battles_apply_caps(
+            set, (uint32_t)(a->visitor_cap >= 0 ? a->visitor_cap : 1000),
+            (uint32_t)(a->prompt_cap >= 0 ? a->prompt_cap : 50));
+    if (rc != ARENA_OK) {
+        fprintf(stderr, "arena ratings: %s\n",
+                err.msg[0] ? err.msg : "out of memory");
+        return 1;
+    }
+    if (!a->include_flagged)
+        a->filter.exclude_tags |= ARENA_TAG_IDENTITY_LEAK;
+    return 0;
+}
+
 /* Reads the file named in the arguments. Returns 0 or exit status 1. */
-static int ratings_load(const struct ratings_args *a, struct arena_battles *set)
+static int ratings_load(struct ratings_args *a, struct arena_battles *set)
 {
     struct arena_err err = {{0}};
+    if (a->input == NULL)
+        return ratings_load_db(a, set);
     const char *fmt = a->format;
     if (fmt == NULL) {
         const char *dot = strrchr(a->input, '.');
@@ -362,6 +410,8 @@ static int ratings_load(const struct ratings_args *a, struct arena_battles *set)
         fprintf(stderr, "arena ratings: %s: %s\n", a->input, err.msg);
         return 1;
     }
+    /* The file readers know no visitors or prompts, so the caps (which
+     * skip unknown ids) would change nothing: they are for the database. */
     return 0;
 }
 
@@ -396,7 +446,7 @@ int arena_cmd_ratings(int argc, char **argv)
         a.opts.anchor_rating = a.anchor_rating;
         if (a.opts.anchor < 0) {
             fprintf(stderr, "arena ratings: --anchor: no model '%s' in %s\n",
-                    name, a.input);
+                    name, a.input != NULL ? a.input : "the database");
             goto out;
         }
     }

@@ -124,8 +124,8 @@ TEST(snapshot_contents)
 
     /* The overall BT ratings are the rating module's on the same votes,
      * caps and options. */
-    struct arena_battles *set = NULL;
-    CHECK_EQ(arena_board_load_battles(d.conn, 1024, &set, &err), ARENA_OK);
+    struct arena_battles *set = arena_battles_new();
+    CHECK_EQ(arena_board_load_battles(d.conn, 1024, set, &err), ARENA_OK);
     CHECK_EQ(arena_battles_apply_caps(set, 80, 15), ARENA_OK);
     struct arena_rating_filter f = {0, ARENA_TAG_IDENTITY_LEAK, 0, 0};
     struct arena_pairs *pairs = arena_pairs_from_battles(set, &f);

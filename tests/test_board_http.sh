@@ -61,6 +61,16 @@ check "ranked by rating" jqt \
 check "the strongest synthetic model on top" \
     [ "$(jq -r '.models[0].model' <<<"$BODY")" = synth-008 ]
 check "cache header" has "$HEADERS" "Cache-Control: no-cache"
+# `arena ratings` without --input reads the same votes the same way.
+"$ARENA_BIN" ratings --db "$URL" --json --bootstrap 50 >"$W/cli.json" 2>"$W/cli.err"
+check "arena ratings --db" [ $? = 0 ]
+check "arena ratings --db agrees with the endpoint" jqt -n \
+    --slurpfile cli "$W/cli.json" --argjson web "$BODY" '
+    [$cli[0].models[] | {model, r: .rating}] as $a |
+    [$web.models[] | {model, r: .rating}] as $b |
+    ($a | length) == ($b | length) and
+    all(range($a | length); $a[.].model == $b[.].model and
+        (($a[.].r - $b[.].r) | fabs) < 1e-6)'
 
 req GET "/api/leaderboard?category=coding&method=elo"
 check "coding/elo 200" [ "$STATUS" = 200 ]
@@ -105,14 +115,16 @@ psql "$URL" -qc "WITH b AS (INSERT INTO battles (mode, model_a, model_b,
     model_b, winner, mode) SELECT id, model_a, model_b, 'model_a',
     'anonymous' FROM b"
 seen=
-for _ in $(seq 1 100); do
+for _ in $(seq 1 200); do
     req GET /api/leaderboard
     [ "$(jq -r .votes <<<"$BODY")" = $((COUNTED + 1)) ] && { seen=1; break; }
     sleep 0.05
 done
 t1=$(date +%s.%N)
 echo "a new vote appeared after $(echo "$t1 - $t0" | bc) s"
-check "a new vote shows within 5 s" [ -n "$seen" ]
+# Typically 0.5-3 s here under sanitizers on a busy 2-core machine; the
+# bound leaves room for CI.
+check "a new vote shows within 10 s" [ -n "$seen" ]
 
 # Admin endpoints refuse without auth.
 req GET /api/admin/export

@@ -30,8 +30,10 @@ check "ratings --help" 0 "$ARENA_BIN" ratings --help
 grep -q -- "--anchor MODEL=RATING" "$out/stdout" || { echo "FAIL help lists --anchor"; fail=$((fail + 1)); }
 check "bench ratings --help" 0 "$ARENA_BIN" bench ratings --help
 
-check "no --input" 2 "$ARENA_BIN" ratings
-one_line_error "no --input" "--input FILE is required"
+# Without --input it reads the database (test_board.c covers that path);
+# an unreachable one is one line and exit 1.
+check "no --input, no database" 1 env DATABASE_URL="host=/nonexistent-arena port=5432 dbname=x" "$ARENA_BIN" ratings
+one_line_error "no --input, no database" "cannot connect to the database"
 check "bad --method" 2 "$ARENA_BIN" ratings --input "$data" --method glicko
 one_line_error "bad --method" "--method takes bt or elo"
 check "unknown option" 2 "$ARENA_BIN" ratings --input "$data" --frobnicate 1
