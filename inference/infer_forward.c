@@ -6,7 +6,8 @@
  * pass is a fixed list of steps; each step is cut into chunks that threads
  * grab from a counter (struct step), and a step ends when all its chunks
  * are done. Chunks are an entry (norms, activation quantisation, RoPE, KV
- * writes), an (entry, head) pair (attention) or CHUNK_ROWS weight rows
+ * writes), an (entry, KV head) pair (attention for the query heads that
+ * share it) or CHUNK_ROWS weight rows
  * multiplied by all n activation rows while they are in cache (matmuls).
  * Every output value is computed from its own row alone, so results do not
  * depend on the batch, the chunking or the number of threads.
@@ -145,7 +146,7 @@ struct infer_ctx {
     float *hb, *hb2;         /* (max_batch, hidden) */
     float *rope;             /* (max_batch, n_rot): cos, sin per pair */
     double *inv_freq;        /* (n_rot / 2) */
-    float *scores;           /* (n_threads, max_ctx) */
+    float *scores; /* (n_threads, n_heads / n_kv_heads, max_ctx + 1) */
     void *act[3];            /* per infer_act_kind: (max_batch, row) */
     int32_t *out_rows;       /* (max_batch) entries that want logits */
     struct step *steps;      /* (max_steps) chunk counters of one call */
@@ -206,7 +207,8 @@ int infer_ctx_new(const struct infer_model *m,
     c->hb2 = alloc64(B * cf->hidden * 4);
     c->rope = alloc64(B * (cf->n_rot + 1) * 4);
     c->inv_freq = alloc64((cf->n_rot / 2 + 1) * sizeof(double));
-    c->scores = alloc64((size_t)nth * p->max_ctx * 4);
+    c->scores = alloc64((size_t)nth * (cf->n_heads / cf->n_kv_heads) *
+                        (p->max_ctx + 1) * 4);
     c->out_rows = alloc64(B * sizeof(int32_t));
     c->max_steps = 10 * cf->n_layers + 4;
     c->steps = alloc64((size_t)c->max_steps * sizeof(struct step));
@@ -366,34 +368,51 @@ static void qkv_finish(struct infer_ctx *c, int l, int i)
     memcpy(kv_at(c->kv, c->kv->v, e->seq, l, e->pos), v, kvd * sizeof(float));
 }
 
-/* Attention of entry i, head h at layer l over positions [0, pos]. */
-static void attend(struct infer_ctx *c, int l, int i, int h, float *s)
+/* Attention of entry i at layer l over positions [0, pos] for the query
+ * heads that share KV head g: their scores against each KV block come
+ * from one small matmul (the block's K rows x the group's query rows), and
+ * each V row is read once for the whole group. s: (group, max_ctx + 1),
+ * the last column holding each head's softmax sum. */
+static void attend(struct infer_ctx *c, int l, int i, int g, float *s)
 {
     const struct infer_config *cf = &c->m->cfg;
     const struct infer_batch_entry *e = &c->e[i];
+    const struct infer_kv *kv = c->kv;
     int hd = cf->head_dim, qd = cf->n_heads * hd;
-    int kvo = (h / (cf->n_heads / cf->n_kv_heads)) * hd;
-    const float *q = c->q + (size_t)i * qd + h * hd;
-    float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
-    const struct infer_kernels *K = c->kern;
-    for (int p = 0; p <= e->pos; p++) {
-        const float *kp = kv_at(c->kv, c->kv->k, e->seq, l, p) + kvo;
-        K->mm[INFER_TYPE_F32](kp, 0, hd, 0, 1, q, 0, 1, &s[p], 1);
-        s[p] *= scale;
-        mx = fmaxf(mx, s[p]);
+    int grp = cf->n_heads / cf->n_kv_heads, kvo = g * hd, n = e->pos + 1;
+    int bs = kv->block_size, ls = c->max_ctx + 1;
+    const float *q = c->q + (size_t)i * qd + (size_t)g * grp * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    infer_mm_fn dot = c->kern->mm[INFER_TYPE_F32];
+    for (int p0 = 0; p0 < n; p0 += bs) {
+        int cnt = n - p0 < bs ? n - p0 : bs;
+        const float *kp = kv_at(kv, kv->k, e->seq, l, p0) + kvo;
+        dot(kp, (size_t)kv->kv_dim * sizeof(float), hd, 0, cnt, q,
+            (size_t)hd * sizeof(float), grp, s + p0, ls);
     }
-    float sum = 0;
-    for (int p = 0; p <= e->pos; p++) {
-        s[p] = expf(s[p] - mx);
-        sum += s[p];
+    for (int h = 0; h < grp; h++) {
+        float *sh = s + (size_t)h * ls, mx = -INFINITY;
+        for (int p = 0; p < n; p++) {
+            sh[p] *= scale;
+            mx = fmaxf(mx, sh[p]);
+        }
+        float t = 0;
+        for (int p = 0; p < n; p++) {
+            sh[p] = expf(sh[p] - mx);
+            t += sh[p];
+        }
+        sh[ls - 1] = t;
     }
-    float *o = c->att + (size_t)i * qd + h * hd;
-    memset(o, 0, hd * sizeof(float));
-    for (int p = 0; p <= e->pos; p++) {
-        const float *vp = kv_at(c->kv, c->kv->v, e->seq, l, p) + kvo;
-        float a = s[p] / sum;
-        for (int j = 0; j < hd; j++)
-            o[j] += a * vp[j];
+    float *o = c->att + (size_t)i * qd + (size_t)g * grp * hd;
+    memset(o, 0, (size_t)grp * hd * sizeof(float));
+    for (int p = 0; p < n; p++) {
+        const float *vp = kv_at(kv, kv->v, e->seq, l, p) + kvo;
+        for (int h = 0; h < grp; h++) {
+            const float *sh = s + (size_t)h * ls;
+            float a = sh[p] / sh[ls - 1], *oh = o + h * hd;
+            for (int j = 0; j < hd; j++)
+                oh[j] += a * vp[j];
+        }
     }
 }
 
@@ -472,8 +491,10 @@ static void ch_rope(struct infer_ctx *c, int l, int k, int ith)
 
 static void ch_attend(struct infer_ctx *c, int l, int k, int ith)
 {
-    int nh = c->m->cfg.n_heads;
-    attend(c, l, k / nh, k % nh, c->scores + (size_t)ith * c->max_ctx);
+    const struct infer_config *cf = &c->m->cfg;
+    int nkv = cf->n_kv_heads;
+    attend(c, l, k / nkv, k % nkv,
+           c->scores + (size_t)ith * (cf->n_heads / nkv) * (c->max_ctx + 1));
 }
 
 static void ch_att_act(struct infer_ctx *c, int l, int k, int ith)
@@ -586,7 +607,7 @@ static void forward_worker(void *arg, int ith, int nth)
                  n_chunks(&L->wq) + n_chunks(&L->wk) + n_chunks(&L->wv),
                  ch_qkv, l, ith);
         run_step(c, &si, n, ch_rope, l, ith);
-        run_step(c, &si, n * m->cfg.n_heads, ch_attend, l, ith);
+        run_step(c, &si, n * m->cfg.n_kv_heads, ch_attend, l, ith);
         run_step(c, &si, n, ch_att_act, l, ith);
         run_step(c, &si, n_chunks(&L->wo), ch_wo, l, ith);
         run_step(c, &si, n, ch_ffn_norm, l, ith);

@@ -8,6 +8,7 @@
  * K-quant kernels are the AVX2 ones.
  */
 #include <immintrin.h>
+#include <stdbool.h>
 
 #include "infer_kernels.h"
 #include "infer_kernels_x86.h"
@@ -63,96 +64,192 @@ FLOAT_ROW16(row_f32, float, load_f32x16, id_f32)
 FLOAT_ROW16(row_f16, uint16_t, load_f16x16, infer_fp16_to_f32)
 FLOAT_ROW16(row_bf16, uint16_t, load_bf16x16, infer_bf16_to_f32)
 
-/* Two blocks per 512-bit register: |w| (u8) times sign(w) * x (s8) summed
- * into 16 int32 lanes by one VPDPBUSD, then scaled per block half. */
-static inline __m512i load2(const int8_t *a, const int8_t *b)
+/* ---- Q8_0 and Q4_0: register-blocked tiles ------------------------------
+ *
+ * A tile is TW weight rows x TB activation rows (at most 4 x 4, 16 zmm
+ * accumulators), walked two 32-blocks (64 bytes) at a time. VPDPBUSD wants
+ * an unsigned operand: the activations are made unsigned by flipping their
+ * sign bit (xu = x + 128), and the accumulator starts at -128 * w summed
+ * over the same lanes, so each lane ends with the exact signed dot of its
+ * 4 bytes: VPDPBUSD(-128 w, x + 128, w) = x w. For Q4_0 the weights are
+ * the unsigned nibbles (q = w + 8) and the start is -8 x. The int32 lanes
+ * of each block are then scaled by d_w * d_x in float.
+ *
+ * Every output element goes through the same operations in the same order
+ * whatever the tile shape it falls in (the tile shape only decides which
+ * elements share loads), so a sequence's results do not depend on the
+ * batch it runs in. An odd last block is a pair whose upper half is zero. */
+
+#define TW 4 /* weight rows per tile */
+#define TB 4 /* activation rows per tile */
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* 16 floats: lo in lanes 0-7, hi in lanes 8-15. */
+ALWAYS_INLINE __m512 scale_pair(float lo, float hi)
 {
-    return _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
-        _mm256_loadu_si256((const __m256i *)b), 1);
+    return _mm512_castpd_ps(
+        _mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(lo)),
+                           _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
 }
 
-static inline __m512 scale2(float lo, float hi)
+ALWAYS_INLINE __m512 scale_pair_h(uint16_t lo, uint16_t hi)
 {
-    return _mm512_castsi512_ps(_mm512_inserti64x4(
-        _mm512_castps_si512(_mm512_set1_ps(lo)),
-        _mm256_castps_si256(_mm256_set1_ps(hi)), 1));
+    __m256i h = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_set1_epi16((short)lo)),
+        _mm_set1_epi16((short)hi), 1);
+    return _mm512_cvtph_ps(h);
 }
 
-static void row_q8_0(const struct infer_block_q8_0 *w, int64_t k,
-                     const char *xa, size_t xa_stride, int nb, float *out)
+/* The 32 quants of blocks a and b (b NULL: zeros) in one register. */
+ALWAYS_INLINE __m512i load_pair(const int8_t *a, const int8_t *b)
 {
-    __m512 acc[MM_TILE];
-    const struct infer_q8a *x[MM_TILE];
-    for (int b = 0; b < nb; b++) {
-        acc[b] = _mm512_setzero_ps();
-        x[b] = (const struct infer_q8a *)(xa + (size_t)b * xa_stride);
+    __m512i v = _mm512_zextsi256_si512(_mm256_loadu_si256((const void *)a));
+    return b != NULL ? _mm512_inserti64x4(v, _mm256_loadu_si256((const void *)b),
+                                          1)
+                     : v;
+}
+
+/* Q4_0: the 32 nibbles of a block in quant order (low nibbles are elements
+ * 0-15, high ones 16-31), unsigned 0..15. */
+ALWAYS_INLINE __m256i q4_nibbles(const uint8_t *qs)
+{
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q),
+                            _mm256_set1_epi8(0xf));
+}
+
+/* One pair of blocks (i, i + 1; the second absent if `odd`) of a tile:
+ * acc[r][b] += cvt(dot(w_r, x_b)) * d_w * d_x per lane. */
+ALWAYS_INLINE void q8_0_pair(const char *w, size_t w_stride, int64_t i,
+                             bool odd, const char *xa, size_t xa_stride,
+                             int nw, int nx, __m512 acc[TW][TB])
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512i wv[TW], start[TW];
+    __m512 dw[TW];
+    for (int r = 0; r < nw; r++) {
+        const struct infer_block_q8_0 *wb =
+            (const struct infer_block_q8_0 *)(w + (size_t)r * w_stride) + i;
+        wv[r] = load_pair(wb[0].qs, odd ? NULL : wb[1].qs);
+        start[r] = _mm512_sub_epi32(
+            _mm512_setzero_si512(),
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, wv[r]));
+        dw[r] = scale_pair_h(wb[0].d, odd ? 0 : wb[1].d);
     }
-    const int64_t nblk = k / INFER_QK;
-    int64_t i = 0;
-    for (; i + 2 <= nblk; i += 2) {
-        __m512i wq = load2(w[i].qs, w[i + 1].qs);
-        __m512i aw = _mm512_abs_epi8(wq);
-        __mmask64 neg = _mm512_movepi8_mask(wq);
-        float d0 = _cvtsh_ss(w[i].d), d1 = _cvtsh_ss(w[i + 1].d);
-        for (int b = 0; b < nb; b++) {
-            __m512i xq = load2(x[b][i].qs, x[b][i + 1].qs);
-            /* sign(w) * x: negate x where w < 0 (w = 0 gives |w| = 0). */
-            __m512i sx = _mm512_mask_sub_epi8(xq, neg,
-                                              _mm512_setzero_si512(), xq);
-            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, sx);
-            acc[b] = _mm512_fmadd_ps(
-                _mm512_cvtepi32_ps(p),
-                scale2(d0 * x[b][i].d, d1 * x[b][i + 1].d), acc[b]);
+    for (int b = 0; b < nx; b++) {
+        const struct infer_q8a *xb =
+            (const struct infer_q8a *)(xa + (size_t)b * xa_stride) + i;
+        __m512i xu = _mm512_xor_si512(
+            load_pair(xb[0].qs, odd ? NULL : xb[1].qs), flip);
+        __m512 dx = scale_pair(xb[0].d, odd ? 0 : xb[1].d);
+        for (int r = 0; r < nw; r++) {
+            __m512i p = _mm512_dpbusd_epi32(start[r], xu, wv[r]);
+            acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                                        _mm512_mul_ps(dw[r], dx), acc[r][b]);
         }
-    }
-    for (int b = 0; b < nb; b++) {
-        float s = _mm512_reduce_add_ps(acc[b]);
-        for (int64_t j = i; j < nblk; j++) {
-            int sum = 0;
-            for (int t = 0; t < INFER_QK; t++)
-                sum += w[j].qs[t] * x[b][j].qs[t];
-            s += _cvtsh_ss(w[j].d) * x[b][j].d * (float)sum;
-        }
-        out[b] = s;
     }
 }
 
-static void row_q4_0(const struct infer_block_q4_0 *w, int64_t k,
-                     const char *xa, size_t xa_stride, int nb, float *out)
+ALWAYS_INLINE void q4_0_pair(const char *w, size_t w_stride, int64_t i,
+                             bool odd, const char *xa, size_t xa_stride,
+                             int nw, int nx, __m512 acc[TW][TB])
 {
-    __m256 acc[MM_TILE];
-    float corr[MM_TILE];
-    const struct infer_q8a *x[MM_TILE];
-    for (int b = 0; b < nb; b++) {
-        acc[b] = _mm256_setzero_ps();
-        corr[b] = 0;
-        x[b] = (const struct infer_q8a *)(xa + (size_t)b * xa_stride);
+    const __m512i eight = _mm512_set1_epi8(8);
+    __m512i wv[TW];
+    __m512 dw[TW];
+    for (int r = 0; r < nw; r++) {
+        const struct infer_block_q4_0 *wb =
+            (const struct infer_block_q4_0 *)(w + (size_t)r * w_stride) + i;
+        __m512i v = _mm512_zextsi256_si512(q4_nibbles(wb[0].qs));
+        wv[r] = odd ? v : _mm512_inserti64x4(v, q4_nibbles(wb[1].qs), 1);
+        dw[r] = scale_pair_h(wb[0].d, odd ? 0 : wb[1].d);
     }
-    const __m256i m4 = _mm256_set1_epi8(0xf), zero = _mm256_setzero_si256();
-    for (int64_t i = 0; i < k / INFER_QK; i++) {
-        __m128i q = _mm_loadu_si128((const __m128i *)w[i].qs);
-        __m256i wq = _mm256_and_si256(
-            _mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
-        float dw = _cvtsh_ss(w[i].d);
-        for (int b = 0; b < nb; b++) {
-            __m256i xq = _mm256_loadu_si256((const __m256i *)x[b][i].qs);
-            float s = dw * x[b][i].d;
-            acc[b] = _mm256_fmadd_ps(
-                _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, wq, xq)),
-                _mm256_set1_ps(s), acc[b]);
-            corr[b] += s * (float)(8 * x[b][i].sum);
+    for (int b = 0; b < nx; b++) {
+        const struct infer_q8a *xb =
+            (const struct infer_q8a *)(xa + (size_t)b * xa_stride) + i;
+        __m512i xv = load_pair(xb[0].qs, odd ? NULL : xb[1].qs);
+        __m512i start = _mm512_sub_epi32(
+            _mm512_setzero_si512(),
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, xv));
+        __m512 dx = scale_pair(xb[0].d, odd ? 0 : xb[1].d);
+        for (int r = 0; r < nw; r++) {
+            __m512i p = _mm512_dpbusd_epi32(start, wv[r], xv);
+            acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                                        _mm512_mul_ps(dw[r], dx), acc[r][b]);
         }
     }
-    for (int b = 0; b < nb; b++)
-        out[b] = infer__hsum256(acc[b]) - corr[b];
 }
+
+/* One nw x nx tile over all blocks; writes y[b * ldy + r]. */
+#define QTILE(name, PAIR)                                                      \
+    ALWAYS_INLINE void name(const char *w, size_t w_stride, int64_t nblk,      \
+                            const char *xa, size_t xa_stride, int nw, int nx,  \
+                            float *y, int64_t ldy)                             \
+    {                                                                          \
+        __m512 acc[TW][TB];                                                    \
+        for (int r = 0; r < nw; r++)                                           \
+            for (int b = 0; b < nx; b++)                                       \
+                acc[r][b] = _mm512_setzero_ps();                               \
+        int64_t i = 0;                                                         \
+        for (; i + 2 <= nblk; i += 2)                                          \
+            PAIR(w, w_stride, i, false, xa, xa_stride, nw, nx, acc);          \
+        if (i < nblk)                                                          \
+            PAIR(w, w_stride, i, true, xa, xa_stride, nw, nx, acc);           \
+        for (int r = 0; r < nw; r++)                                           \
+            for (int b = 0; b < nx; b++)                                       \
+                y[b * ldy + r] = _mm512_reduce_add_ps(acc[r][b]);              \
+    }
+
+QTILE(q8_0_tile, q8_0_pair)
+QTILE(q4_0_tile, q4_0_pair)
+
+/* The matmul: weight rows in groups of TW (then single rows), each group
+ * against the activation rows TB at a time, so the group stays in L1 while
+ * every activation row passes over it. The tile shapes are compile-time
+ * constants (one specialised body each). */
+#define QMM(name, TILE)                                                        \
+    static void name(const void *w, size_t w_stride, int64_t k, int64_t r0,   \
+                     int64_t r1, const void *xa, size_t xa_stride, int nb,    \
+                     float *y, int64_t ldy)                                   \
+    {                                                                          \
+        const int64_t nblk = k / INFER_QK;                                     \
+        int64_t r = r0;                                                        \
+        for (; r < r1; r += TW) {                                              \
+            const char *wr = (const char *)w + (size_t)r * w_stride;           \
+            const int full = r + TW <= r1;                                     \
+            for (int b = 0; b < nb; b += TB) {                                 \
+                const char *xb = (const char *)xa + (size_t)b * xa_stride;     \
+                float *yb = y + b * ldy + r;                                   \
+                int nx = nb - b < TB ? nb - b : TB;                            \
+                if (full) {                                                    \
+                    switch (nx) {                                              \
+                    case 4: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 4, yb, ldy); break; \
+                    case 3: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 3, yb, ldy); break; \
+                    case 2: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 2, yb, ldy); break; \
+                    default: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 1, yb, ldy); break; \
+                    }                                                          \
+                } else {                                                       \
+                    for (int64_t q = 0; q < r1 - r; q++) {                     \
+                        const char *wq = wr + (size_t)q * w_stride;            \
+                        switch (nx) {                                          \
+                        case 4: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 4, yb + q, ldy); break; \
+                        case 3: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 3, yb + q, ldy); break; \
+                        case 2: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 2, yb + q, ldy); break; \
+                        default: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 1, yb + q, ldy); break; \
+                        }                                                      \
+                    }                                                          \
+                }                                                              \
+            }                                                                  \
+        }                                                                      \
+    }
+
+QMM(mm_q8_0, q8_0_tile)
+QMM(mm_q4_0, q4_0_tile)
 
 MM_DRIVER(static, mm_f32, row_f32, float)
 MM_DRIVER(static, mm_f16, row_f16, uint16_t)
 MM_DRIVER(static, mm_bf16, row_bf16, uint16_t)
-MM_DRIVER(static, mm_q8_0, row_q8_0, struct infer_block_q8_0)
-MM_DRIVER(static, mm_q4_0, row_q4_0, struct infer_block_q4_0)
 
 const struct infer_kernels infer_kernels_avx512 = {
     .name = "avx512",

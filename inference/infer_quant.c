@@ -385,16 +385,35 @@ size_t infer_act_row_bytes(enum infer_act_kind kind, int64_t k)
     }
 }
 
+/* Round to nearest, ties to even, as lrintf() does in the default mode,
+ * for |v| < 2^22; plain arithmetic, so the loops below vectorise. */
+static inline float round_ne(float v)
+{
+    return (v + 12582912.0f) - 12582912.0f; /* 1.5 * 2^23 */
+}
+
+/* max |x[j]|; NaNs are skipped as fmaxf() skips them. */
+static inline float abs_max(const float *x, int n)
+{
+    float m[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int j = 0; j < n; j += 8)
+        for (int l = 0; l < 8; l++) {
+            float a = fabsf(x[j + l]);
+            m[l] = a > m[l] ? a : m[l];
+        }
+    float r = 0;
+    for (int l = 0; l < 8; l++)
+        r = m[l] > r ? m[l] : r;
+    return r;
+}
+
 void infer_quantize_q8a(const float *x, struct infer_q8a *y, int64_t k)
 {
     for (int64_t i = 0; i < k / INFER_QK; i++, x += INFER_QK) {
-        float amax = 0;
-        for (int j = 0; j < INFER_QK; j++)
-            amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127, id = d > 0 ? 1 / d : 0;
+        float d = abs_max(x, INFER_QK) / 127, id = d > 0 ? 1 / d : 0;
         int sum = 0;
         for (int j = 0; j < INFER_QK; j++) {
-            int q = (int)lrintf(x[j] * id);
+            int q = (int)round_ne(x[j] * id);
             y[i].qs[j] = (int8_t)q;
             sum += q;
         }
@@ -406,14 +425,11 @@ void infer_quantize_q8a(const float *x, struct infer_q8a *y, int64_t k)
 void infer_quantize_q8k(const float *x, struct infer_q8k *y, int64_t k)
 {
     for (int64_t i = 0; i < k / INFER_QK_K; i++, x += INFER_QK_K) {
-        float amax = 0;
-        for (int j = 0; j < INFER_QK_K; j++)
-            amax = fmaxf(amax, fabsf(x[j]));
-        float d = amax / 127, id = d > 0 ? 1 / d : 0;
+        float d = abs_max(x, INFER_QK_K) / 127, id = d > 0 ? 1 / d : 0;
         for (int g = 0; g < 16; g++) {
             int sum = 0;
             for (int l = 0; l < 16; l++) {
-                int q = (int)lrintf(x[16 * g + l] * id);
+                int q = (int)round_ne(x[16 * g + l] * id);
                 y[i].qs[16 * g + l] = (int8_t)q;
                 sum += q;
             }
