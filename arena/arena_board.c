@@ -134,12 +134,12 @@ static json_t *model_entry(const struct arena_battles *set,
     const char *name = arena_battles_model_name(set, id);
     json_t *o = json_object();
     json_object_set_new(o, "model", json_string(name));
-    json_object_set_new(o, "display_name",
-                        json_string(m && m->display_name ? m->display_name
-                                                         : name));
-    json_object_set_new(o, "organization",
-                        json_string(m && m->organisation ? m->organisation
-                                                         : ""));
+    json_object_set_new(
+        o, "display_name",
+        json_string(m && m->display_name ? m->display_name : name));
+    json_object_set_new(
+        o, "organization",
+        json_string(m && m->organisation ? m->organisation : ""));
     json_object_set_new(o, "license",
                         json_string(m && m->licence ? m->licence : "open"));
     json_object_set_new(o, "rating", num_or_null(x->rating));
@@ -148,14 +148,14 @@ static json_t *model_entry(const struct arena_battles *set,
     json_object_set_new(o, "battles", json_integer((json_int_t)x->battles));
     json_object_set_new(o, "rank_ub", json_integer(rank));
     json_object_set_new(o, "provisional", json_boolean(x->provisional));
-    json_object_set_new(o, "price_in", m ? json_real(m->price_in)
-                                         : json_null());
-    json_object_set_new(o, "price_out", m ? json_real(m->price_out)
-                                          : json_null());
+    json_object_set_new(o, "price_in",
+                        m ? json_real(m->price_in) : json_null());
+    json_object_set_new(o, "price_out",
+                        m ? json_real(m->price_out) : json_null());
     json_object_set_new(o, "tokens_per_s",
                         m ? num_or_null(m->tokens_per_s) : json_null());
-    json_object_set_new(o, "ttft_ms", m ? num_or_null(m->ttft_ms)
-                                        : json_null());
+    json_object_set_new(o, "ttft_ms",
+                        m ? num_or_null(m->ttft_ms) : json_null());
     return o;
 }
 
@@ -163,8 +163,8 @@ static json_t *model_entry(const struct arena_battles *set,
 static json_t *board_json(const char *cat, const char *method,
                           const char *updated, uint64_t votes,
                           const struct arena_battles *set,
-                          const struct arena__model_meta *meta,
-                          size_t n_meta, const struct arena_ratings *r)
+                          const struct arena__model_meta *meta, size_t n_meta,
+                          const struct arena_ratings *r)
 {
     json_t *root = json_object();
     json_object_set_new(root, "category", json_string(cat));
@@ -184,9 +184,8 @@ static json_t *board_json(const char *cat, const char *method,
                 if (r->models[r->order[j]].rating > x->rating)
                     rank++;
         }
-        json_array_append_new(models, model_entry(set,
-                                                  meta_of(meta, n_meta, id),
-                                                  id, x, rank));
+        json_array_append_new(
+            models, model_entry(set, meta_of(meta, n_meta, id), id, x, rank));
     }
     json_object_set_new(root, "models", models);
     return root;
@@ -199,8 +198,7 @@ static json_t *matrix_json(const double *m, size_t n, const uint32_t *order,
     for (size_t a = 0; a < k; a++) {
         json_t *row = json_array();
         for (size_t b = 0; b < k; b++)
-            json_array_append_new(row,
-                                  num_or_null(m[order[a] * n + order[b]]));
+            json_array_append_new(row, num_or_null(m[order[a] * n + order[b]]));
         json_array_append_new(rows, row);
     }
     return rows;
@@ -245,7 +243,7 @@ static json_t *matrices_json(const char *cat, const struct arena_battles *set,
  * ---------------------------------------------------------------------- */
 
 #define HOUR_BUCKETS (14 * 24) /* two weeks of hours */
-#define DAY_BUCKETS 365
+#define DAY_BUCKETS  365
 
 static int series_build(const struct arena__store *st,
                         const struct arena__bucket_counts *battles, int day,
@@ -281,10 +279,9 @@ static int series_build(const struct arena__store *st,
     for (size_t i = start; i < nb; i++) {
         char ts[32];
         iso_time((double)(first + (int64_t)i * width), ts, sizeof(ts), day);
-        json_array_append_new(series,
-                              json_pack("{s:s,s:I,s:I}", "t", ts, "votes",
-                                        (json_int_t)votes[i], "battles",
-                                        (json_int_t)bat[i]));
+        json_array_append_new(series, json_pack("{s:s,s:I,s:I}", "t", ts,
+                                                "votes", (json_int_t)votes[i],
+                                                "battles", (json_int_t)bat[i]));
     }
     json_object_set_new(root, "series", series);
     free(votes);
@@ -324,8 +321,7 @@ static uint64_t count_matching(const struct arena_battles *set,
 }
 
 /* Fills one category: its count, both leaderboards and the matrices. */
-static int cat_build(struct arena__board_cat *c,
-                     const struct arena__store *st,
+static int cat_build(struct arena__board_cat *c, const struct arena__store *st,
                      const struct arena__model_meta *meta, size_t n_meta,
                      const struct arena_board_opts *o, const char *updated,
                      struct arena_err *err)
@@ -437,8 +433,8 @@ int arena__board_build(struct arena__store *st,
     for (size_t i = 0; i < s->n_cats; i++)
         if (i == 0 || s->cats[i].battles > 0)
             json_array_append_new(
-                list, json_pack("{s:s,s:I}", "name", s->cats[i].name,
-                                "battles", (json_int_t)s->cats[i].battles));
+                list, json_pack("{s:s,s:I}", "name", s->cats[i].name, "battles",
+                                (json_int_t)s->cats[i].battles));
     if (dump(json_pack("{s:o}", "categories", list), &s->categories,
              &s->categories_len) != 0 ||
         series_build(st, &battles[0], 0, now, &s->series[0],
@@ -461,8 +457,8 @@ void arena_board_release(struct arena_board_snap *s)
         arena__board_snap_free(s);
 }
 
-static const struct arena__board_cat *
-cat_find(const struct arena_board_snap *s, const char *category)
+static const struct arena__board_cat *cat_find(const struct arena_board_snap *s,
+                                               const char *category)
 {
     if (category == NULL || category[0] == '\0')
         category = "overall";
@@ -477,9 +473,8 @@ const char *arena_board_leaderboard(const struct arena_board_snap *s,
                                     size_t *len)
 {
     const struct arena__board_cat *c = cat_find(s, category);
-    int m = method == NULL || method[0] == '\0' || strcmp(method, "bt") == 0
-                ? 0
-            : strcmp(method, "elo") == 0 ? 1
+    int m = method == NULL || method[0] == '\0' || strcmp(method, "bt") == 0 ? 0
+            : strcmp(method, "elo") == 0                                     ? 1
                                          : -1;
     if (c == NULL || m < 0)
         return NULL;

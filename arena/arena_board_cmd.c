@@ -32,8 +32,8 @@ int arena__cmd_db_open(const char *cmd, const char *url, const char *data_dir,
         }
         url = db_cluster_conninfo(d->cluster);
     }
-    struct db_pool_config pc = {.conninfo = url, .size = 1,
-                                .connect_timeout_s = 10};
+    struct db_pool_config pc = {
+        .conninfo = url, .size = 1, .connect_timeout_s = 10};
     if (db_pool_new(&pc, &d->pool, &err) != DB_OK ||
         db_pool_acquire(d->pool, 10000, &d->conn, &err) != DB_OK) {
         fprintf(stderr, "arena %s: cannot connect to the database: %s\n", cmd,
@@ -97,21 +97,20 @@ int arena_cmd_export(int argc, char **argv)
             fputs(export_help, stdout);
             return 0;
         }
-        const char **dst = strcmp(a, "--format") == 0     ? &fmt
-                           : strcmp(a, "--from") == 0     ? &o.from
-                           : strcmp(a, "--to") == 0       ? &o.to
-                           : strcmp(a, "--category") == 0 ? &o.category
-                           : strcmp(a, "--model") == 0    ? &o.model
-                           : strcmp(a, "--out") == 0      ? &out
-                           : strcmp(a, "--db") == 0       ? &url
-                           : strcmp(a, "--data-dir") == 0 ? &data_dir
+        const char **dst = strcmp(a, "--format") == 0            ? &fmt
+                           : strcmp(a, "--from") == 0            ? &o.from
+                           : strcmp(a, "--to") == 0              ? &o.to
+                           : strcmp(a, "--category") == 0        ? &o.category
+                           : strcmp(a, "--model") == 0           ? &o.model
+                           : strcmp(a, "--out") == 0             ? &out
+                           : strcmp(a, "--db") == 0              ? &url
+                           : strcmp(a, "--data-dir") == 0        ? &data_dir
                            : strcmp(a, "--secret-key-file") == 0 ? &key_file
                                                                  : NULL;
         if (dst == NULL || i + 1 >= argc) {
-            fprintf(stderr,
-                    "arena export: %s '%s'; see 'arena export --help'\n",
-                    dst == NULL ? "unknown option" : "a value is needed for",
-                    a);
+            fprintf(
+                stderr, "arena export: %s '%s'; see 'arena export --help'\n",
+                dst == NULL ? "unknown option" : "a value is needed for", a);
             return 2;
         }
         *dst = argv[++i];
@@ -161,8 +160,10 @@ int arena_cmd_export(int argc, char **argv)
             if (fo == stdout)
                 fflush(stdout);
             fprintf(stderr, "arena export: %llu records%s%s\n",
-                    (unsigned long long)rows, keys ? "" : " (no key: judges "
-                                                          "are null)",
+                    (unsigned long long)rows,
+                    keys ? ""
+                         : " (no key: judges "
+                           "are null)",
                     "");
             rc = 0;
         }
@@ -211,10 +212,9 @@ int arena_cmd_import(int argc, char **argv)
                            : strcmp(a, "--data-dir") == 0 ? &data_dir
                                                           : NULL;
         if (dst == NULL || i + 1 >= argc) {
-            fprintf(stderr,
-                    "arena import: %s '%s'; see 'arena import --help'\n",
-                    dst == NULL ? "unknown option" : "a value is needed for",
-                    a);
+            fprintf(
+                stderr, "arena import: %s '%s'; see 'arena import --help'\n",
+                dst == NULL ? "unknown option" : "a value is needed for", a);
             return 2;
         }
         *dst = argv[++i];

@@ -29,14 +29,14 @@ struct arena__store {
     int64_t *vote_id;          /* (n,) the vote's database id */
     int64_t *vote_ts;          /* (n,) its time, unix seconds */
     size_t n, cap;
-    int64_t max_id;            /* highest vote id held */
-    int32_t *model_map;        /* (model_map_n,) db model id -> set id */
+    int64_t max_id;     /* highest vote id held */
+    int32_t *model_map; /* (model_map_n,) db model id -> set id */
     size_t model_map_n;
     int models_loaded;
-    uint64_t *prompt_key;      /* (prompt_slots,) prompt text hash */
-    uint32_t *prompt_val;      /* (prompt_slots,) its id, 0 = empty */
+    uint64_t *prompt_key; /* (prompt_slots,) prompt text hash */
+    uint32_t *prompt_val; /* (prompt_slots,) its id, 0 = empty */
     size_t prompt_slots, n_prompts;
-    uint64_t skipped;          /* rows that named no known model */
+    uint64_t skipped; /* rows that named no known model */
 };
 
 int arena__store_init(struct arena__store *st);
@@ -49,13 +49,12 @@ int arena__store_models(struct arena__store *st, struct db_conn *c,
 int64_t arena__store_window(const struct arena__store *st, uint64_t *held);
 /* Fetches the votes not yet held; *added gets how many. */
 int arena__store_load(struct arena__store *st, struct db_conn *c,
-                      int long_prompt_bytes, int *added,
-                      struct arena_err *err);
+                      int long_prompt_bytes, int *added, struct arena_err *err);
 
 /* What the answers show beside a rating, per set model id. */
 struct arena__model_meta {
     char *display_name, *organisation, *licence;
-    double price_in, price_out;  /* per million tokens */
+    double price_in, price_out;   /* per million tokens */
     double ttft_ms, tokens_per_s; /* NAN when unknown */
 };
 
@@ -64,30 +63,30 @@ struct arena__board_cat {
     char name[48];
     struct arena_rating_filter filter;
     uint64_t battles;
-    char *json[2];   /* leaderboard answer per method (BT, Elo) */
+    char *json[2]; /* leaderboard answer per method (BT, Elo) */
     size_t len[2];
-    char *matrices;  /* matrices answer */
+    char *matrices; /* matrices answer */
     size_t matrices_len;
 };
 
 /* An immutable answer set; readers hold a reference. */
 struct arena_board_snap {
     atomic_int refs;
-    uint64_t votes;        /* every vote held, counted or not */
-    double computed_at;    /* unix seconds, 0 = never */
-    double compute_s;      /* how long the build took */
+    uint64_t votes;     /* every vote held, counted or not */
+    double computed_at; /* unix seconds, 0 = never */
+    double compute_s;   /* how long the build took */
     size_t n_cats;
     struct arena__board_cat *cats;
-    char *categories;      /* the categories answer */
+    char *categories; /* the categories answer */
     size_t categories_len;
-    char *series[2];       /* vote volume answer per bucket (hour, day) */
+    char *series[2]; /* vote volume answer per bucket (hour, day) */
     size_t series_len[2];
 };
 
 /* Battle counts per time bucket, from SQL (arena_board.c). */
 struct arena__bucket_counts {
-    int64_t *t;       /* (n,) bucket start, unix seconds, ascending */
-    uint64_t *count;  /* (n,) */
+    int64_t *t;      /* (n,) bucket start, unix seconds, ascending */
+    uint64_t *count; /* (n,) */
     size_t n;
 };
 

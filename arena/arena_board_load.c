@@ -30,13 +30,12 @@
 #include "arena_board_internal.h"
 #include "db.h"
 
-#define LOAD_PAGE 20000
-#define WINDOW_IDS 1024
+#define LOAD_PAGE   20000
+#define WINDOW_IDS  1024
 #define RECENT_KEEP 8192
 
 /* err->msg = what + ": " + detail (cut to fit). */
-static void err_set(struct arena_err *err, const char *what,
-                    const char *detail)
+static void err_set(struct arena_err *err, const char *what, const char *detail)
 {
     if (err != NULL)
         snprintf(err->msg, sizeof(err->msg), "%s%s%.200s", what,
@@ -78,8 +77,8 @@ static int prompt_grow(struct arena__store *st)
     for (size_t i = 0; i < st->prompt_slots; i++) {
         if (st->prompt_val[i] == 0)
             continue;
-        size_t j = (size_t)(st->prompt_key[i] * 0x9e3779b97f4a7c15ull) &
-                   (n - 1);
+        size_t j =
+            (size_t)(st->prompt_key[i] * 0x9e3779b97f4a7c15ull) & (n - 1);
         while (v[j] != 0)
             j = (j + 1) & (n - 1);
         k[j] = st->prompt_key[i];
@@ -139,8 +138,8 @@ int arena__store_models(struct arena__store *st, struct db_conn *c,
 {
     PGresult *res = NULL;
     struct db_err derr = {{0}, {0}};
-    if (db_exec(c, "SELECT id, name FROM models ORDER BY name COLLATE \"C\"",
-                0, NULL, &res, &derr) != DB_OK) {
+    if (db_exec(c, "SELECT id, name FROM models ORDER BY name COLLATE \"C\"", 0,
+                NULL, &res, &derr) != DB_OK) {
         err_set(err, "reading models", derr.msg);
         return ARENA_ERR_IO;
     }
@@ -273,8 +272,7 @@ int64_t arena__store_window(const struct arena__store *st, uint64_t *held)
 }
 
 int arena__store_load(struct arena__store *st, struct db_conn *c,
-                      int long_prompt_bytes, int *added,
-                      struct arena_err *err)
+                      int long_prompt_bytes, int *added, struct arena_err *err)
 {
     *added = 0;
     if (!st->models_loaded) {

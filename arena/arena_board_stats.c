@@ -116,15 +116,13 @@ static json_t *num_or_null(const PGresult *res, int i, int col)
                : json_real(strtod(PQgetvalue(res, i, col), NULL));
 }
 
-static json_t *name_counts(const PGresult *res, const char *k1,
-                           const char *k2)
+static json_t *name_counts(const PGresult *res, const char *k1, const char *k2)
 {
     json_t *a = json_array();
     for (int i = 0; i < PQntuples(res); i++)
         json_array_append_new(
             a, json_pack("{s:s,s:I}", k1, PQgetvalue(res, i, 0), k2,
-                         (json_int_t)strtoll(PQgetvalue(res, i, 1), NULL,
-                                             10)));
+                         (json_int_t)strtoll(PQgetvalue(res, i, 1), NULL, 10)));
     return a;
 }
 
@@ -153,13 +151,12 @@ int arena_board_dashboard(struct db_conn *c,
     double answered = strtod(PQgetvalue(res, 0, 4), NULL);
     json_object_set_new(
         root, "totals",
-        json_pack("{s:I,s:I,s:I,s:f}", "votes",
-                  (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-                  "battles",
-                  (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10),
-                  "visitors",
-                  (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10),
-                  "cost_usd", cost));
+        json_pack(
+            "{s:I,s:I,s:I,s:f}", "votes",
+            (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10), "battles",
+            (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10), "visitors",
+            (json_int_t)strtoll(PQgetvalue(res, 0, 2), NULL, 10), "cost_usd",
+            cost));
     json_object_set_new(root, "cost_per_battle_usd",
                         json_real(answered > 0 ? cost / answered : 0.0));
     PQclear(res);
@@ -168,10 +165,9 @@ int arena_board_dashboard(struct db_conn *c,
     size_t len = 0;
     const char *series = snap ? arena_board_votes(snap, "day", &len) : NULL;
     json_t *vot = series ? json_loadb(series, len, 0, NULL) : NULL;
-    json_object_set_new(root, "votes_over_time",
-                        vot ? vot
-                            : json_pack("{s:s,s:[]}", "bucket", "day",
-                                        "series"));
+    json_object_set_new(
+        root, "votes_over_time",
+        vot ? vot : json_pack("{s:s,s:[]}", "bucket", "day", "series"));
 
     /* Per model: answers, time to first token, tokens per second,
      * failures, cost. */
@@ -237,8 +233,7 @@ int arena_board_dashboard(struct db_conn *c,
                 0, NULL, err);
     if (res == NULL)
         goto out;
-    json_object_set_new(root, "languages",
-                        name_counts(res, "name", "battles"));
+    json_object_set_new(root, "languages", name_counts(res, "name", "battles"));
     PQclear(res);
 
     /* Prompt themes: the commonest words (3+ letters, not stopwords) and
@@ -279,10 +274,9 @@ int arena_board_dashboard(struct db_conn *c,
     json_t *fl = json_array();
     for (int i = 0; i < PQntuples(res); i++)
         json_array_append_new(
-            fl, json_pack("{s:s,s:I,s:s,s:s}", "visitor",
-                          PQgetvalue(res, i, 0), "votes",
-                          (json_int_t)strtoll(PQgetvalue(res, i, 1), NULL,
-                                              10),
+            fl, json_pack("{s:s,s:I,s:s,s:s}", "visitor", PQgetvalue(res, i, 0),
+                          "votes",
+                          (json_int_t)strtoll(PQgetvalue(res, i, 1), NULL, 10),
                           "reason", PQgetvalue(res, i, 2), "last_seen",
                           PQgetvalue(res, i, 3)));
     json_object_set_new(root, "flagged_visitors", fl);

@@ -111,7 +111,8 @@ static int speeds_load(struct speed **sp, size_t *n, int64_t *last_id,
                 "AND model_id IS NOT NULL AND error IS NULL "
                 "GROUP BY model_id",
                 1, p, &res, &derr) != DB_OK) {
-        snprintf(err->msg, sizeof(err->msg), "reading speeds: %.200s", derr.msg);
+        snprintf(err->msg, sizeof(err->msg), "reading speeds: %.200s",
+                 derr.msg);
         return ARENA_ERR_IO;
     }
     int rc = ARENA_OK;
@@ -149,7 +150,8 @@ static int meta_load(struct arena__store *st, const struct speed *sp,
                 "price_input_per_mtok::float8, price_output_per_mtok::float8 "
                 "FROM models",
                 0, NULL, &res, &derr) != DB_OK) {
-        snprintf(err->msg, sizeof(err->msg), "reading models: %.200s", derr.msg);
+        snprintf(err->msg, sizeof(err->msg), "reading models: %.200s",
+                 derr.msg);
         return ARENA_ERR_IO;
     }
     size_t n = arena_battles_n_models(st->set);
@@ -276,8 +278,7 @@ static int refresh(struct arena_board *b, struct db_conn *c, int full,
         struct arena__store fresh;
         if (arena__store_init(&fresh) != ARENA_OK)
             return ARENA_ERR_NOMEM;
-        rc = arena__store_load(&fresh, c, b->o.long_prompt_bytes, &added,
-                               err);
+        rc = arena__store_load(&fresh, c, b->o.long_prompt_bytes, &added, err);
         if (rc != ARENA_OK) {
             arena__store_free(&fresh);
             return rc;
@@ -285,8 +286,7 @@ static int refresh(struct arena_board *b, struct db_conn *c, int full,
         arena__store_free(&b->st);
         b->st = fresh;
     } else {
-        rc = arena__store_load(&b->st, c, b->o.long_prompt_bytes, &added,
-                               err);
+        rc = arena__store_load(&b->st, c, b->o.long_prompt_bytes, &added, err);
         if (rc != ARENA_OK)
             return rc;
     }
@@ -454,8 +454,8 @@ static void *board_main(void *arg)
     return NULL;
 }
 
-int arena_board_new(const struct arena_board_opts *o,
-                    struct arena_board **out, struct arena_err *err)
+int arena_board_new(const struct arena_board_opts *o, struct arena_board **out,
+                    struct arena_err *err)
 {
     if (o == NULL || o->db == NULL) {
         snprintf(err->msg, sizeof(err->msg), "the board needs a database");
@@ -519,8 +519,7 @@ void arena_board_free(struct arena_board *b)
 
 int arena_board_build_once(struct db_conn *conn,
                            const struct arena_board_opts *o,
-                           struct arena_board_snap **out,
-                           struct arena_err *err)
+                           struct arena_board_snap **out, struct arena_err *err)
 {
     struct arena_board b;
     memset(&b, 0, sizeof(b));
@@ -540,8 +539,7 @@ int arena_board_build_once(struct db_conn *conn,
 }
 
 int arena_board_load_battles(struct db_conn *conn, int long_prompt_bytes,
-                             struct arena_battles *set,
-                             struct arena_err *err)
+                             struct arena_battles *set, struct arena_err *err)
 {
     if (arena_battles_count(set) != 0 || arena_battles_n_models(set) != 0) {
         snprintf(err->msg, sizeof(err->msg), "the set must be empty");

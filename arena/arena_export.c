@@ -36,8 +36,7 @@
 #include "arena_internal.h"
 #include "db.h"
 
-static void err_set(struct arena_err *err, const char *what,
-                    const char *detail)
+static void err_set(struct arena_err *err, const char *what, const char *detail)
 {
     snprintf(err->msg, sizeof(err->msg), "%s%s%.200s", what,
              detail[0] ? ": " : "", detail);
@@ -56,8 +55,8 @@ int arena_export_format_parse(const char *s)
 }
 
 /* The identity-leak test, as the board's loader writes it. */
-#define LEAK_SQL                                                           \
-    "(NOT v.counted OR b.excluded_reason IS NOT NULL "                     \
+#define LEAK_SQL                                                               \
+    "(NOT v.counted OR b.excluded_reason IS NOT NULL "                         \
     "OR b.tags ? 'identity_leak')"
 
 /* Category predicates (arena_board.c's list). $7 is the long-prompt
@@ -99,8 +98,7 @@ static const char *category_sql(const char *cat, const char **lang)
     return NULL;
 }
 
-int arena_export_check(const struct arena_export_opts *o,
-                       struct arena_err *err)
+int arena_export_check(const struct arena_export_opts *o, struct arena_err *err)
 {
     const char *lang;
     if (category_sql(o->category, &lang) == NULL) {
@@ -117,13 +115,13 @@ int arena_export_check(const struct arena_export_opts *o,
 
 /* The conversation of one side: user prompts (side 'both') and that
  * side's answers, the last attempt of each, in turn order. */
-#define CONV_SQL(side)                                                     \
-    "(SELECT coalesce(json_agg(json_build_object('role', x.role, "         \
-    "'content', x.content) ORDER BY x.turn, x.ord), '[]') FROM ("          \
-    "SELECT DISTINCT ON (m.turn, m.side, m.role) m.turn, m.role, "         \
-    "m.content, CASE m.role WHEN 'system' THEN 0 WHEN 'user' THEN 1 "      \
-    "ELSE 2 END AS ord FROM messages m WHERE m.battle_id = b.id AND "      \
-    "m.side IN ('both', '" side "') "                                      \
+#define CONV_SQL(side)                                                         \
+    "(SELECT coalesce(json_agg(json_build_object('role', x.role, "             \
+    "'content', x.content) ORDER BY x.turn, x.ord), '[]') FROM ("              \
+    "SELECT DISTINCT ON (m.turn, m.side, m.role) m.turn, m.role, "             \
+    "m.content, CASE m.role WHEN 'system' THEN 0 WHEN 'user' THEN 1 "          \
+    "ELSE 2 END AS ord FROM messages m WHERE m.battle_id = b.id AND "          \
+    "m.side IN ('both', '" side "') "                                          \
     "ORDER BY m.turn, m.side, m.role, m.attempt DESC) x)"
 
 static const char page_sql_head[] =
@@ -132,16 +130,24 @@ static const char page_sql_head[] =
     "extract(epoch FROM v.created_at)::float8, "
     "(b.has_code OR b.tags ? 'coding'), b.prompt_len, b.tags, "
     "NOT " LEAK_SQL ", coalesce(b.excluded_reason, "
-    "CASE WHEN NOT v.counted THEN 'not_counted' END), "
-    CONV_SQL("a") ", " CONV_SQL("b") " "
-    "FROM votes v JOIN battles b ON b.id = v.battle_id "
-    "JOIN models ma ON ma.id = v.model_a JOIN models mb ON mb.id = v.model_b "
-    "LEFT JOIN visitors vis ON vis.id = v.visitor_id "
-    "WHERE v.id > $1::bigint AND ($3::timestamptz IS NULL OR "
-    "v.created_at >= $3::timestamptz) AND ($4::timestamptz IS NULL OR "
-    "v.created_at < $4::timestamptz) AND ($5::text IS NULL OR ma.name = $5 "
-    "OR mb.name = $5) AND ($6::bool OR v.winner IN ('model_a', 'model_b')) "
-    "AND ($7::int IS NOT NULL) AND ($8::text IS NULL OR true) AND ";
+    "CASE WHEN NOT v.counted THEN 'not_counted' END), " CONV_SQL(
+        "a") ", " CONV_SQL("b") " "
+                                "FROM votes v JOIN battles b ON b.id = "
+                                "v.battle_id "
+                                "JOIN models ma ON ma.id = v.model_a JOIN "
+                                "models mb ON mb.id = v.model_b "
+                                "LEFT JOIN visitors vis ON vis.id = "
+                                "v.visitor_id "
+                                "WHERE v.id > $1::bigint AND ($3::timestamptz "
+                                "IS NULL OR "
+                                "v.created_at >= $3::timestamptz) AND "
+                                "($4::timestamptz IS NULL OR "
+                                "v.created_at < $4::timestamptz) AND ($5::text "
+                                "IS NULL OR ma.name = $5 "
+                                "OR mb.name = $5) AND ($6::bool OR v.winner IN "
+                                "('model_a', 'model_b')) "
+                                "AND ($7::int IS NOT NULL) AND ($8::text IS "
+                                "NULL OR true) AND ";
 static const char page_sql_tail[] = " ORDER BY v.id LIMIT $2::int";
 
 enum col {
@@ -171,16 +177,15 @@ static json_t *str_or_null(const PGresult *res, int i, int c)
 }
 
 /* "arena_" + 32 hex digits, or "" when there is no visitor or key. */
-static void judge_of(const struct arena_keys *keys, const PGresult *res,
-                     int i, char out[40])
+static void judge_of(const struct arena_keys *keys, const PGresult *res, int i,
+                     char out[40])
 {
     out[0] = '\0';
     if (keys == NULL || PQgetisnull(res, i, C_VHASH))
         return;
     size_t n = 0;
     unsigned char *raw =
-        PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, C_VHASH),
-                        &n);
+        PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, C_VHASH), &n);
     if (raw == NULL)
         return;
     uint8_t mac[32];
@@ -202,8 +207,8 @@ static json_t *battle_record(const PGresult *res, int i, const char *judge)
     json_object_set_new(o, "model_a", str_or_null(res, i, C_MA));
     json_object_set_new(o, "model_b", str_or_null(res, i, C_MB));
     json_object_set_new(o, "winner", str_or_null(res, i, C_WINNER));
-    json_object_set_new(o, "judge", judge[0] ? json_string(judge)
-                                             : json_null());
+    json_object_set_new(o, "judge",
+                        judge[0] ? json_string(judge) : json_null());
     json_t *ca = json_loads(PQgetvalue(res, i, C_CONV_A), 0, NULL);
     json_t *cb = json_loads(PQgetvalue(res, i, C_CONV_B), 0, NULL);
     json_object_set_new(o, "conversation_a", ca ? ca : json_array());
@@ -222,8 +227,8 @@ static json_t *battle_record(const PGresult *res, int i, const char *judge)
                         json_integer(atoi(PQgetvalue(res, i, C_PLEN))));
     json_t *tags = json_loads(PQgetvalue(res, i, C_TAGS), 0, NULL);
     json_object_set_new(o, "tags", tags ? tags : json_object());
-    json_object_set_new(
-        o, "counted", json_boolean(PQgetvalue(res, i, C_COUNTED)[0] == 't'));
+    json_object_set_new(o, "counted",
+                        json_boolean(PQgetvalue(res, i, C_COUNTED)[0] == 't'));
     json_object_set_new(o, "excluded_reason", str_or_null(res, i, C_EXCL));
     json_object_set_new(o, "mode", str_or_null(res, i, C_MODE));
     return o;
@@ -244,8 +249,8 @@ static json_t *dpo_record(const PGresult *res, int i)
      * (a system message may come first). */
     size_t k = 0;
     while (k < json_array_size(ca)) {
-        const char *role = json_string_value(
-            json_object_get(json_array_get(ca, k), "role"));
+        const char *role =
+            json_string_value(json_object_get(json_array_get(ca, k), "role"));
         if (role != NULL && strcmp(role, "user") == 0)
             break;
         k++;
@@ -314,28 +319,26 @@ static const char csv_header[] =
     "question_id,model_a,model_b,winner,judge,turn,anony,language,tstamp,"
     "is_code,prompt_len,tags,counted,excluded_reason\n";
 
-static int csv_record(const PGresult *res, int i, const char *judge,
-                      char **buf, size_t *len, size_t *cap)
+static int csv_record(const PGresult *res, int i, const char *judge, char **buf,
+                      size_t *len, size_t *cap)
 {
     const char *anony =
-        strcmp(PQgetvalue(res, i, C_MODE), "anonymous") == 0 ? "true"
-                                                             : "false";
-    const char *f[14] = {PQgetvalue(res, i, C_QID),
-                         PQgetvalue(res, i, C_MA),
-                         PQgetvalue(res, i, C_MB),
-                         PQgetvalue(res, i, C_WINNER),
-                         judge,
-                         PQgetvalue(res, i, C_TURNS),
-                         anony,
-                         PQgetvalue(res, i, C_LANG),
-                         PQgetvalue(res, i, C_TS),
-                         PQgetvalue(res, i, C_CODE)[0] == 't' ? "true"
-                                                              : "false",
-                         PQgetvalue(res, i, C_PLEN),
-                         PQgetvalue(res, i, C_TAGS),
-                         PQgetvalue(res, i, C_COUNTED)[0] == 't' ? "true"
-                                                                 : "false",
-                         PQgetvalue(res, i, C_EXCL)};
+        strcmp(PQgetvalue(res, i, C_MODE), "anonymous") == 0 ? "true" : "false";
+    const char *f[14] = {
+        PQgetvalue(res, i, C_QID),
+        PQgetvalue(res, i, C_MA),
+        PQgetvalue(res, i, C_MB),
+        PQgetvalue(res, i, C_WINNER),
+        judge,
+        PQgetvalue(res, i, C_TURNS),
+        anony,
+        PQgetvalue(res, i, C_LANG),
+        PQgetvalue(res, i, C_TS),
+        PQgetvalue(res, i, C_CODE)[0] == 't' ? "true" : "false",
+        PQgetvalue(res, i, C_PLEN),
+        PQgetvalue(res, i, C_TAGS),
+        PQgetvalue(res, i, C_COUNTED)[0] == 't' ? "true" : "false",
+        PQgetvalue(res, i, C_EXCL)};
     for (int k = 0; k < 14; k++)
         if (csv_field(buf, len, cap, f[k], k == 13) != 0)
             return -1;
@@ -343,16 +346,16 @@ static int csv_record(const PGresult *res, int i, const char *judge,
 }
 
 int arena_export_run(struct db_conn *c, const struct arena_export_opts *o,
-                     arena_export_write_fn write, void *user,
-                     uint64_t *rows, struct arena_err *err)
+                     arena_export_write_fn write, void *user, uint64_t *rows,
+                     struct arena_err *err)
 {
     *rows = 0;
     if (arena_export_check(o, err) != ARENA_OK)
         return ARENA_ERR_INVALID;
     const char *lang = NULL;
     const char *pred = category_sql(o->category, &lang);
-    size_t sql_len = sizeof(page_sql_head) + strlen(pred) +
-                     sizeof(page_sql_tail);
+    size_t sql_len =
+        sizeof(page_sql_head) + strlen(pred) + sizeof(page_sql_tail);
     char *sql = malloc(sql_len);
     if (sql == NULL) {
         err_set(err, "out of memory", "");
@@ -411,8 +414,8 @@ int arena_export_run(struct db_conn *c, const struct arena_export_opts *o,
                                   : battle_record(res, i, judge);
                 if (rec == NULL)
                     continue; /* a DPO pair without both answers */
-                char *text = json_dumps(rec, JSON_COMPACT |
-                                                 JSON_REAL_PRECISION(17));
+                char *text =
+                    json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(17));
                 json_decref(rec);
                 if (text == NULL) {
                     rc = ARENA_ERR_NOMEM;

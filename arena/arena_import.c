@@ -204,10 +204,9 @@ static char *conv_from_lists(const char *prompts, const char *answers,
             json_array_append_new(conv, json_pack("{s:s,s:s}", "role", "user",
                                                   "content", q ? q : ""));
             if (i < json_array_size(a))
-                json_array_append_new(conv,
-                                      json_pack("{s:s,s:s}", "role",
-                                                "assistant", "content",
-                                                r ? r : ""));
+                json_array_append_new(conv, json_pack("{s:s,s:s}", "role",
+                                                      "assistant", "content",
+                                                      r ? r : ""));
         }
         *user_bytes = 0;
         *users = 0;
@@ -344,10 +343,9 @@ static int read_jsonl(FILE *f, struct copy *c, uint64_t *rows,
             r.tags = json_dumps(tags, JSON_COMPACT);
         size_t ub = 0, ub_b = 0;
         int users = 0, users_b = 0;
-        r.conv_a = conv_norm(json_object_get(o, "conversation_a"), &ub,
-                             &users);
-        r.conv_b = conv_norm(json_object_get(o, "conversation_b"), &ub_b,
-                             &users_b);
+        r.conv_a = conv_norm(json_object_get(o, "conversation_a"), &ub, &users);
+        r.conv_b =
+            conv_norm(json_object_get(o, "conversation_b"), &ub_b, &users_b);
         int s = rec_stage(c, lineno, &r, ub, users);
         rec_free(&r);
         json_decref(o);
@@ -484,14 +482,30 @@ enum {
     K_RB,
     N_K
 };
-static const char *const csv_names[N_K] = {
-    "question_id", "id", "model_a", "model_b", "winner", "judge", "tstamp",
-    "language", "turn", "anony", "is_code", "counted", "excluded_reason",
-    "prompt_len", "tags", "winner_model_a", "winner_model_b", "winner_tie", "prompt", "response_a",
-    "response_b"};
+static const char *const csv_names[N_K] = {"question_id",
+                                           "id",
+                                           "model_a",
+                                           "model_b",
+                                           "winner",
+                                           "judge",
+                                           "tstamp",
+                                           "language",
+                                           "turn",
+                                           "anony",
+                                           "is_code",
+                                           "counted",
+                                           "excluded_reason",
+                                           "prompt_len",
+                                           "tags",
+                                           "winner_model_a",
+                                           "winner_model_b",
+                                           "winner_tie",
+                                           "prompt",
+                                           "response_a",
+                                           "response_b"};
 
-static int read_csv(FILE *f, struct copy *c, uint64_t *rows,
-                    uint64_t *skipped, struct arena_err *err)
+static int read_csv(FILE *f, struct copy *c, uint64_t *rows, uint64_t *skipped,
+                    struct arena_err *err)
 {
     struct csv_row row = {0};
     long long lineno = 0;
@@ -531,10 +545,10 @@ static int read_csv(FILE *f, struct copy *c, uint64_t *rows,
         r.model_b = csv_get(&row, col[K_MB]);
         r.winner = csv_get(&row, col[K_WINNER]);
         if (col[K_WINNER] < 0)
-            r.winner = csv_bool(csv_get(&row, col[K_WA])) == 1 ? "model_a"
-                       : csv_bool(csv_get(&row, col[K_WB])) == 1 ? "model_b"
+            r.winner = csv_bool(csv_get(&row, col[K_WA])) == 1     ? "model_a"
+                       : csv_bool(csv_get(&row, col[K_WB])) == 1   ? "model_b"
                        : csv_bool(csv_get(&row, col[K_WTIE])) == 1 ? "tie"
-                                                                    : NULL;
+                                                                   : NULL;
         r.judge = csv_get(&row, col[K_JUDGE]);
         if (r.judge != NULL && r.judge[0] == '\0')
             r.judge = NULL;
@@ -582,10 +596,10 @@ static int read_csv(FILE *f, struct copy *c, uint64_t *rows,
         size_t ub = 0, ub_b = 0;
         int users = 0, users_b = 0;
         const char *prompts = csv_get(&row, col[K_PROMPT]);
-        r.conv_a = conv_from_lists(prompts, csv_get(&row, col[K_RA]), &ub,
-                                   &users);
-        r.conv_b = conv_from_lists(prompts, csv_get(&row, col[K_RB]), &ub_b,
-                                   &users_b);
+        r.conv_a =
+            conv_from_lists(prompts, csv_get(&row, col[K_RA]), &ub, &users);
+        r.conv_b =
+            conv_from_lists(prompts, csv_get(&row, col[K_RB]), &ub_b, &users_b);
         int s = rec_stage(c, lineno, &r, ub, users);
         rec_free(&r);
         if (s < 0 || copy_flush(c, 0) != 0) {

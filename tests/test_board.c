@@ -137,9 +137,8 @@ TEST(snapshot_contents)
     ro.min_battles = 200;
     struct arena_ratings *r = NULL;
     CHECK_EQ(arena_ratings_bt(pairs, &ro, &r, &err), ARENA_OK);
-    json_t *board = json_loads(arena_board_leaderboard(s, "overall", "bt",
-                                                       &len),
-                               0, NULL);
+    json_t *board =
+        json_loads(arena_board_leaderboard(s, "overall", "bt", &len), 0, NULL);
     json_t *models = json_object_get(board, "models");
     CHECK_EQ(json_array_size(models), r->n_ranked);
     for (size_t k = 0; k < r->n_ranked && k < json_array_size(models); k++) {
@@ -156,26 +155,24 @@ TEST(snapshot_contents)
         CHECK_EQ(json_is_true(json_object_get(m, "provisional")),
                  r->models[id].provisional);
         /* Metadata and speed come along. */
-        CHECK_STREQ(json_string_value(json_object_get(m, "license")),
-                    "open");
+        CHECK_STREQ(json_string_value(json_object_get(m, "license")), "open");
         CHECK(json_real_value(json_object_get(m, "price_in")) > 0);
         CHECK(json_real_value(json_object_get(m, "tokens_per_s")) > 0);
         CHECK(json_real_value(json_object_get(m, "ttft_ms")) >= 10);
     }
     /* The weakest synthetic model comes last. */
-    CHECK_STREQ(json_string_value(json_object_get(
-                    json_array_get(models, json_array_size(models) - 1),
-                    "model")),
-                "m1");
+    CHECK_STREQ(
+        json_string_value(json_object_get(
+            json_array_get(models, json_array_size(models) - 1), "model")),
+        "m1");
     json_decref(board);
     arena_ratings_free(r);
     arena_pairs_free(pairs);
     arena_battles_free(set);
 
     /* Elo: no intervals, plain ranks 1..n. */
-    json_t *elo = json_loads(arena_board_leaderboard(s, "overall", "elo",
-                                                     &len),
-                             0, NULL);
+    json_t *elo =
+        json_loads(arena_board_leaderboard(s, "overall", "elo", &len), 0, NULL);
     json_t *em = json_object_get(elo, "models");
     for (size_t k = 0; k < json_array_size(em); k++) {
         CHECK(json_is_null(json_object_get(json_array_get(em, k), "ci_low")));
@@ -191,17 +188,16 @@ TEST(snapshot_contents)
     json_t *pred = json_object_get(mx, "predicted");
     CHECK_EQ(json_array_size(pred), n);
     CHECK_NEAR(json_real_value(json_array_get(json_array_get(pred, 0), 1)) +
-                   json_real_value(
-                       json_array_get(json_array_get(pred, 1), 0)),
+                   json_real_value(json_array_get(json_array_get(pred, 1), 0)),
                1.0, 1e-12);
     CHECK_EQ(json_array_size(json_object_get(mx, "battles")), n);
     json_decref(mx);
     /* Categories list: overall first; vote volume has buckets. */
     json_t *cats = json_loads(arena_board_categories(s, &len), 0, NULL);
-    CHECK_STREQ(json_string_value(json_object_get(
-                    json_array_get(json_object_get(cats, "categories"), 0),
-                    "name")),
-                "overall");
+    CHECK_STREQ(
+        json_string_value(json_object_get(
+            json_array_get(json_object_get(cats, "categories"), 0), "name")),
+        "overall");
     json_decref(cats);
     arena_board_release(s);
     dbh_close(&d);

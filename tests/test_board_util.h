@@ -23,7 +23,8 @@ static int tb_serial;
 
 /* Creates a database (migrated) and fills conninfo. 0, or -1 when there
  * is no test cluster. */
-static inline int tb_fresh_db(char *conninfo, size_t n, char *name, size_t name_n)
+static inline int tb_fresh_db(char *conninfo, size_t n, char *name,
+                              size_t name_n)
 {
     const char *base = getenv("ARENA_TEST_PGCONN");
     if (base == NULL || base[0] == '\0')
@@ -53,16 +54,15 @@ static inline void tb_drop_db(const char *name)
 {
     PGconn *pg = PQconnectdb(getenv("ARENA_TEST_PGCONN"));
     char sql[160];
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)",
-             name);
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
     PQclear(PQexec(pg, sql));
     PQfinish(pg);
 }
 
 static inline struct db_pool *tb_pool(const char *conninfo, int size)
 {
-    struct db_pool_config pc = {.conninfo = conninfo, .size = size,
-                                .connect_timeout_s = 5};
+    struct db_pool_config pc = {
+        .conninfo = conninfo, .size = size, .connect_timeout_s = 5};
     struct db_pool *p = NULL;
     struct db_err err;
     if (db_pool_new(&pc, &p, &err) != DB_OK)
@@ -151,18 +151,17 @@ static inline int tb_populate(struct db_conn *c, int n)
                 "(VALUES ('a'), ('b')) x(s), generate_series(0, 1) a "
                 "WHERE t <= b.turns AND (a = 0 OR b.id % 7 = 0)") != 0)
         return -1;
-    return tb_exec(c,
-                   "INSERT INTO votes (battle_id, model_a, model_b, winner, "
-                   "mode, counted, visitor_id, turns, ms_to_vote, "
-                   "created_at) SELECT b.id, b.model_a, b.model_b, "
-                   "CASE WHEN h < 10 THEN 'tie' WHEN h < 14 THEN "
-                   "'tie (bothbad)' WHEN h < 57 + 6 * (ma.id - mb.id) "
-                   "THEN 'model_a' ELSE 'model_b' END, b.mode, "
-                   "b.excluded_reason IS NULL, b.visitor_id, b.turns, "
-                   "2000 + b.id % 900, b.created_at + interval '2 min' "
-                   "FROM (SELECT *, abs(hashint4(id::int)) % 100 AS h "
-                   "FROM battles) b JOIN models ma ON ma.id = b.model_a "
-                   "JOIN models mb ON mb.id = b.model_b ORDER BY b.id");
+    return tb_exec(c, "INSERT INTO votes (battle_id, model_a, model_b, winner, "
+                      "mode, counted, visitor_id, turns, ms_to_vote, "
+                      "created_at) SELECT b.id, b.model_a, b.model_b, "
+                      "CASE WHEN h < 10 THEN 'tie' WHEN h < 14 THEN "
+                      "'tie (bothbad)' WHEN h < 57 + 6 * (ma.id - mb.id) "
+                      "THEN 'model_a' ELSE 'model_b' END, b.mode, "
+                      "b.excluded_reason IS NULL, b.visitor_id, b.turns, "
+                      "2000 + b.id % 900, b.created_at + interval '2 min' "
+                      "FROM (SELECT *, abs(hashint4(id::int)) % 100 AS h "
+                      "FROM battles) b JOIN models ma ON ma.id = b.model_a "
+                      "JOIN models mb ON mb.id = b.model_b ORDER BY b.id");
 }
 
 /* Compares two leaderboard answers: same category, vote count, models in
@@ -183,10 +182,11 @@ static inline int tb_compare_board(const char *ta, const char *tb, double tol)
         fprintf(stderr, "votes differ\n");
         diffs++;
     }
-    json_t *ma = json_object_get(a, "models"), *mb = json_object_get(b, "models");
+    json_t *ma = json_object_get(a, "models"),
+           *mb = json_object_get(b, "models");
     if (json_array_size(ma) != json_array_size(mb)) {
-        fprintf(stderr, "model counts differ: %zu, %zu\n",
-                json_array_size(ma), json_array_size(mb));
+        fprintf(stderr, "model counts differ: %zu, %zu\n", json_array_size(ma),
+                json_array_size(mb));
         diffs++;
     }
     for (size_t i = 0; i < json_array_size(ma) && i < json_array_size(mb);
@@ -231,7 +231,7 @@ static inline int tb_compare_board(const char *ta, const char *tb, double tol)
 /* Compares every category (both methods) of two snapshots; the category
  * lists must be identical. Returns the differences. */
 static inline int tb_compare_snaps(const struct arena_board_snap *a,
-                            const struct arena_board_snap *b, double tol)
+                                   const struct arena_board_snap *b, double tol)
 {
     size_t la = 0, lb = 0;
     const char *ca = arena_board_categories(a, &la);

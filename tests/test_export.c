@@ -136,8 +136,7 @@ TEST(battles_round_trip_same_leaderboard)
     struct arena_keys *keys = test_keys();
     CHECK(keys != NULL);
     out_path(path, sizeof(path), "battles.jsonl");
-    struct arena_export_opts o = {.format = ARENA_EXPORT_BATTLES,
-                                  .keys = keys};
+    struct arena_export_opts o = {.format = ARENA_EXPORT_BATTLES, .keys = keys};
     CHECK_EQ(export_to(a.conn, &o, path), N_BATTLES);
     CHECK_EQ(count_lines(path), N_BATTLES);
     uint64_t rows = 0, skipped = 0;
@@ -274,14 +273,13 @@ TEST(filters)
     /* A category exports what the board counts in it. */
     struct arena_board_snap *s = board(a.conn, 0, 0);
     CHECK(s != NULL);
-    const char *cats[] = {"overall", "coding", "multi_turn", "no_ties",
+    const char *cats[] = {"overall",         "coding",  "multi_turn", "no_ties",
                           "include_flagged", "lang:fr", "math"};
-    for (size_t i = 0; s != NULL && i < sizeof(cats) / sizeof(cats[0]);
-         i++) {
+    for (size_t i = 0; s != NULL && i < sizeof(cats) / sizeof(cats[0]); i++) {
         o.category = cats[i];
         size_t len;
-        json_t *b = json_loads(
-            arena_board_leaderboard(s, cats[i], "bt", &len), 0, NULL);
+        json_t *b = json_loads(arena_board_leaderboard(s, cats[i], "bt", &len),
+                               0, NULL);
         CHECK_EQ(export_to(a.conn, &o, path),
                  json_integer_value(json_object_get(b, "votes")));
         json_decref(b);

@@ -61,8 +61,7 @@ static void get_export(struct web_req *r)
         return;
     int f = arena_export_format_parse(fmt);
     if (f < 0) {
-        web_reply_error(r, 400, "invalid_field",
-                        "format: battles, dpo or csv");
+        web_reply_error(r, 400, "invalid_field", "format: battles, dpo or csv");
         return;
     }
     struct arena_export_opts o = {
@@ -87,9 +86,9 @@ static void get_export(struct web_req *r)
     const char *ext = f == ARENA_EXPORT_CSV ? "csv" : "jsonl";
     char disp[96];
     snprintf(disp, sizeof(disp), "attachment; filename=\"arena-%s.%s\"",
-             f == ARENA_EXPORT_DPO    ? "dpo"
+             f == ARENA_EXPORT_DPO   ? "dpo"
              : f == ARENA_EXPORT_CSV ? "battles"
-                                      : "battles",
+                                     : "battles",
              ext);
     web_header_add(r, "Content-Disposition", disp);
     web_header_add(r, "Cache-Control", "no-store");
@@ -121,8 +120,7 @@ static void get_export(struct web_req *r)
 int web__export_init(struct web_server *s, void **state, struct web_err *err)
 {
     *state = NULL;
-    if (web_route(s, "GET", "/api/admin/export", get_export, NULL) !=
-        WEB_OK) {
+    if (web_route(s, "GET", "/api/admin/export", get_export, NULL) != WEB_OK) {
         snprintf(err->msg, sizeof(err->msg), "cannot add routes");
         return WEB_ERR;
     }

@@ -138,15 +138,13 @@ int web__leaderboard_init(struct web_server *s, void **state,
         o.db_wait_ms = cfg->db_wait_ms;
         struct arena_err aerr = {{0}};
         if (arena_board_new(&o, &b, &aerr) != ARENA_OK) {
-            snprintf(err->msg, sizeof(err->msg), "leaderboard: %s",
-                     aerr.msg);
+            snprintf(err->msg, sizeof(err->msg), "leaderboard: %s", aerr.msg);
             return WEB_ERR;
         }
     }
-    if (web_route(s, "GET", "/api/leaderboard", get_leaderboard, b) !=
+    if (web_route(s, "GET", "/api/leaderboard", get_leaderboard, b) != WEB_OK ||
+        web_route(s, "GET", "/api/leaderboard/categories", get_categories, b) !=
             WEB_OK ||
-        web_route(s, "GET", "/api/leaderboard/categories", get_categories,
-                  b) != WEB_OK ||
         web_route(s, "GET", "/api/leaderboard/matrices", get_matrices, b) !=
             WEB_OK ||
         web_route(s, "GET", "/api/stats/votes", get_votes, b) != WEB_OK) {
@@ -169,9 +167,10 @@ void web__leaderboard_cleanup(void *state)
 /* ---------------------------------------------------------------------- */
 /* arena bench leaderboard: GET latency under concurrent readers          */
 
-#include <curl/curl.h>
 #include <pthread.h>
 #include <time.h>
+
+#include <curl/curl.h>
 
 struct lb_client {
     pthread_t thread;
@@ -268,8 +267,7 @@ int web_cmd_bench_leaderboard(int argc, char **argv)
         else if (strcmp(a, "--seconds") == 0)
             seconds = atof(v);
         else {
-            fprintf(stderr, "arena bench leaderboard: unknown option %s\n",
-                    a);
+            fprintf(stderr, "arena bench leaderboard: unknown option %s\n", a);
             return 2;
         }
         i++;
@@ -309,8 +307,9 @@ int web_cmd_bench_leaderboard(int argc, char **argv)
     free(c);
     curl_global_cleanup();
     if (all == NULL || n == 0) {
-        fprintf(stderr, "arena bench leaderboard: no successful request "
-                        "(%zu errors)\n",
+        fprintf(stderr,
+                "arena bench leaderboard: no successful request "
+                "(%zu errors)\n",
                 errors);
         free(all);
         return 1;
@@ -320,8 +319,8 @@ int web_cmd_bench_leaderboard(int argc, char **argv)
     printf("GET %s: %zu requests in %.1f s from %d clients: %.0f/s, "
            "%.0f bytes each, %zu errors\n"
            "latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
-           path, n, wall, clients, (double)n / wall, (double)bytes / n,
-           errors, PCT(0.5), PCT(0.9), PCT(0.99), PCT(0.999), all[n - 1]);
+           path, n, wall, clients, (double)n / wall, (double)bytes / n, errors,
+           PCT(0.5), PCT(0.9), PCT(0.99), PCT(0.999), all[n - 1]);
 #undef PCT
     free(all);
     return errors > 0;

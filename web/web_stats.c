@@ -26,7 +26,7 @@ struct stats {
     pthread_mutex_t mu;
     char *text; /* cached answer */
     size_t len;
-    double at;  /* monotonic seconds */
+    double at; /* monotonic seconds */
 };
 
 static double mono(void)
@@ -37,8 +37,7 @@ static double mono(void)
 }
 
 /* Recomputes into st (mu held). Returns 0, or an HTTP status. */
-static int recompute(struct web_req *r, struct stats *st, char *msg,
-                     size_t n)
+static int recompute(struct web_req *r, struct stats *st, char *msg, size_t n)
 {
     struct db_conn *c = NULL;
     struct db_err derr = {{0}, {0}};
