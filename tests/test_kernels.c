@@ -318,6 +318,82 @@ TEST(simd_matches_scalar)
     }
 }
 
+/* Each output element is computed the same way whatever tile it falls in:
+ * the full product (all rows, nb activation rows at once) equals, bit for
+ * bit, every element computed alone (one weight row, one activation row)
+ * and row ranges that start or end inside a tile. This is the kernel side
+ * of "a sequence's logits do not depend on the batch it runs in". */
+static int check_tile_invariance(const struct infer_kernels *ks, uint32_t t,
+                                 int64_t k)
+{
+    enum { R = 11, NB = 13 };
+    size_t rb = infer_row_bytes(t, k);
+    enum infer_act_kind kind = infer_act_kind_of(t);
+    size_t ab = infer_act_row_bytes(kind, k);
+    float *w = malloc(sizeof(float) * R * k), *x = malloc(sizeof(float) * NB * k);
+    unsigned char *wq = malloc(rb * R), *xa = malloc(ab * NB);
+    float *all = malloc(sizeof(float) * NB * R), *part = malloc(sizeof(float) * NB * R);
+    int bad = 0;
+    fill(w, R * k, 0.7);
+    fill(x, NB * k, 1.5);
+    for (int r = 0; r < R; r++)
+        infer_quantize_row(t, w + r * k, wq + r * rb, k);
+    for (int b = 0; b < NB; b++) {
+        if (kind == INFER_ACT_Q8A)
+            infer_quantize_q8a(x + b * k, (void *)(xa + b * ab), k);
+        else if (kind == INFER_ACT_Q8K)
+            infer_quantize_q8k(x + b * k, (void *)(xa + b * ab), k);
+        else
+            memcpy(xa + b * ab, x + b * k, ab);
+    }
+    ks->mm[t](wq, rb, k, 0, R, xa, ab, NB, all, R);
+    /* One element at a time. */
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < NB; b++) {
+            float one[R]; /* the kernel writes one[r] */
+            ks->mm[t](wq, rb, k, r, r + 1, xa + b * ab, ab, 1, one, R);
+            bad += memcmp(&one[r], &all[b * R + r], sizeof(float)) != 0;
+        }
+    /* Ragged row ranges and activation subsets: rows [r0, r1) against
+     * activation rows [b0, b0 + n). */
+    static const int cuts[][4] = {{1, 10, 2, 7}, {3, 6, 0, 13}, {5, 11, 11, 2},
+                                  {0, 7, 6, 5},  {2, 3, 1, 3}};
+    for (size_t c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
+        int r0 = cuts[c][0], r1 = cuts[c][1], b0 = cuts[c][2], n = cuts[c][3];
+        ks->mm[t](wq, rb, k, r0, r1, xa + b0 * ab, ab, n, part, R);
+        for (int b = 0; b < n; b++)
+            for (int r = r0; r < r1; r++)
+                bad += memcmp(&part[b * R + r], &all[(b0 + b) * R + r],
+                              sizeof(float)) != 0;
+    }
+    if (bad)
+        fprintf(stderr, "%s %s k=%lld: %d elements depend on the tile\n",
+                ks->name, infer_type_name(t), (long long)k, bad);
+    free(w);
+    free(x);
+    free(wq);
+    free(xa);
+    free(all);
+    free(part);
+    return bad;
+}
+
+TEST(matmul_result_independent_of_tiling)
+{
+    for (int s = 0; infer_kernel_names[s] != NULL; s++) {
+        const struct infer_kernels *ks = infer_kernels_get(infer_kernel_names[s]);
+        if (ks == NULL)
+            continue;
+        for (size_t ti = 0; ti < N_TYPES; ti++) {
+            uint32_t t = all_types[ti];
+            int blk = infer_type_block(t);
+            /* An even and an odd number of blocks (and a float tail). */
+            CHECK_EQ(check_tile_invariance(ks, t, blk == 256 ? 512 : 576), 0);
+            CHECK_EQ(check_tile_invariance(ks, t, blk == 256 ? 768 : blk == 1 ? 100 : 96), 0);
+        }
+    }
+}
+
 /* ---- thread pool ---------------------------------------------------------------- */
 
 struct pool_job {
@@ -487,6 +563,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(activation_quantizers),
     TEST_ENTRY(matmul_every_set_every_type),
     TEST_ENTRY(simd_matches_scalar),
+    TEST_ENTRY(matmul_result_independent_of_tiling),
     TEST_ENTRY(pool_runs_all_threads_with_barriers),
     TEST_ENTRY(sampler_greedy_and_seeded),
     TEST_ENTRY(sampler_distribution_and_filters),
