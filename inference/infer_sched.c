@@ -326,6 +326,17 @@ static bool admit_one(struct sched *e, struct req *r)
     return true;
 }
 
+/* Queued requests whose client is still there (under mu). Cancelled ones
+ * wait for the engine thread to drop them, and must not make a new request
+ * look busy meanwhile. */
+static int queue_live(const struct sched *e)
+{
+    int n = 0;
+    for (const struct req *r = e->q_head; r != NULL; r = r->next)
+        n += !infer__stream_cancelled(r->s);
+    return n;
+}
+
 /* Moves cancelled queue entries to *dead and admits what fits (under mu). */
 static void admit(struct sched *e, struct req **dead)
 {
@@ -574,13 +585,27 @@ static int sched_submit(struct infer_engine *base, const struct infer_params *p,
     st = infer_sampler_new(&sp, e->m->cfg.n_vocab, &r->smp);
     if (st == INFER_OK)
         st = infer_seq_init(&r->seq, e->kv, e->ctx_len);
-    if (st == INFER_OK && p->n_stop > 0) {
-        r->stops = calloc(p->n_stop, sizeof(char *));
+    /* A model may also write its end-of-text marker out as ordinary pieces
+     * (TinyStories-656K learnt "<|end_story|>" as text), so the text of the
+     * EOS token is always one more stop string. */
+    size_t eos_len = 0;
+    const char *eos_text = NULL;
+    if (infer_tok_eos(e->m->tok) >= 0)
+        eos_text = infer_tok_piece(e->m->tok, infer_tok_eos(e->m->tok), true,
+                                   &eos_len);
+    if (eos_text != NULL && (eos_len < 3 || eos_len > 256))
+        eos_text = NULL;
+    if (st == INFER_OK && (p->n_stop > 0 || eos_text != NULL)) {
+        r->stops = calloc(p->n_stop + 1, sizeof(char *));
         st = r->stops != NULL ? INFER_OK : INFER_ERR_NOMEM;
         for (size_t i = 0; st == INFER_OK && i < p->n_stop; i++) {
             if (p->stop[i][0] == '\0')
                 continue;
             r->stops[r->n_stops] = strdup(p->stop[i]);
+            st = r->stops[r->n_stops++] != NULL ? INFER_OK : INFER_ERR_NOMEM;
+        }
+        if (st == INFER_OK && eos_text != NULL) {
+            r->stops[r->n_stops] = strndup(eos_text, eos_len);
             st = r->stops[r->n_stops++] != NULL ? INFER_OK : INFER_ERR_NOMEM;
         }
     }
@@ -594,7 +619,7 @@ static int sched_submit(struct infer_engine *base, const struct infer_params *p,
     pthread_mutex_lock(&e->mu);
     if (e->stop)
         st = infer_err_set(err, INFER_ERR_CANCELLED, "the engine is closing");
-    else if (e->n_queued >= e->o.max_queue)
+    else if (e->n_queued >= e->o.max_queue && queue_live(e) >= e->o.max_queue)
         st = infer_err_set(err, INFER_ERR_BUSY,
                            "%d requests are waiting; try again later",
                            e->n_queued);

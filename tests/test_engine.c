@@ -138,8 +138,10 @@ static int run_one(struct infer_engine *e, const char *prompt, char *out,
     struct infer_params p = {.prompt = prompt, .max_tokens = GEN};
     struct infer_stream *s;
     struct infer_err err;
-    if (infer_engine_submit(e, &p, NULL, &s, &err) != INFER_OK)
+    if (infer_engine_submit(e, &p, NULL, &s, &err) != INFER_OK) {
+        fprintf(stderr, "submit: %s\n", err.msg);
         return -1;
+    }
     int k = drain(s, out, cap, st);
     infer_stream_free(s);
     return k;
@@ -395,11 +397,44 @@ TEST(hub_scan)
     infer_hub_free(h);
 }
 
+/* TinyStories-656K writes its end marker "<|end_story|>" as ordinary
+ * pieces, not as token 2: the engine must stop there and never stream it. */
+TEST(eos_text_stops)
+{
+    char path[4096];
+    snprintf(path, sizeof(path),
+             "%s/models/tinystories-656K/TinyStories-656K-Q8_0.gguf",
+             check_env("ARENA_SHARED", "../shared"));
+    if (access(path, R_OK) != 0)
+        check_skip("no %s", path);
+    struct infer_engine_opts o;
+    infer_engine_opts_default(&o);
+    o.max_batch = 1;
+    o.threads = 2;
+    struct infer_engine *e = NULL;
+    struct infer_err err;
+    CHECK_EQ(infer_engine_open_local(path, &o, &e, &err), INFER_OK);
+    struct infer_params p = {.prompt = "", .max_tokens = 400};
+    struct infer_stream *s = NULL;
+    CHECK_EQ(infer_engine_submit(e, &p, NULL, &s, &err), INFER_OK);
+    static char out[16384];
+    struct infer_stats st;
+    int k = drain(s, out, sizeof(out), &st);
+    infer_stream_free(s);
+    infer_engine_free(e);
+    CHECK_EQ(k, INFER_EV_DONE);
+    CHECK(strlen(out) > 100);
+    CHECK(strstr(out, "<|end") == NULL);
+    CHECK_STREQ(st.finish_reason, "stop");
+    CHECK(st.completion_tokens < 400);
+}
+
 static const struct check_test tests[] = {
     TEST_ENTRY(alone_matches_reference),
     TEST_ENTRY(batched_equals_alone),
     TEST_ENTRY(busy_toolong_stop),
     TEST_ENTRY(sessions_reuse_prefix),
     TEST_ENTRY(hub_scan),
+    TEST_ENTRY(eos_text_stops),
 };
 CHECK_MAIN(tests)
