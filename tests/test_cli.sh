@@ -16,5 +16,10 @@ check "arena --help" 0 "$ARENA_BIN" --help
 check "arena with no command" 2 "$ARENA_BIN"
 check "unknown command" 2 "$ARENA_BIN" frobnicate
 check "unknown benchmark" 2 "$ARENA_BIN" bench frobnicate
+check "arena serve --help" 0 "$ARENA_BIN" serve --help
+check "arena migrate --help" 0 "$ARENA_BIN" migrate --help
+check "serve with a bad flag" 2 "$ARENA_BIN" serve --frobnicate
+check "serve with a bad port" 2 "$ARENA_BIN" serve --port notaport
+check "migrate with a bad flag" 2 "$ARENA_BIN" migrate --frobnicate
 "$ARENA_BIN" --help | grep -q serve || { echo "FAIL help lists serve"; fail=$((fail + 1)); }
 [ $fail = 0 ]
