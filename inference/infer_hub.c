@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "infer_internal.h"
 #include "infer_sched.h"
@@ -156,6 +157,19 @@ static bool gguf_vocab_only(const char *path)
     return vo;
 }
 
+/* True when path (a .bin) has a .gguf beside it with the same stem: the
+ * same weights in two formats would otherwise enter the arena twice and
+ * be drawn against themselves. */
+static bool has_gguf_twin(const char *path)
+{
+    char twin[4096];
+    size_t n = strlen(path) - 4; /* without ".bin" */
+    if (snprintf(twin, sizeof(twin), "%.*s.gguf", (int)n, path) >=
+        (int)sizeof(twin))
+        return false;
+    return access(twin, R_OK) == 0;
+}
+
 static int scan_file(struct infer_hub *h, const char *dir, const char *file)
 {
     char path[4096], name[256];
@@ -165,6 +179,11 @@ static int scan_file(struct infer_hub *h, const char *dir, const char *file)
     if (!gguf && !(ends_with(file, ".bin") && !is_tokenizer_bin(file) &&
                    has_tokenizer_bin(dir)))
         return 0;
+    if (!gguf && has_gguf_twin(path)) {
+        infer_log(INFER_LOG_INFO, "hub: %s has a .gguf twin; serving that",
+                  path);
+        return 0;
+    }
     if (gguf && gguf_vocab_only(path)) {
         infer_log(INFER_LOG_DEBUG, "hub: %s is a vocabulary only; skipped",
                   path);
@@ -174,11 +193,6 @@ static int scan_file(struct infer_hub *h, const char *dir, const char *file)
     for (size_t i = 0; i < n && k + 1 < sizeof(name); i++)
         name[k++] = (char)tolower((unsigned char)file[i]);
     name[k] = '\0';
-    if (infer_hub_get(h, name) != NULL) { /* same model in two formats */
-        size_t used = strlen(name);
-        snprintf(name + used, sizeof(name) - used, "-%s",
-                 gguf ? "gguf" : "bin");
-    }
     struct infer_engine *e;
     struct infer_err err = {{0}};
     if (infer_engine_open_local(path, &h->opts, &e, &err) != INFER_OK) {

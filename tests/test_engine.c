@@ -392,6 +392,10 @@ TEST(hub_scan)
     CHECK(infer_hub_get(h, "tinystories-656k-q8_0") != NULL);
     CHECK(infer_hub_get(h, "ggml-vocab-gpt-2") == NULL); /* vocab only */
     CHECK(infer_hub_get(h, "nope") == NULL);
+    /* stories260K.bin is the same model as stories260K.gguf: served once */
+    for (size_t i = 0; i < k; i++)
+        CHECK(strncmp(names[i], "stories260k", 11) != 0 ||
+              strcmp(names[i], "stories260k") == 0);
     struct infer_engine *e = open_engine(1, 0);
     CHECK_EQ(infer_hub_add(h, "stories260k", e, &err), INFER_ERR_ARG);
     infer_hub_free(h);
