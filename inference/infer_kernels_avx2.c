@@ -75,58 +75,124 @@ static inline __m256i dot_u8s8(__m256i u, __m256i s)
                              _mm256_set1_epi16(1));
 }
 
-static void row_q8_0(const struct infer_block_q8_0 *w, int64_t k,
-                     const char *xa, size_t xa_stride, int nb, float *out)
+/* Register-blocked tiles of TW weight rows x TB activation rows (8 ymm
+ * accumulators), one 32-block at a time. Q8_0 uses the sign trick (|w| as
+ * u8 times sign(w) * x as s8: maddubs cannot take x + 128, its 16-bit pair
+ * sums would saturate); Q4_0's nibbles are already unsigned and the -8
+ * offset is taken off in int32 (8 * sum x) before the block is scaled.
+ * Each output element sees the same operations whatever its tile, so
+ * results do not depend on the batch composition. */
+#define TW 2
+#define TB 4
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE void q8_0_block(const char *w, size_t w_stride, int64_t i,
+                              const char *xa, size_t xa_stride, int nw,
+                              int nx, __m256 acc[TW][TB])
 {
-    __m256 acc[MM_TILE];
-    const struct infer_q8a *x[MM_TILE];
-    for (int b = 0; b < nb; b++) {
-        acc[b] = _mm256_setzero_ps();
-        x[b] = (const struct infer_q8a *)(xa + (size_t)b * xa_stride);
+    __m256i wv[TW], aw[TW];
+    __m256 dw[TW];
+    for (int r = 0; r < nw; r++) {
+        const struct infer_block_q8_0 *wb =
+            (const struct infer_block_q8_0 *)(w + (size_t)r * w_stride) + i;
+        wv[r] = _mm256_loadu_si256((const __m256i *)wb->qs);
+        aw[r] = _mm256_sign_epi8(wv[r], wv[r]);
+        dw[r] = _mm256_set1_ps(_cvtsh_ss(wb->d));
     }
-    for (int64_t i = 0; i < k / INFER_QK; i++) {
-        __m256i wq = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        __m256i aw = _mm256_sign_epi8(wq, wq);
-        float dw = _cvtsh_ss(w[i].d);
-        for (int b = 0; b < nb; b++) {
-            __m256i xq = _mm256_loadu_si256((const __m256i *)x[b][i].qs);
-            __m256i p = dot_u8s8(aw, _mm256_sign_epi8(xq, wq));
-            acc[b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
-                                     _mm256_set1_ps(dw * x[b][i].d), acc[b]);
+    for (int b = 0; b < nx; b++) {
+        const struct infer_q8a *xb =
+            (const struct infer_q8a *)(xa + (size_t)b * xa_stride) + i;
+        __m256i xv = _mm256_loadu_si256((const __m256i *)xb->qs);
+        __m256 dx = _mm256_set1_ps(xb->d);
+        for (int r = 0; r < nw; r++) {
+            __m256i p = dot_u8s8(aw[r], _mm256_sign_epi8(xv, wv[r]));
+            acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                        _mm256_mul_ps(dw[r], dx), acc[r][b]);
         }
     }
-    for (int b = 0; b < nb; b++)
-        out[b] = infer__hsum256(acc[b]);
 }
 
-static void row_q4_0(const struct infer_block_q4_0 *w, int64_t k,
-                     const char *xa, size_t xa_stride, int nb, float *out)
+ALWAYS_INLINE void q4_0_block(const char *w, size_t w_stride, int64_t i,
+                              const char *xa, size_t xa_stride, int nw,
+                              int nx, __m256 acc[TW][TB])
 {
-    __m256 acc[MM_TILE];
-    float corr[MM_TILE];
-    const struct infer_q8a *x[MM_TILE];
-    for (int b = 0; b < nb; b++) {
-        acc[b] = _mm256_setzero_ps();
-        corr[b] = 0;
-        x[b] = (const struct infer_q8a *)(xa + (size_t)b * xa_stride);
-    }
     const __m256i m4 = _mm256_set1_epi8(0xf);
-    for (int64_t i = 0; i < k / INFER_QK; i++) {
-        __m128i q = _mm_loadu_si128((const __m128i *)w[i].qs);
-        __m256i wq = _mm256_and_si256(
-            _mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
-        float dw = _cvtsh_ss(w[i].d);
-        for (int b = 0; b < nb; b++) {
-            __m256i xq = _mm256_loadu_si256((const __m256i *)x[b][i].qs);
-            float s = dw * x[b][i].d;
-            acc[b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(wq, xq)),
-                                     _mm256_set1_ps(s), acc[b]);
-            corr[b] += s * (float)(8 * x[b][i].sum);
+    __m256i wv[TW];
+    __m256 dw[TW];
+    for (int r = 0; r < nw; r++) {
+        const struct infer_block_q4_0 *wb =
+            (const struct infer_block_q4_0 *)(w + (size_t)r * w_stride) + i;
+        __m128i q = _mm_loadu_si128((const __m128i *)wb->qs);
+        wv[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q),
+                                 m4);
+        dw[r] = _mm256_set1_ps(_cvtsh_ss(wb->d));
+    }
+    for (int b = 0; b < nx; b++) {
+        const struct infer_q8a *xb =
+            (const struct infer_q8a *)(xa + (size_t)b * xa_stride) + i;
+        __m256i xv = _mm256_loadu_si256((const __m256i *)xb->qs);
+        /* 8 * sum(x) spread over the lanes the same way as the dot. */
+        __m256i off = dot_u8s8(_mm256_set1_epi8(8), xv);
+        __m256 dx = _mm256_set1_ps(xb->d);
+        for (int r = 0; r < nw; r++) {
+            __m256i p = _mm256_sub_epi32(dot_u8s8(wv[r], xv), off);
+            acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                        _mm256_mul_ps(dw[r], dx), acc[r][b]);
         }
     }
-    for (int b = 0; b < nb; b++)
-        out[b] = infer__hsum256(acc[b]) - corr[b];
 }
+
+#define QTILE(name, BLOCK)                                                     \
+    ALWAYS_INLINE void name(const char *w, size_t w_stride, int64_t nblk,      \
+                            const char *xa, size_t xa_stride, int nw, int nx,  \
+                            float *y, int64_t ldy)                             \
+    {                                                                          \
+        __m256 acc[TW][TB];                                                    \
+        for (int r = 0; r < nw; r++)                                           \
+            for (int b = 0; b < nx; b++)                                       \
+                acc[r][b] = _mm256_setzero_ps();                               \
+        for (int64_t i = 0; i < nblk; i++)                                     \
+            BLOCK(w, w_stride, i, xa, xa_stride, nw, nx, acc);                 \
+        for (int r = 0; r < nw; r++)                                           \
+            for (int b = 0; b < nx; b++)                                       \
+                y[b * ldy + r] = infer__hsum256(acc[r][b]);                    \
+    }
+
+QTILE(q8_0_tile, q8_0_block)
+QTILE(q4_0_tile, q4_0_block)
+
+/* Weight rows TW at a time (a last odd row alone), each group against the
+ * activation rows TB at a time; tile shapes are compile-time constants. */
+#define QMM(name, TILE)                                                        \
+    static void name(const void *w, size_t w_stride, int64_t k, int64_t r0,   \
+                     int64_t r1, const void *xa, size_t xa_stride, int nb,    \
+                     float *y, int64_t ldy)                                   \
+    {                                                                          \
+        const int64_t nblk = k / INFER_QK;                                     \
+        for (int64_t r = r0; r < r1; r += TW) {                                \
+            const char *wr = (const char *)w + (size_t)r * w_stride;           \
+            const int nw = r1 - r < TW ? (int)(r1 - r) : TW;                   \
+            for (int b = 0; b < nb; b += TB) {                                 \
+                const char *xb = (const char *)xa + (size_t)b * xa_stride;     \
+                float *yb = y + b * ldy + r;                                   \
+                const int nx = nb - b < TB ? nb - b : TB;                      \
+                if (nw == TW && nx == TB)                                      \
+                    TILE(wr, w_stride, nblk, xb, xa_stride, TW, TB, yb, ldy);  \
+                else if (nw == TW)                                             \
+                    for (int q = 0; q < nx; q++)                               \
+                        TILE(wr, w_stride, nblk, xb + q * xa_stride,           \
+                             xa_stride, TW, 1, yb + q * ldy, ldy);             \
+                else                                                           \
+                    for (int q = 0; q < nx; q++)                               \
+                        TILE(wr, w_stride, nblk, xb + q * xa_stride,           \
+                             xa_stride, 1, 1, yb + q * ldy, ldy);              \
+            }                                                                  \
+        }                                                                      \
+    }
+
+QMM(mm_q8_0, q8_0_tile)
+QMM(mm_q4_0, q4_0_tile)
 
 /* ---- Q4_K and Q6_K -------------------------------------------------------- */
 
@@ -251,8 +317,6 @@ static void row_q6_k(const struct infer_block_q6_k *w, int64_t k,
 MM_DRIVER(static, mm_f32, row_f32, float)
 MM_DRIVER(static, mm_f16, row_f16, uint16_t)
 MM_DRIVER(static, mm_bf16, row_bf16, uint16_t)
-MM_DRIVER(static, mm_q8_0, row_q8_0, struct infer_block_q8_0)
-MM_DRIVER(static, mm_q4_0, row_q4_0, struct infer_block_q4_0)
 MM_DRIVER(, infer__mm_q4_k_avx2, row_q4_k, struct infer_block_q4_k)
 MM_DRIVER(, infer__mm_q6_k_avx2, row_q6_k, struct infer_block_q6_k)
 
