@@ -76,8 +76,12 @@ static const struct {
     const char *lang;
     const char *words;
 } latin[] = {
-    {"en", " the and is are of to in that it you what how for with this "
-           "was be can my on do i "},
+    /* "a" is also Portuguese and Spanish-ish; English prompts like "Once
+     * upon a time" have little else, so English lists it too and wins ties
+     * (it comes first). */
+    {"en", " the a an and is are of to in that it you what how for with "
+           "this was be can my on do i upon there once his her he she they "
+           "write tell me about "},
     {"fr", " le la les et est des un une du que qui pour pas dans je vous "
            "ce sur avec "},
     {"de", " der die das und ist nicht ich sie ein eine zu mit den wie was "

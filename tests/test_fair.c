@@ -184,6 +184,12 @@ TEST(tags)
     arena_tags_detect(en, strlen(en), &tt);
     CHECK_STREQ(tt.language, "en");
     CHECK_EQ(tt.has_code, 0);
+    const char *story = "Once upon a time";
+    arena_tags_detect(story, strlen(story), &tt);
+    CHECK_STREQ(tt.language, "en");
+    const char *pt = "Qual é a melhor forma de aprender uma nova língua?";
+    arena_tags_detect(pt, strlen(pt), &tt);
+    CHECK_STREQ(tt.language, "pt");
     const char *fr = "Quelle est la meilleure façon de dormir dans le train?";
     arena_tags_detect(fr, strlen(fr), &tt);
     CHECK_STREQ(tt.language, "fr");
