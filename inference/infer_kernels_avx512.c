@@ -181,19 +181,28 @@ ALWAYS_INLINE void q4_0_pair(const char *w, size_t w_stride, int64_t i,
     }
 }
 
-/* One nw x nx tile over all blocks; writes y[b * ldy + r]. */
+/* One nw x nx tile over all blocks; writes y[b * ldy + r]. pf (or NULL):
+ * the next tile's weight rows (pf_bytes), fetched into L1 along the way so
+ * that they arrive from memory while this tile computes. */
 #define QTILE(name, PAIR)                                                      \
     ALWAYS_INLINE void name(const char *w, size_t w_stride, int64_t nblk,      \
                             const char *xa, size_t xa_stride, int nw, int nx,  \
-                            float *y, int64_t ldy)                             \
+                            float *y, int64_t ldy, const char *pf,             \
+                            size_t pf_bytes)                                   \
     {                                                                          \
         __m512 acc[TW][TB];                                                    \
         for (int r = 0; r < nw; r++)                                           \
             for (int b = 0; b < nx; b++)                                       \
                 acc[r][b] = _mm512_setzero_ps();                               \
+        const size_t np = (size_t)(nblk + 1) / 2, lines = pf_bytes / 64;      \
+        size_t next = 0;                                                       \
         int64_t i = 0;                                                         \
-        for (; i + 2 <= nblk; i += 2)                                          \
+        for (size_t j = 1; i + 2 <= nblk; i += 2, j++) {                       \
+            if (pf != NULL)                                                    \
+                for (; next < j * lines / np; next++)                          \
+                    _mm_prefetch(pf + 64 * next, _MM_HINT_T0);                 \
             PAIR(w, w_stride, i, false, xa, xa_stride, nw, nx, acc);          \
+        }                                                                      \
         if (i < nblk)                                                          \
             PAIR(w, w_stride, i, true, xa, xa_stride, nw, nx, acc);           \
         for (int r = 0; r < nw; r++)                                           \
@@ -214,30 +223,32 @@ QTILE(q4_0_tile, q4_0_pair)
                      float *y, int64_t ldy)                                   \
     {                                                                          \
         const int64_t nblk = k / INFER_QK;                                     \
-        int64_t r = r0;                                                        \
-        for (; r < r1; r += TW) {                                              \
+        for (int64_t r = r0; r < r1; r += TW) {                                \
             const char *wr = (const char *)w + (size_t)r * w_stride;           \
-            const int full = r + TW <= r1;                                     \
-            for (int b = 0; b < nb; b += TB) {                                 \
+            /* The next group of rows, fetched during the first pass. */      \
+            const char *pf = r + TW < r1 ? wr + TW * w_stride : NULL;          \
+            size_t pfb = (size_t)(r1 - r - TW < TW ? r1 - r - TW : TW) *       \
+                         w_stride;                                             \
+            for (int b = 0; b < nb; b += TB, pf = NULL) {                      \
                 const char *xb = (const char *)xa + (size_t)b * xa_stride;     \
                 float *yb = y + b * ldy + r;                                   \
                 int nx = nb - b < TB ? nb - b : TB;                            \
-                if (full) {                                                    \
+                if (r + TW <= r1) {                                            \
                     switch (nx) {                                              \
-                    case 4: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 4, yb, ldy); break; \
-                    case 3: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 3, yb, ldy); break; \
-                    case 2: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 2, yb, ldy); break; \
-                    default: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 1, yb, ldy); break; \
+                    case 4: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 4, yb, ldy, pf, pfb); break; \
+                    case 3: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 3, yb, ldy, pf, pfb); break; \
+                    case 2: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 2, yb, ldy, pf, pfb); break; \
+                    default: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 1, yb, ldy, pf, pfb); break; \
                     }                                                          \
-                } else {                                                       \
-                    for (int64_t q = 0; q < r1 - r; q++) {                     \
-                        const char *wq = wr + (size_t)q * w_stride;            \
-                        switch (nx) {                                          \
-                        case 4: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 4, yb + q, ldy); break; \
-                        case 3: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 3, yb + q, ldy); break; \
-                        case 2: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 2, yb + q, ldy); break; \
-                        default: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 1, yb + q, ldy); break; \
-                        }                                                      \
+                    continue;                                                  \
+                }                                                              \
+                for (int64_t q = 0; q < r1 - r; q++) {                         \
+                    const char *wq = wr + (size_t)q * w_stride;                \
+                    switch (nx) {                                              \
+                    case 4: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 4, yb + q, ldy, NULL, 0); break; \
+                    case 3: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 3, yb + q, ldy, NULL, 0); break; \
+                    case 2: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 2, yb + q, ldy, NULL, 0); break; \
+                    default: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 1, yb + q, ldy, NULL, 0); break; \
                     }                                                          \
                 }                                                              \
             }                                                                  \
