@@ -480,7 +480,9 @@ struct arena_board_opts {
     int debounce_ms;          /* wait after a change for more; 500 */
     int poll_ms;              /* max(votes.id) poll interval; 1000 */
     int reconcile_s;          /* count check interval; 30 */
-    int stats_s;              /* battles-over-time refresh at most; 30 */
+    int stats_s;              /* whole recount of battles over time at
+                                 most this often (recent hours: every
+                                 refresh); 600 */
     int db_wait_ms;           /* wait for a pooled connection; 5000 */
 };
 /* Fills the defaults above (db NULL). Cannot fail. */
@@ -531,6 +533,8 @@ const char *arena_board_votes(const struct arena_board_snap *s,
 /* Votes the snapshot was computed from, and when (unix s; 0: never). */
 uint64_t arena_board_snap_votes(const struct arena_board_snap *s);
 double arena_board_snap_time(const struct arena_board_snap *s);
+/* Seconds the build (caps, every category, JSON) took, loading excluded. */
+double arena_board_snap_compute_s(const struct arena_board_snap *s);
 
 /* Appends the votes of a database to set (which must be empty), for
  * `arena ratings` without --input: models, tags, languages, visitors and

@@ -49,7 +49,7 @@ void arena_board_opts_init(struct arena_board_opts *o)
     o->debounce_ms = 500;
     o->poll_ms = 1000;
     o->reconcile_s = 30;
-    o->stats_s = 30;
+    o->stats_s = 600;
     o->db_wait_ms = 5000;
 }
 
@@ -520,4 +520,9 @@ uint64_t arena_board_snap_votes(const struct arena_board_snap *s)
 double arena_board_snap_time(const struct arena_board_snap *s)
 {
     return s->computed_at;
+}
+
+double arena_board_snap_compute_s(const struct arena_board_snap *s)
+{
+    return s->compute_s;
 }

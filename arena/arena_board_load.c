@@ -170,22 +170,36 @@ static int32_t model_of(const struct arena__store *st, int64_t db_id)
 
 /* One row per vote: its id, pair, outcome, visitor, time (unix seconds),
  * language, tag bits (enum arena_tag) and the first prompt's hash. */
-static const char load_sql[] =
-    "SELECT v.id, v.model_a, v.model_b, v.winner, "
-    "coalesce(v.visitor_id, 0), "
-    "extract(epoch FROM v.created_at)::bigint, coalesce(b.language, ''), "
-    "((b.has_code OR b.tags ? 'coding')::int "
-    "| ((v.turns > 1 OR b.turns > 1 OR b.tags ? 'multi_turn')::int << 1) "
-    "| ((b.prompt_len > $3 OR b.tags ? 'long_prompt')::int << 2) "
-    "| ((NOT v.counted OR b.excluded_reason IS NOT NULL "
-    "    OR b.tags ? 'identity_leak')::int << 3) "
-    "| ((b.tags ? 'hard')::int << 4) | ((b.tags ? 'math')::int << 5) "
+#define LOAD_COLS                                                              \
+    "SELECT v.id, v.model_a, v.model_b, v.winner, "                            \
+    "coalesce(v.visitor_id, 0), "                                              \
+    "extract(epoch FROM v.created_at)::bigint, coalesce(b.language, ''), "     \
+    "((b.has_code OR b.tags ? 'coding')::int "                                 \
+    "| ((v.turns > 1 OR b.turns > 1 OR b.tags ? 'multi_turn')::int << 1) "     \
+    "| ((b.prompt_len > $3 OR b.tags ? 'long_prompt')::int << 2) "             \
+    "| ((NOT v.counted OR b.excluded_reason IS NOT NULL "                      \
+    "    OR b.tags ? 'identity_leak')::int << 3) "                             \
+    "| ((b.tags ? 'hard')::int << 4) | ((b.tags ? 'math')::int << 5) "         \
     "| ((b.tags ? 'creative')::int << 6)), "
+
+/* A few new votes: an index range on votes.id, a lookup per row. */
+static const char load_sql[] =
+    LOAD_COLS
     "coalesce((SELECT hashtextextended(m.content, 0) FROM messages m "
     "  WHERE m.battle_id = v.battle_id AND m.role = 'user' "
     "  ORDER BY m.turn, m.attempt LIMIT 1), 0) "
     "FROM votes v JOIN battles b ON b.id = v.battle_id "
     "WHERE v.id > $1 ORDER BY v.id LIMIT $2";
+
+/* Every vote (the first load, a rebuild): hash joins over whole tables
+ * read through a cursor, in a transaction without a statement timeout. */
+static const char load_all_sql[] =
+    "DECLARE arena_board_load NO SCROLL CURSOR FOR " LOAD_COLS
+    "coalesce(p.h, 0) FROM votes v JOIN battles b ON b.id = v.battle_id "
+    "LEFT JOIN (SELECT DISTINCT ON (battle_id) battle_id, "
+    "hashtextextended(content, 0) AS h FROM messages WHERE role = 'user' "
+    "ORDER BY battle_id, turn, attempt) p ON p.battle_id = v.battle_id "
+    "WHERE v.id > $1::bigint AND $2::int > 0 ORDER BY v.id";
 
 static int cmp_i64(const void *a, const void *b)
 {
@@ -303,12 +317,33 @@ int arena__store_load(struct arena__store *st, struct db_conn *c,
     snprintf(long_s, sizeof(long_s), "%d", long_prompt_bytes);
     int rc = ARENA_OK;
     int reread_models = 0;
+    /* An empty copy loads everything through a cursor (see load_all_sql). */
+    int all = st->n == 0;
+    if (all) {
+        struct db_err derr = {{0}, {0}};
+        snprintf(lo_s, sizeof(lo_s), "%" PRId64, lo);
+        const char *p[3] = {lo_s, page_s, long_s};
+        if (db_begin(c, &derr) != DB_OK ||
+            db_exec(c, "SET LOCAL statement_timeout = 0", 0, NULL, NULL,
+                    &derr) != DB_OK ||
+            db_exec(c, "SET LOCAL cursor_tuple_fraction = 1", 0, NULL, NULL,
+                    &derr) != DB_OK ||
+            db_exec(c, load_all_sql, 3, p, NULL, &derr) != DB_OK) {
+            err_set(err, "reading votes", derr.msg);
+            db_rollback(c, &derr);
+            free(recent);
+            return ARENA_ERR_IO;
+        }
+    }
     for (;;) {
         snprintf(lo_s, sizeof(lo_s), "%" PRId64, lo);
         const char *p[3] = {lo_s, page_s, long_s};
         PGresult *res = NULL;
         struct db_err derr = {{0}, {0}};
-        if (db_exec(c, load_sql, 3, p, &res, &derr) != DB_OK) {
+        int drc = all ? db_exec(c, "FETCH 20000 FROM arena_board_load", 0,
+                                NULL, &res, &derr)
+                      : db_exec(c, load_sql, 3, p, &res, &derr);
+        if (drc != DB_OK) {
             err_set(err, "reading votes", derr.msg);
             rc = ARENA_ERR_IO;
             break;
@@ -339,6 +374,13 @@ int arena__store_load(struct arena__store *st, struct db_conn *c,
         PQclear(res);
         if (rc != ARENA_OK || rows < LOAD_PAGE)
             break;
+    }
+    if (all) {
+        struct db_err derr = {{0}, {0}};
+        if (rc == ARENA_OK)
+            db_commit(c, &derr); /* read only: closes the cursor */
+        else
+            db_rollback(c, &derr);
     }
     free(recent);
     return rc;

@@ -50,9 +50,9 @@ struct arena_board {
     struct speed *speed; /* (n_speed,) by database model id */
     size_t n_speed;
     int64_t last_msg_id;
-    struct arena__bucket_counts buckets[2];
-    int64_t buckets_battle_max;
-    double buckets_at;
+    struct arena__bucket_counts hours; /* battles per hour */
+    double hours_at;       /* wall time of the last refresh (unix s) */
+    double hours_whole_at; /* monotonic time of the last whole recount */
     char last_err[256];
 };
 
@@ -194,35 +194,46 @@ static void buckets_clear(struct arena__bucket_counts *b)
     memset(b, 0, sizeof(*b));
 }
 
-/* Battles created per hour (last 14 days) or day (last 365). */
-static int buckets_load(struct arena__bucket_counts *b, int day,
-                        struct db_conn *c, struct arena_err *err)
+/* Battles created per hour (UTC), kept in b (sorted by hour) and brought
+ * up to date by re-counting the hours from since (unix s) on: everything
+ * before since is kept, everything from it replaced. since 0: the last
+ * 366 days. The battles_created_at index makes a recent since cheap. */
+static int hours_load(struct arena__bucket_counts *b, int64_t since,
+                      struct db_conn *c, struct arena_err *err)
 {
-    const char *p[2] = {day ? "day" : "hour", day ? "366 days" : "15 days"};
+    char since_s[24];
+    snprintf(since_s, sizeof(since_s), "%" PRId64, since);
+    const char *p[1] = {since_s};
     PGresult *res = NULL;
     struct db_err derr = {{0}, {0}};
     if (db_exec(c,
-                "SELECT extract(epoch FROM date_trunc($1, created_at, "
-                "'UTC'))::bigint, count(*) FROM battles "
-                "WHERE created_at >= now() - $2::interval GROUP BY 1 "
-                "ORDER BY 1",
-                2, p, &res, &derr) != DB_OK) {
+                "SELECT extract(epoch FROM date_trunc('hour', created_at, "
+                "'UTC'))::bigint, count(*) FROM battles WHERE created_at >= "
+                "CASE WHEN $1::bigint = 0 THEN now() - interval '366 days' "
+                "ELSE to_timestamp($1::bigint) END GROUP BY 1 ORDER BY 1",
+                1, p, &res, &derr) != DB_OK) {
         snprintf(err->msg, sizeof(err->msg), "battles over time: %.200s",
                  derr.msg);
         return ARENA_ERR_IO;
     }
-    buckets_clear(b);
-    size_t n = (size_t)PQntuples(res);
-    b->t = calloc(n ? n : 1, sizeof(*b->t));
-    b->count = calloc(n ? n : 1, sizeof(*b->count));
-    if (b->t == NULL || b->count == NULL) {
+    size_t keep = 0;
+    while (since != 0 && keep < b->n && b->t[keep] < since)
+        keep++;
+    size_t n = keep + (size_t)PQntuples(res);
+    int64_t *t = realloc(b->t, (n ? n : 1) * sizeof(*t));
+    if (t != NULL)
+        b->t = t;
+    uint64_t *cnt = t ? realloc(b->count, (n ? n : 1) * sizeof(*cnt)) : NULL;
+    if (cnt != NULL)
+        b->count = cnt;
+    if (t == NULL || cnt == NULL) {
         PQclear(res);
-        buckets_clear(b);
         return ARENA_ERR_NOMEM;
     }
-    for (size_t i = 0; i < n; i++) {
-        b->t[i] = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
-        b->count[i] = strtoull(PQgetvalue(res, (int)i, 1), NULL, 10);
+    for (int i = 0; i < PQntuples(res); i++) {
+        b->t[keep + (size_t)i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        b->count[keep + (size_t)i] =
+            strtoull(PQgetvalue(res, i, 1), NULL, 10);
     }
     b->n = n;
     PQclear(res);
@@ -265,6 +276,31 @@ static void poll_votes(struct db_conn *c, int64_t lo, int64_t *max,
     PQclear(res);
 }
 
+static double wall_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Brings the battles-per-hour counts up to date: whole (the last year) or
+ * from an hour before the last refresh. */
+static int hours_refresh(struct arena_board *b, struct db_conn *c, int whole,
+                         struct arena_err *err)
+{
+    double now = wall_now();
+    int64_t since = 0;
+    if (!whole)
+        since = ((int64_t)b->hours_at / 3600 - 1) * 3600;
+    int rc = hours_load(&b->hours, since, c, err);
+    if (rc == ARENA_OK) {
+        b->hours_at = now;
+        if (whole)
+            b->hours_whole_at = arena__now();
+    }
+    return rc;
+}
+
 /* ------------------------------------------------------------------------
  * Refresh
  * ---------------------------------------------------------------------- */
@@ -301,19 +337,19 @@ static int refresh(struct arena_board *b, struct db_conn *c, int full,
     meta_clear(b->meta, b->n_meta);
     b->meta = meta;
     b->n_meta = n_meta;
-    double now = arena__now();
-    if (b->buckets_at == 0 || now - b->buckets_at >= b->o.stats_s) {
-        int64_t bmax = scalar(c, "SELECT max(id) FROM battles");
-        if (bmax != b->buckets_battle_max || b->buckets_at == 0) {
-            if (buckets_load(&b->buckets[0], 0, c, err) != ARENA_OK ||
-                buckets_load(&b->buckets[1], 1, c, err) != ARENA_OK)
-                return ARENA_ERR_IO;
-            b->buckets_battle_max = bmax;
-        }
-        b->buckets_at = now;
-    }
-    return arena__board_build(&b->st, b->meta, b->n_meta, b->buckets, &b->o,
-                              out, err);
+    /* Battles over time: the whole year at the first refresh (and every
+     * stats_s, after a snapshot went out: see board_main), else only the
+     * hours since an hour before the last refresh, which also catches
+     * battles committed late. */
+    if (b->hours_at == 0 || full)
+        rc = hours_refresh(b, c, 1, err);
+    else
+        rc = hours_refresh(b, c, 0, err);
+    if (rc != ARENA_OK)
+        return rc;
+    struct arena__bucket_counts both[2] = {b->hours, b->hours};
+    return arena__board_build(&b->st, b->meta, b->n_meta, both, &b->o, out,
+                              err);
 }
 
 static void swap_snap(struct arena_board *b, struct arena_board_snap *s)
@@ -447,6 +483,13 @@ static void *board_main(void *arg)
         need = full = 0;
         double took = s->compute_s;
         swap_snap(b, s);
+        /* The whole year's battle counts, now and then (battles imported
+         * with old times), once the fresh snapshot is out. */
+        if (mono() - b->hours_whole_at >= b->o.stats_s &&
+            db_pool_acquire(b->o.db, b->o.db_wait_ms, &c, &derr) == DB_OK) {
+            hours_refresh(b, c, 1, &err);
+            db_pool_release(b->o.db, c);
+        }
         /* Rest as long as the build took (at most half a core). */
         if (wait_until(b, 0, mono() + took, 0))
             break;
@@ -507,8 +550,7 @@ void arena_board_free(struct arena_board *b)
     arena__store_free(&b->st);
     meta_clear(b->meta, b->n_meta);
     free(b->speed);
-    buckets_clear(&b->buckets[0]);
-    buckets_clear(&b->buckets[1]);
+    buckets_clear(&b->hours);
     pthread_mutex_destroy(&b->mu);
     free(b);
 }
@@ -533,8 +575,7 @@ int arena_board_build_once(struct db_conn *conn,
     arena__store_free(&b.st);
     meta_clear(b.meta, b.n_meta);
     free(b.speed);
-    buckets_clear(&b.buckets[0]);
-    buckets_clear(&b.buckets[1]);
+    buckets_clear(&b.hours);
     return rc;
 }
 

@@ -237,9 +237,50 @@ static int lb_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* --db: one load and build without a server, timed. */
+static int lb_build(const char *conninfo, int rounds)
+{
+    struct db_pool_config pc = {.conninfo = conninfo, .size = 1};
+    struct db_pool *pool = NULL;
+    struct db_conn *c = NULL;
+    struct db_err derr = {{0}, {0}};
+    if (db_pool_new(&pc, &pool, &derr) != DB_OK ||
+        db_pool_acquire(pool, 10000, &c, &derr) != DB_OK) {
+        fprintf(stderr, "arena bench leaderboard: %s\n", derr.msg);
+        db_pool_free(pool);
+        return 1;
+    }
+    struct arena_board_opts o;
+    arena_board_opts_init(&o);
+    if (rounds >= 0)
+        o.bootstrap = rounds;
+    struct arena_board_snap *s = NULL;
+    struct arena_err err = {{0}};
+    double t0 = lb_now();
+    int rc = arena_board_build_once(c, &o, &s, &err);
+    double t1 = lb_now();
+    db_pool_release(pool, c);
+    db_pool_free(pool);
+    if (rc != ARENA_OK) {
+        fprintf(stderr, "arena bench leaderboard: %s\n", err.msg);
+        return 1;
+    }
+    size_t len = 0;
+    arena_board_categories(s, &len);
+    printf("%llu votes: load %.2f s, build %.2f s (every category, %d "
+           "bootstrap rounds, 1 thread)\n",
+           (unsigned long long)arena_board_snap_votes(s),
+           t1 - t0 - arena_board_snap_compute_s(s),
+           arena_board_snap_compute_s(s), o.bootstrap);
+    arena_board_release(s);
+    return 0;
+}
+
 int web_cmd_bench_leaderboard(int argc, char **argv)
 {
     const char *url = NULL, *path = "/api/leaderboard?category=overall";
+    const char *db = NULL;
+    int rounds = -1;
     int clients = 4;
     double seconds = 5;
     for (int i = 1; i < argc; i++) {
@@ -250,7 +291,10 @@ int web_cmd_bench_leaderboard(int argc, char **argv)
                    "[--path P] [--clients N] [--seconds S]\n\n"
                    "GETs PATH (default %s) from N keep-alive clients (4) "
                    "for S seconds (5)\nand prints requests per second and "
-                   "the latency percentiles.\n",
+                   "the latency percentiles.\n\n"
+                   "arena bench leaderboard --db CONNINFO [--bootstrap N]: "
+                   "times one load of\nevery vote and one build of every "
+                   "category, without a server.\n",
                    path);
             return 0;
         }
@@ -260,6 +304,10 @@ int web_cmd_bench_leaderboard(int argc, char **argv)
         }
         if (strcmp(a, "--url") == 0)
             url = v;
+        else if (strcmp(a, "--db") == 0)
+            db = v;
+        else if (strcmp(a, "--bootstrap") == 0)
+            rounds = atoi(v);
         else if (strcmp(a, "--path") == 0)
             path = v;
         else if (strcmp(a, "--clients") == 0)
@@ -272,6 +320,8 @@ int web_cmd_bench_leaderboard(int argc, char **argv)
         }
         i++;
     }
+    if (db != NULL)
+        return lb_build(db, rounds);
     if (url == NULL || clients < 1 || clients > 256 || !(seconds > 0)) {
         fprintf(stderr, "arena bench leaderboard: --url is required; "
                         "--clients 1..256, --seconds > 0\n");
