@@ -143,8 +143,11 @@ static void turn(struct tb_client *cl, const char *id, const char *prompt,
     CHECK_EQ(tb_count(&ev, "error", NULL), 0);
     CHECK_EQ(tb_count(&ev, "done", "a"), 1);
     CHECK_EQ(tb_count(&ev, "done", "b"), n_sides == 2 ? 1 : 0);
-    CHECK(tb_count(&ev, "token", "a") >= 1);
-    CHECK_EQ(tb_count(&ev, "token", "b") > 0, n_sides == 2);
+    /* A model may end at once (EOS first): tokens are not guaranteed on
+     * each side, but none may come for a side that is not there. */
+    CHECK(tb_count(&ev, "token", NULL) >= 1);
+    if (n_sides == 1)
+        CHECK_EQ(tb_count(&ev, "token", "b"), 0);
     struct tb_bytes t[2] = {{0}, {0}};
     for (int i = 0; i < ev.n; i++) {
         json_t *d = ev.ev[i].data;
@@ -159,8 +162,8 @@ static void turn(struct tb_client *cl, const char *id, const char *prompt,
         }
     }
     tb_events_free(&ev);
-    *text_a = t[0].p;
-    *text_b = t[1].p;
+    *text_a = t[0].p != NULL ? t[0].p : strdup("");
+    *text_b = t[1].p != NULL ? t[1].p : strdup("");
     *fail = 0;
 }
 
