@@ -16,7 +16,6 @@
  * down, with the next layer's first step doing the residual.
  */
 #include <math.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +130,7 @@ void infer_kv_release(struct infer_kv *kv, struct infer_seq *s, int keep_pos)
 struct step {
     atomic_int next;
     atomic_int done;
+    atomic_int sleepers; /* threads asleep on done */
 };
 
 struct infer_ctx {
@@ -431,19 +431,11 @@ static void embed(struct infer_ctx *c, int i)
     }
 }
 
-static inline void cpu_relax(unsigned *spins)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-    if (++*spins % 1024 == 0)
-        sched_yield();
-}
-
 typedef void (*chunk_fn)(struct infer_ctx *c, int l, int k, int ith);
 
 /* Runs step *si: grabs chunks of fn until none are left, then waits until
- * every chunk (some done by other threads) has finished. */
+ * every chunk (some done by other threads) has finished: a short spin,
+ * then a futex sleep that the thread finishing the last chunk ends. */
 static void run_step(struct infer_ctx *c, int *si, int n, chunk_fn fn, int l,
                      int ith)
 {
@@ -452,11 +444,10 @@ static void run_step(struct infer_ctx *c, int *si, int n, chunk_fn fn, int l,
     while ((k = atomic_fetch_add_explicit(&s->next, 1,
                                           memory_order_relaxed)) < n) {
         fn(c, l, k, ith);
-        atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
+        if (atomic_fetch_add(&s->done, 1) + 1 == n)
+            infer_pool_wake(&s->done, &s->sleepers);
     }
-    unsigned spins = 0;
-    while (atomic_load_explicit(&s->done, memory_order_acquire) < n)
-        cpu_relax(&spins);
+    infer_pool_wait_ge(&s->done, n, &s->sleepers);
 }
 
 /* Per-entry chunks (k is an entry). */
@@ -660,6 +651,7 @@ int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
     for (int i = 0; i < c->max_steps; i++) {
         atomic_store_explicit(&c->steps[i].next, 0, memory_order_relaxed);
         atomic_store_explicit(&c->steps[i].done, 0, memory_order_relaxed);
+        atomic_store_explicit(&c->steps[i].sleepers, 0, memory_order_relaxed);
     }
     /* infer_pool_run publishes these stores to the workers. */
     infer_pool_run(c->pool, forward_worker, c);

@@ -19,6 +19,7 @@
 #ifndef INFER_KERNELS_H
 #define INFER_KERNELS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -137,8 +138,10 @@ double infer__fma_loop_avx512(long iters);
 /* ---- thread pool ---------------------------------------------------------- */
 
 /* A fixed set of worker threads that run one function on all threads at
- * once (ith = 0..nth-1, the caller being ith 0) with a spinning barrier,
- * in the manner of ggml. One infer_pool_run() at a time per pool. */
+ * once (ith = 0..nth-1, the caller being ith 0), in the manner of ggml.
+ * One infer_pool_run() at a time per pool. Waits spin for some tens of
+ * microseconds and then sleep on a futex (never spin long: the machines
+ * are shared and often oversubscribed). */
 struct infer_pool;
 typedef void (*infer_pool_fn)(void *arg, int ith, int nth);
 /* n_threads <= 0: number of online CPUs. NULL on failure. */
@@ -149,5 +152,10 @@ int infer_pool_size(const struct infer_pool *p);
 void infer_pool_run(struct infer_pool *p, infer_pool_fn fn, void *arg);
 /* Inside fn: waits until all nth threads reached it. */
 void infer_pool_barrier(struct infer_pool *p);
+/* Waits until *a >= target (spin briefly, then sleep). Whoever raises *a
+ * calls infer_pool_wake(a, sleepers) afterwards; sleepers counts the
+ * threads asleep on a (zero-initialised, shared by waiters and wakers). */
+void infer_pool_wait_ge(atomic_int *a, int target, atomic_int *sleepers);
+void infer_pool_wake(atomic_int *a, atomic_int *sleepers);
 
 #endif
