@@ -446,6 +446,10 @@ static void *board_main(void *arg)
                 need = 1;
             if (m >= 0 && m < b->st.max_id)
                 full = 1; /* votes were deleted */
+            /* A bulk import: reading all again through the cursor beats
+             * paging through that many new rows. */
+            if (m - b->st.max_id > 200000)
+                full = 1;
             next_poll = mono() + b->o.poll_ms / 1000.0;
         }
         if (reconciling) {
