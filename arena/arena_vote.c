@@ -83,6 +83,35 @@ static bool arr_add(char **buf, size_t *len, size_t *cap, const char *s,
     return true;
 }
 
+/* Runs the vote statement, prepared once per connection (planning it
+ * costs about as much as running it). A connection that does not know it
+ * yet (new, or reconnected) answers 26000: prepare, then run. */
+static int vote_exec(struct db_conn *c, const char *const *p, PGresult **out)
+{
+    PGconn *pg = db_conn_pg(c);
+    struct db_err derr;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        PGresult *r = PQexecPrepared(pg, "arena_vote", 4, p, NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+            *out = r;
+            return DB_OK;
+        }
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        bool unknown = state != NULL && strcmp(state, "26000") == 0;
+        int rc = db_err_from_result(c, r, &derr);
+        PQclear(r);
+        if (!unknown || attempt > 0)
+            return rc != DB_OK ? rc : DB_ERR;
+        r = PQprepare(pg, "arena_vote", vote_sql, 4, NULL);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        rc = ok ? DB_OK : db_err_from_result(c, r, &derr);
+        PQclear(r);
+        if (!ok)
+            return rc != DB_OK ? rc : DB_ERR;
+    }
+    return DB_ERR;
+}
+
 /* Writes batch[0..n): sets each status (ARENA_OK, 1 = not inserted, or
  * ARENA_ERR_DB). */
 static void write_batch(struct arena *a, struct arena__vote **batch, size_t n)
@@ -114,8 +143,7 @@ static void write_batch(struct arena *a, struct arena__vote **batch, size_t n)
         struct arena_err err;
         if (arena__db_get(a, &c, &err) == ARENA_OK) {
             const char *p[4] = {arr[0], arr[1], arr[2], arr[3]};
-            struct db_err derr;
-            if (db_exec(c, vote_sql, 4, p, &res, &derr) == DB_OK)
+            if (vote_exec(c, p, &res) == DB_OK)
                 status = ARENA_OK;
             arena__db_put(a, c);
         }
