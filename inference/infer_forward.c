@@ -11,9 +11,13 @@
  * multiplied by all n activation rows while they are in cache (matmuls).
  * Every output value is computed from its own row alone, so results do not
  * depend on the batch, the chunking or the number of threads.
- * Per layer: norm+quantise | q,k,v | bias+rope+store | attention |
- * quantise | wo | residual+norm+quantise | gate,up | silu*up+quantise |
- * down, with the next layer's first step doing the residual.
+ * Per layer: norm+quantise | q,k,v | bias+rope+store | attention (and
+ * quantising its output for wo) | wo | residual+norm+quantise | gate,up
+ * (and SiLU * up, quantised for down) | down, with the next layer's first
+ * step doing the residual (the first layer's is done with the embedding).
+ * The fused parts quantise whole Q8A blocks of the columns the chunk
+ * wrote; weights that want Q8K activations (256-blocks) get a separate
+ * per-entry quantising step instead.
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -148,6 +152,7 @@ struct infer_ctx {
     double *inv_freq;        /* (n_rot / 2) */
     float *scores; /* (n_threads, n_heads / n_kv_heads, max_ctx + 1) */
     void *act[3];            /* per infer_act_kind: (max_batch, row) */
+    void *act_down;          /* Q8A (max_batch, hidden): fused SiLU out */
     int32_t *out_rows;       /* (max_batch) entries that want logits */
     struct step *steps;      /* (max_steps) chunk counters of one call */
     int max_steps;
@@ -215,6 +220,8 @@ int infer_ctx_new(const struct infer_model *m,
     bool ok = c->pool != NULL && c->x && c->xb && c->xb2 && c->q && c->att &&
               c->k && c->v && c->hb && c->hb2 && c->rope && c->inv_freq &&
               c->scores && c->out_rows && c->steps;
+    c->act_down = alloc64(B * infer_act_row_bytes(INFER_ACT_Q8A, maxk + 256));
+    ok = ok && c->act_down != NULL;
     for (int kind = INFER_ACT_Q8A; ok && kind <= INFER_ACT_Q8K; kind++) {
         c->act[kind] = alloc64(B * infer_act_row_bytes(kind, maxk + 256));
         ok = c->act[kind] != NULL;
@@ -246,6 +253,7 @@ void infer_ctx_free(struct infer_ctx *c)
     free(c->steps);
     for (int i = 0; i < 3; i++)
         free(c->act[i]);
+    free(c->act_down);
     free(c);
 }
 
@@ -298,14 +306,49 @@ static void act_rows(struct infer_ctx *c, const struct infer_weight *const *ws,
 
 #define CHUNK_ROWS 32 /* weight rows per matmul chunk */
 
+/* True when the chunks that produce w's input, span columns each, can
+ * also prepare it for w (float, or whole 32-blocks of Q8A), which saves a
+ * step (and its wait) per layer. Q8K blocks (256) are done per row. */
+static bool act_fusable(const struct infer_weight *w, int span)
+{
+    enum infer_act_kind kind = infer_act_kind_of(w->type);
+    return kind == INFER_ACT_F32 ||
+           (kind == INFER_ACT_Q8A && span % INFER_QK == 0 &&
+            w->cols % span == 0);
+}
+
+/* Quantises columns [c0, c0 + cnt) of row i of src (rows of w->cols) for
+ * w into act, if w wants Q8A (c0, cnt whole blocks); the blocks are the
+ * ones a whole-row quantisation gives. */
+/* Whether gate, up and SiLU share one step (see ch_gate_up_silu). */
+static bool fuse_silu(const struct infer_layer *L)
+{
+    return act_fusable(&L->w_down, CHUNK_ROWS) &&
+           L->w_gate.rows == L->w_up.rows;
+}
+
+static void act_part(void *act, const struct infer_weight *w,
+                     const float *src, int i, int64_t c0, int64_t cnt)
+{
+    if (infer_act_kind_of(w->type) != INFER_ACT_Q8A)
+        return;
+    size_t stride = infer_act_row_bytes(INFER_ACT_Q8A, w->cols);
+    struct infer_q8a *dst =
+        (struct infer_q8a *)((char *)act + (size_t)i * stride) +
+        c0 / INFER_QK;
+    infer_quantize_q8a(src + (size_t)i * w->cols + c0, dst, cnt);
+}
+
 static int n_chunks(const struct infer_weight *w)
 {
     return (int)((w->rows + CHUNK_ROWS - 1) / CHUNK_ROWS);
 }
 
-/* Chunk k of y = W x for nb activation rows of src. */
-static void mm_chunk(struct infer_ctx *c, const struct infer_weight *w,
-                     const float *src, int nb, float *y, int64_t ldy, int k)
+/* Chunk k of y = W x for nb activation rows of src (quantised in act, or
+ * in c->act[kind] if act is NULL). */
+static void mm_chunk_in(struct infer_ctx *c, const struct infer_weight *w,
+                        const float *src, int nb, float *y, int64_t ldy,
+                        int k, const void *act)
 {
     int64_t r0 = (int64_t)k * CHUNK_ROWS, r1 = r0 + CHUNK_ROWS;
     if (r1 > w->rows)
@@ -313,9 +356,17 @@ static void mm_chunk(struct infer_ctx *c, const struct infer_weight *w,
     if (nb == 0)
         return;
     enum infer_act_kind kind = infer_act_kind_of(w->type);
-    const void *xa = kind == INFER_ACT_F32 ? (const void *)src : c->act[kind];
+    const void *xa = kind == INFER_ACT_F32 ? (const void *)src
+                     : act != NULL         ? act
+                                           : c->act[kind];
     c->kern->mm[w->type](w->data, w->row_bytes, w->cols, r0, r1, xa,
                          infer_act_row_bytes(kind, w->cols), nb, y, ldy);
+}
+
+static void mm_chunk(struct infer_ctx *c, const struct infer_weight *w,
+                     const float *src, int nb, float *y, int64_t ldy, int k)
+{
+    mm_chunk_in(c, w, src, nb, y, ldy, k, NULL);
 }
 
 static void rope_apply(const struct infer_config *cf, float *v,
@@ -452,11 +503,13 @@ static void run_step(struct infer_ctx *c, int *si, int n, chunk_fn fn, int l,
 
 /* Per-entry chunks (k is an entry). */
 
+static void ch_attn_norm(struct infer_ctx *c, int l, int k, int ith);
+
+/* Embedding and the first layer's norm of entry k. */
 static void ch_embed(struct infer_ctx *c, int l, int k, int ith)
 {
-    (void)l;
-    (void)ith;
     embed(c, k);
+    ch_attn_norm(c, l, k, ith);
 }
 
 static void ch_attn_norm(struct infer_ctx *c, int l, int k, int ith)
@@ -486,6 +539,16 @@ static void ch_attend(struct infer_ctx *c, int l, int k, int ith)
     int nkv = cf->n_kv_heads;
     attend(c, l, k / nkv, k % nkv,
            c->scores + (size_t)ith * (cf->n_heads / nkv) * (c->max_ctx + 1));
+}
+
+/* Attention, then (when fusable) quantising the columns it wrote for wo. */
+static void ch_attend_act(struct infer_ctx *c, int l, int k, int ith)
+{
+    const struct infer_config *cf = &c->m->cfg;
+    int nkv = cf->n_kv_heads, span = cf->n_heads / nkv * cf->head_dim;
+    ch_attend(c, l, k, ith);
+    act_part(c->act[INFER_ACT_Q8A], &c->m->layers[l].wo, c->att, k / nkv,
+             (int64_t)(k % nkv) * span, span);
 }
 
 static void ch_att_act(struct infer_ctx *c, int l, int k, int ith)
@@ -569,11 +632,32 @@ static void ch_gate_up(struct infer_ctx *c, int l, int k, int ith)
         mm_chunk(c, &L->w_up, c->xb, c->n, c->hb2, hid, k - ng);
 }
 
+/* Gate and up rows [32k, 32k + 32) for all entries, then SiLU(gate) * up
+ * on those columns and their Q8A blocks for w_down (when fuse_silu(L)),
+ * into act_down: the gate and up chunks still read act[Q8A]. */
+static void ch_gate_up_silu(struct infer_ctx *c, int l, int k, int ith)
+{
+    const struct infer_layer *L = &c->m->layers[l];
+    int hid = c->m->cfg.hidden;
+    int64_t r0 = (int64_t)k * CHUNK_ROWS;
+    int64_t r1 = r0 + CHUNK_ROWS < hid ? r0 + CHUNK_ROWS : hid;
+    (void)ith;
+    mm_chunk(c, &L->w_gate, c->xb, c->n, c->hb, hid, k);
+    mm_chunk(c, &L->w_up, c->xb, c->n, c->hb2, hid, k);
+    for (int b = 0; b < c->n; b++) {
+        float *g = c->hb + (size_t)b * hid, *u = c->hb2 + (size_t)b * hid;
+        for (int64_t j = r0; j < r1; j++)
+            g[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+        act_part(c->act_down, &L->w_down, c->hb, b, r0, r1 - r0);
+    }
+}
+
 static void ch_down(struct infer_ctx *c, int l, int k, int ith)
 {
+    const struct infer_layer *L = &c->m->layers[l];
     (void)ith;
-    mm_chunk(c, &c->m->layers[l].w_down, c->hb, c->n, c->xb2,
-             c->m->cfg.dim, k);
+    mm_chunk_in(c, &L->w_down, c->hb, c->n, c->xb2, c->m->cfg.dim, k,
+                fuse_silu(L) ? c->act_down : NULL);
 }
 
 static void ch_logits(struct infer_ctx *c, int l, int k, int ith)
@@ -591,20 +675,30 @@ static void forward_worker(void *arg, int ith, int nth)
     int n = c->n, si = 0;
     (void)nth;
     run_step(c, &si, n, ch_embed, 0, ith);
+    int span = m->cfg.n_heads / m->cfg.n_kv_heads * m->cfg.head_dim;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const struct infer_layer *L = &m->layers[l];
-        run_step(c, &si, n, ch_attn_norm, l, ith);
+        if (l > 0)
+            run_step(c, &si, n, ch_attn_norm, l, ith);
         run_step(c, &si,
                  n_chunks(&L->wq) + n_chunks(&L->wk) + n_chunks(&L->wv),
                  ch_qkv, l, ith);
         run_step(c, &si, n, ch_rope, l, ith);
-        run_step(c, &si, n * m->cfg.n_kv_heads, ch_attend, l, ith);
-        run_step(c, &si, n, ch_att_act, l, ith);
+        if (act_fusable(&L->wo, span)) {
+            run_step(c, &si, n * m->cfg.n_kv_heads, ch_attend_act, l, ith);
+        } else {
+            run_step(c, &si, n * m->cfg.n_kv_heads, ch_attend, l, ith);
+            run_step(c, &si, n, ch_att_act, l, ith);
+        }
         run_step(c, &si, n_chunks(&L->wo), ch_wo, l, ith);
         run_step(c, &si, n, ch_ffn_norm, l, ith);
-        run_step(c, &si, n_chunks(&L->w_gate) + n_chunks(&L->w_up),
-                 ch_gate_up, l, ith);
-        run_step(c, &si, n, ch_silu, l, ith);
+        if (fuse_silu(L)) {
+            run_step(c, &si, n_chunks(&L->w_gate), ch_gate_up_silu, l, ith);
+        } else {
+            run_step(c, &si, n_chunks(&L->w_gate) + n_chunks(&L->w_up),
+                     ch_gate_up, l, ith);
+            run_step(c, &si, n, ch_silu, l, ith);
+        }
         run_step(c, &si, n_chunks(&L->w_down), ch_down, l, ith);
     }
     run_step(c, &si, c->n_out, ch_out_norm, 0, ith);
