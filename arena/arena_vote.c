@@ -212,6 +212,13 @@ static void *writer_main(void *arg)
                 if (b[i]->status == ARENA_ERR_DB)
                     write_batch(a, &b[i], 1);
         }
+        /* Committed votes wake the leaderboard now, not at its next poll. */
+        for (size_t i = 0; i < n; i++) {
+            if (b[i]->status == ARENA_OK) {
+                arena_board_touch();
+                break;
+            }
+        }
 
         pthread_mutex_lock(&a->vq_mu);
         for (size_t i = 0; i < n; i++)

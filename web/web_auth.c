@@ -86,8 +86,7 @@ int web_auth_visitor(struct web_req *r, struct arena_visitor *v)
     memset(v, 0, sizeof(*v));
     if (g_auth == NULL)
         return WEB_ERR;
-    arena_visitor_ip(g_auth->keys,
-                     r->ri->remote_addr[0] ? r->ri->remote_addr : "-", v);
+    arena_visitor_ip(g_auth->keys, web_req_client_ip(r), v);
     char got[64], val[48];
     if (cookie_get(r, "arena_vid", got, sizeof(got)) &&
         arena_visitor_cookie_check(g_auth->keys, got, v))
@@ -109,7 +108,7 @@ static void login(struct web_req *r)
 {
     struct auth *a = r->user;
     struct arena_visitor v;
-    arena_visitor_ip(a->keys, r->ri->remote_addr, &v);
+    arena_visitor_ip(a->keys, web_req_client_ip(r), &v);
     int wait = arena_limiter_take(a->limiter, ARENA_LIMIT_IP_BATTLE,
                                   v.ip_hash, LOGIN_TRIES_PER_MIN,
                                   mono_now());

@@ -53,7 +53,7 @@ static void bench_battles(struct web_req *r)
     }
     struct arena_visitor v;
     char cookie[64];
-    arena_visitor_ip(k, r->ri->remote_addr, &v);
+    arena_visitor_ip(k, web_req_client_ip(r), &v);
     if (arena_visitor_cookie_new(k, cookie, sizeof(cookie), &v) != ARENA_OK) {
         web_reply_error(r, 500, NULL, "no randomness");
         return;
