@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "infer_model.h"
 
@@ -100,13 +101,16 @@ double infer_bench_fma_peak(int n_threads, double seconds)
                        .simd = infer_kernels_get("avx512") ? 3 : 2};
     j.done = calloc((size_t)nth, sizeof(double));
     double result = 0;
-    if (j.done != NULL) {
+    /* Best of several trials, like the bandwidth. */
+    j.seconds = seconds / BW_TRIALS;
+    for (int trial = 0; j.done != NULL && trial < BW_TRIALS; trial++) {
         double t0 = infer_now();
         infer_pool_run(pool, fma_worker, &j);
         double t = infer_now() - t0, total = 0;
         for (int i = 0; i < nth; i++)
             total += j.done[i];
-        result = total / t / 1e9;
+        if (total / t / 1e9 > result)
+            result = total / t / 1e9;
     }
     free(j.done);
     infer_pool_free(pool);
@@ -124,10 +128,65 @@ struct bench_opts {
 struct bench_row {
     int batch;
     double step_s;    /* seconds per decode step */
+    double cpu_s;     /* CPU seconds (all threads) per decode step */
     double tok_s;     /* aggregate decode tokens per second */
     double gbs;       /* weight bytes read per second */
     double gflops;    /* matmul flops per second */
 };
+
+/* CPU time of the whole process (every thread), seconds. */
+static double cpu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* One thread multiplying a small weight matrix of type wtype (k columns,
+ * hot in L2) by `batch` activation rows again and again: the kernel's own
+ * speed in GFLOP/s, which a loaded machine disturbs far less than the
+ * decode rows (best of short trials). 0 if the type has no kernel. */
+static double bench_kernel(const struct infer_kernels *ks, uint32_t wtype,
+                           int64_t k, int batch)
+{
+    enum { R = 256 };
+    enum infer_act_kind kind = infer_act_kind_of(wtype);
+    size_t rb = infer_row_bytes(wtype, k), ab = infer_act_row_bytes(kind, k);
+    if (ks->mm[wtype] == NULL || rb == 0)
+        return 0;
+    float *f = malloc(sizeof(float) * (size_t)k * (R > batch ? R : batch));
+    char *w = malloc(rb * R), *x = malloc(ab * batch);
+    float *y = malloc(sizeof(float) * R * batch);
+    double best = 0;
+    if (f != NULL && w != NULL && x != NULL && y != NULL) {
+        for (int64_t i = 0; i < k * R; i++)
+            f[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
+        for (int r = 0; r < R; r++)
+            infer_quantize_row(wtype, f + r * k, w + r * rb, k);
+        for (int b = 0; b < batch; b++) {
+            if (kind == INFER_ACT_Q8A)
+                infer_quantize_q8a(f + b * k, (void *)(x + b * ab), k);
+            else if (kind == INFER_ACT_Q8K)
+                infer_quantize_q8k(f + b * k, (void *)(x + b * ab), k);
+            else
+                memcpy(x + b * ab, f + b * k, ab);
+        }
+        for (int trial = 0; trial < 20; trial++) {
+            double t0 = infer_now();
+            for (int it = 0; it < 8; it++)
+                ks->mm[wtype](w, rb, k, 0, R, x, ab, batch, y, R);
+            double t = infer_now() - t0;
+            double gf = 2.0 * (double)k * R * batch * 8 / t / 1e9;
+            if (t > 0 && gf > best)
+                best = gf;
+        }
+    }
+    free(f);
+    free(w);
+    free(x);
+    free(y);
+    return best;
+}
 
 /* Decodes gen_tokens steps of `batch` sequences after a short prompt. */
 static int bench_decode(const struct infer_model *m,
@@ -163,7 +222,7 @@ static int bench_decode(const struct infer_model *m,
                                               false};
         st = infer_forward(ctx, kv, e, batch, logits, err);
     }
-    double t0 = infer_now();
+    double t0 = infer_now(), c0 = cpu_now();
     for (int s = 0; st == INFER_OK && s < o->gen_tokens; s++, pos++) {
         for (int b = 0; b < batch; b++)
             e[b] = (struct infer_batch_entry){&seqs[b], pos,
@@ -171,10 +230,11 @@ static int bench_decode(const struct infer_model *m,
                                               true};
         st = infer_forward(ctx, kv, e, batch, logits, err);
     }
-    double t = infer_now() - t0;
+    double t = infer_now() - t0, cpu = cpu_now() - c0;
     if (st == INFER_OK) {
         row->batch = batch;
         row->step_s = t / o->gen_tokens;
+        row->cpu_s = cpu / o->gen_tokens;
         row->tok_s = batch * o->gen_tokens / t;
         row->gbs = (double)m->weight_bytes * o->gen_tokens / t / 1e9;
         row->gflops = 2.0 * (double)m->n_params * row->tok_s / 1e9;
@@ -194,10 +254,11 @@ static void bench_usage(FILE *f)
     fprintf(f, "usage: arena bench infer --model FILE [--batch 1,2,4,...] "
                "[--prompt-tokens N] [--gen-tokens N] [--threads N] "
                "[--kernels NAME]\n\n"
-               "Prints the measured memory bandwidth and FMA peak, then one "
-               "row per batch size:\n"
-               "aggregate decode tokens/s, time per step, weight GB/s and "
-               "GFLOP/s.\n");
+               "Prints the measured memory bandwidth and FMA peak, the "
+               "matmul kernel's one-thread\nin-cache speed, then one "
+               "row per batch size: aggregate decode tokens/s, wall and\n"
+               "CPU (all threads) time per step, weight GB/s and GFLOP/s, "
+               "prompt tokens/s.\n");
 }
 
 static int bench_parse(int argc, char **argv, struct bench_opts *o)
@@ -296,8 +357,23 @@ int infer_cmd_bench(int argc, char **argv)
     printf("machine: %d threads, measured memory bandwidth %.2f GB/s, FMA "
            "peak %.1f GFLOP/s\n",
            nth, bw, peak);
-    printf("%6s %12s %10s %10s %6s %10s %6s %12s\n", "batch", "decode tok/s",
-           "ms/step", "GB/s", "%bw", "GFLOP/s", "%peak", "prompt tok/s");
+    {
+        const struct infer_kernels *ks =
+            o.kernels != NULL ? infer_kernels_get(o.kernels)
+                              : infer_kernels_best();
+        const struct infer_weight *w = &m->layers[0].wq;
+        double peak1 = infer_bench_fma_peak(1, 0.5);
+        double kg = ks != NULL ? bench_kernel(ks, w->type, w->cols, 32) : 0;
+        printf("kernel: %s %s, %lld columns, batch 32, one thread in "
+               "cache: %.1f GFLOP/s (%.0f%% of the one-thread FMA peak "
+               "%.1f)\n",
+               ks != NULL ? ks->name : "?", infer_type_name(w->type),
+               (long long)w->cols, kg, peak1 > 0 ? 100 * kg / peak1 : 0,
+               peak1);
+    }
+    printf("%6s %12s %10s %8s %10s %6s %10s %6s %12s\n", "batch",
+           "decode tok/s", "ms/step", "cpu ms", "GB/s", "%bw", "GFLOP/s",
+           "%peak", "prompt tok/s");
     int st = INFER_OK;
     for (int i = 0; st == INFER_OK && i < o.n_batches; i++) {
         struct bench_row r = {0};
@@ -307,8 +383,9 @@ int infer_cmd_bench(int argc, char **argv)
             st = infer_bench_prompt_rate(m, o.batches[i], o.prompt_tokens,
                                          o.threads, o.kernels, &ptok, &err);
         if (st == INFER_OK)
-            printf("%6d %12.1f %10.2f %10.2f %5.0f%% %10.1f %5.0f%% %12.1f\n",
-                   r.batch, r.tok_s, r.step_s * 1e3, r.gbs,
+            printf("%6d %12.1f %10.2f %8.1f %10.2f %5.0f%% %10.1f %5.0f%% "
+                   "%12.1f\n",
+                   r.batch, r.tok_s, r.step_s * 1e3, r.cpu_s * 1e3, r.gbs,
                    bw > 0 ? 100 * r.gbs / bw : 0, r.gflops,
                    peak > 0 ? 100 * r.gflops / peak : 0, ptok);
         fflush(stdout);

@@ -49,6 +49,7 @@ int infer_kv_new(const struct infer_model *m, int n_blocks, int block_size,
     kv->n_blocks = n_blocks;
     kv->n_layers = m->cfg.n_layers;
     kv->kv_dim = m->cfg.n_kv_heads * m->cfg.head_dim;
+    kv->head_dim = m->cfg.head_dim;
     size_t per = (size_t)kv->n_layers * (size_t)block_size * kv->kv_dim;
     if ((size_t)n_blocks > SIZE_MAX / sizeof(float) / per) {
         free(kv);
@@ -383,13 +384,18 @@ static void rope_apply(const struct infer_config *cf, float *v,
     }
 }
 
+/* The head_dim floats of KV head h at position pos of layer `layer`. A
+ * block holds, per layer and head, its positions one after another, so
+ * attention reads one contiguous run per block and head. */
 static float *kv_at(const struct infer_kv *kv, float *base,
-                    const struct infer_seq *s, int layer, int pos)
+                    const struct infer_seq *s, int layer, int h, int pos)
 {
     int32_t blk = s->blocks[pos / kv->block_size];
-    size_t row = ((size_t)blk * kv->n_layers + layer) * kv->block_size +
+    size_t n_heads = (size_t)(kv->kv_dim / kv->head_dim);
+    size_t row = (((size_t)blk * kv->n_layers + layer) * n_heads + h) *
+                     kv->block_size +
                  (size_t)(pos % kv->block_size);
-    return base + row * kv->kv_dim;
+    return base + row * kv->head_dim;
 }
 
 /* Bias, RoPE and the KV write for entry i at layer l. */
@@ -415,8 +421,12 @@ static void qkv_finish(struct infer_ctx *c, int l, int i)
     for (int h = 0; h < cf->n_kv_heads; h++)
         rope_apply(cf, k + h * hd, cs);
     const struct infer_batch_entry *e = &c->e[i];
-    memcpy(kv_at(c->kv, c->kv->k, e->seq, l, e->pos), k, kvd * sizeof(float));
-    memcpy(kv_at(c->kv, c->kv->v, e->seq, l, e->pos), v, kvd * sizeof(float));
+    for (int h = 0; h < cf->n_kv_heads; h++) {
+        memcpy(kv_at(c->kv, c->kv->k, e->seq, l, h, e->pos), k + h * hd,
+               hd * sizeof(float));
+        memcpy(kv_at(c->kv, c->kv->v, e->seq, l, h, e->pos), v + h * hd,
+               hd * sizeof(float));
+    }
 }
 
 /* Attention of entry i at layer l over positions [0, pos] for the query
@@ -430,15 +440,15 @@ static void attend(struct infer_ctx *c, int l, int i, int g, float *s)
     const struct infer_batch_entry *e = &c->e[i];
     const struct infer_kv *kv = c->kv;
     int hd = cf->head_dim, qd = cf->n_heads * hd;
-    int grp = cf->n_heads / cf->n_kv_heads, kvo = g * hd, n = e->pos + 1;
+    int grp = cf->n_heads / cf->n_kv_heads, n = e->pos + 1;
     int bs = kv->block_size, ls = c->max_ctx + 1;
     const float *q = c->q + (size_t)i * qd + (size_t)g * grp * hd;
     float scale = 1.0f / sqrtf((float)hd);
     infer_mm_fn dot = c->kern->mm[INFER_TYPE_F32];
     for (int p0 = 0; p0 < n; p0 += bs) {
         int cnt = n - p0 < bs ? n - p0 : bs;
-        const float *kp = kv_at(kv, kv->k, e->seq, l, p0) + kvo;
-        dot(kp, (size_t)kv->kv_dim * sizeof(float), hd, 0, cnt, q,
+        const float *kp = kv_at(kv, kv->k, e->seq, l, g, p0);
+        dot(kp, (size_t)hd * sizeof(float), hd, 0, cnt, q,
             (size_t)hd * sizeof(float), grp, s + p0, ls);
     }
     for (int h = 0; h < grp; h++) {
@@ -457,7 +467,7 @@ static void attend(struct infer_ctx *c, int l, int i, int g, float *s)
     float *o = c->att + (size_t)i * qd + (size_t)g * grp * hd;
     memset(o, 0, (size_t)grp * hd * sizeof(float));
     for (int p = 0; p < n; p++) {
-        const float *vp = kv_at(kv, kv->v, e->seq, l, p) + kvo;
+        const float *vp = kv_at(kv, kv->v, e->seq, l, g, p);
         for (int h = 0; h < grp; h++) {
             const float *sh = s + (size_t)h * ls;
             float a = sh[p] / sh[ls - 1], *oh = o + h * hd;

@@ -115,7 +115,9 @@ struct infer_kv {
     int n_blocks;
     int n_layers, kv_dim;
     /* private */
-    float *k, *v;    /* (n_blocks, n_layers, block_size, kv_dim) each */
+    int head_dim;
+    float *k, *v;    /* (n_blocks, n_layers, n_kv_heads, block_size,
+                        head_dim) each */
     int32_t *free_ids; /* (n_blocks) stack of free block ids */
     int n_free;
 };
