@@ -418,7 +418,12 @@ struct battle {
     int turns;
     char excluded[64];
     char vote[16]; /* "" if none */
+    bool stale;    /* 'answering' for longer than any turn can take */
 };
+
+/* A turn that has been 'answering' this long was abandoned: its server
+ * died mid-turn (answers are bounded in tokens and time, far below this). */
+#define STALE_TURN "interval '10 minutes'"
 
 static int battle_load(struct arena *a, struct db_conn *c, const char *id,
                        const struct arena_visitor *v, struct battle *b,
@@ -439,7 +444,8 @@ static int battle_load(struct arena *a, struct db_conn *c, const char *id,
                 "coalesce(b.model_b, 0), b.visitor_hash = $2::bytea, "
                 "b.turns, coalesce(b.excluded_reason, ''), "
                 "coalesce((SELECT winner FROM votes WHERE battle_id = b.id), "
-                "'') FROM battles b WHERE b.public_id = $1::uuid",
+                "''), b.state = 'answering' AND b.updated_at < now() - "
+                STALE_TURN " FROM battles b WHERE b.public_id = $1::uuid",
                 2, p, &res, &derr) != DB_OK) {
         err_set(err, "loading the battle: %s", derr.msg);
         return ARENA_ERR_DB;
@@ -459,6 +465,7 @@ static int battle_load(struct arena *a, struct db_conn *c, const char *id,
     b->turns = atoi(PQgetvalue(res, 0, 6));
     snprintf(b->excluded, sizeof(b->excluded), "%s", PQgetvalue(res, 0, 7));
     snprintf(b->vote, sizeof(b->vote), "%s", PQgetvalue(res, 0, 8));
+    b->stale = PQgetvalue(res, 0, 9)[0] == 't';
     PQclear(res);
     if (!b->mine) {
         err_set(err, "this battle belongs to another visitor");
@@ -908,7 +915,7 @@ int arena_battle_turn(struct arena *a, const struct arena_visitor *v,
         } else if (strcmp(b.state, "failed") == 0) {
             err_set(err, "a model failed in this battle; start a new one");
             rc = ARENA_ERR_FAILED;
-        } else if (strcmp(b.state, "answering") == 0) {
+        } else if (strcmp(b.state, "answering") == 0 && !b.stale) {
             err_set(err, "a turn is streaming in this battle");
             rc = ARENA_ERR_BUSY;
         } else if (regen && b.turns == 0) {
@@ -923,11 +930,17 @@ int arena_battle_turn(struct arena *a, const struct arena_visitor *v,
     struct convo cv = {0};
     if (rc == ARENA_OK)
         rc = convo_load(c, &b, b.turns, &cv, err);
-    /* Claim the battle. */
+    /* Claim the battle. An abandoned turn (stale) is taken over: the
+     * battle goes back to where that turn started if this one ends early. */
     char prev[12];
-    snprintf(prev, sizeof(prev), "%s", b.state);
+    if (!b.stale)
+        snprintf(prev, sizeof(prev), "%s", b.state);
+    else if (b.turns == 0 || strcmp(b.mode, "direct") == 0)
+        snprintf(prev, sizeof(prev), "open");
+    else
+        snprintf(prev, sizeof(prev), "ready");
     if (rc == ARENA_OK) {
-        const char *p[2] = {b.id_text, prev};
+        const char *p[2] = {b.id_text, b.state};
         PGresult *res = NULL;
         struct db_err derr = {{0}, {0}};
         if (db_exec(c,

@@ -391,6 +391,30 @@ static void named_and_direct(struct ctx *c)
     CHECK_EQ(json_array_size(json_object_get(r.json, "turns")), 2);
     CHECK_STREQ(json_string_value(json_object_get(r.json, "state")), "open");
     tb_res_free(&r);
+
+    /* A turn left 'answering' by a server that died: busy while it could
+     * still be running, taken over once it is stale. */
+    char sql[512], uuid[40];
+    snprintf(uuid, sizeof(uuid), "%.8s-%.4s-%.4s-%.4s-%.12s", id + 2,
+             id + 10, id + 14, id + 18, id + 22);
+    snprintf(sql, sizeof(sql),
+             "UPDATE battles SET state = 'answering', updated_at = now() - "
+             "interval '1 minute' WHERE public_id = '%s' RETURNING 1",
+             uuid);
+    CHECK_EQ(tb_sql_ll(c->conninfo, sql), 1);
+    snprintf(path, sizeof(path), "/api/battles/%s/turns", id);
+    CHECK_EQ(tb_http(&c->alice, "POST", path, "{\"prompt\": \"Hi\"}", &r),
+             409);
+    CHECK_STREQ(tb_code(&r), "busy");
+    tb_res_free(&r);
+    snprintf(sql, sizeof(sql),
+             "UPDATE battles SET updated_at = now() - interval '11 minutes' "
+             "WHERE public_id = '%s' RETURNING 1",
+             uuid);
+    CHECK_EQ(tb_sql_ll(c->conninfo, sql), 1);
+    turn(&c->alice, id, "Go on", 1, "open", &a, &b, &fail);
+    CHECK(!fail);
+    free(a), free(b);
 }
 
 static void errors(struct ctx *c)
