@@ -7,7 +7,7 @@
  * grab from a counter (struct step), and a step ends when all its chunks
  * are done. Chunks are an entry (norms, activation quantisation, RoPE, KV
  * writes), an (entry, KV head) pair (attention for the query heads that
- * share it) or CHUNK_ROWS weight rows
+ * share it) or chunk_rows weight rows
  * multiplied by all n activation rows while they are in cache (matmuls).
  * Every output value is computed from its own row alone, so results do not
  * depend on the batch, the chunking or the number of threads.
@@ -160,6 +160,7 @@ struct infer_ctx {
     /* the call in progress */
     const struct infer_batch_entry *e;
     int n, n_out;
+    int chunk_rows;          /* weight rows per matmul chunk (this call) */
     struct infer_kv *kv;
     float *logits;
 };
@@ -305,7 +306,15 @@ static void act_rows(struct infer_ctx *c, const struct infer_weight *const *ws,
     }
 }
 
-#define CHUNK_ROWS 32 /* weight rows per matmul chunk */
+/* Weight rows per matmul chunk: 32 when many activation rows make each
+ * row expensive; more for small batches, which only stream weights, so
+ * that each thread reads longer runs (hardware prefetchers follow them)
+ * and grabs fewer chunks. Always a multiple of 32 (Q8A blocks of fused
+ * outputs) and of the kernels' row tiles. */
+static int chunk_rows_for(int n)
+{
+    return n <= 2 ? 128 : n <= 8 ? 64 : 32;
+}
 
 /* True when the chunks that produce w's input, span columns each, can
  * also prepare it for w (float, or whole 32-blocks of Q8A), which saves a
@@ -322,9 +331,9 @@ static bool act_fusable(const struct infer_weight *w, int span)
  * w into act, if w wants Q8A (c0, cnt whole blocks); the blocks are the
  * ones a whole-row quantisation gives. */
 /* Whether gate, up and SiLU share one step (see ch_gate_up_silu). */
-static bool fuse_silu(const struct infer_layer *L)
+static bool fuse_silu(const struct infer_ctx *c, const struct infer_layer *L)
 {
-    return act_fusable(&L->w_down, CHUNK_ROWS) &&
+    return act_fusable(&L->w_down, c->chunk_rows) &&
            L->w_gate.rows == L->w_up.rows;
 }
 
@@ -340,9 +349,9 @@ static void act_part(void *act, const struct infer_weight *w,
     infer_quantize_q8a(src + (size_t)i * w->cols + c0, dst, cnt);
 }
 
-static int n_chunks(const struct infer_weight *w)
+static int n_chunks(const struct infer_ctx *c, const struct infer_weight *w)
 {
-    return (int)((w->rows + CHUNK_ROWS - 1) / CHUNK_ROWS);
+    return (int)((w->rows + c->chunk_rows - 1) / c->chunk_rows);
 }
 
 /* Chunk k of y = W x for nb activation rows of src (quantised in act, or
@@ -351,7 +360,7 @@ static void mm_chunk_in(struct infer_ctx *c, const struct infer_weight *w,
                         const float *src, int nb, float *y, int64_t ldy,
                         int k, const void *act)
 {
-    int64_t r0 = (int64_t)k * CHUNK_ROWS, r1 = r0 + CHUNK_ROWS;
+    int64_t r0 = (int64_t)k * c->chunk_rows, r1 = r0 + c->chunk_rows;
     if (r1 > w->rows)
         r1 = w->rows;
     if (nb == 0)
@@ -608,14 +617,14 @@ static void ch_out_norm(struct infer_ctx *c, int l, int k, int ith)
     act_rows(c, ow, 1, c->xb, k);
 }
 
-/* Matmul chunks (k is a block of CHUNK_ROWS weight rows). */
+/* Matmul chunks (k is a block of chunk_rows weight rows). */
 
 static void ch_qkv(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_config *cf = &c->m->cfg;
     const struct infer_layer *L = &c->m->layers[l];
-    int kvd = cf->n_kv_heads * cf->head_dim, nq = n_chunks(&L->wq);
-    int nk = n_chunks(&L->wk);
+    int kvd = cf->n_kv_heads * cf->head_dim, nq = n_chunks(c, &L->wq);
+    int nk = n_chunks(c, &L->wk);
     (void)ith;
     if (k < nq)
         mm_chunk(c, &L->wq, c->xb, c->n, c->q, cf->n_heads * cf->head_dim, k);
@@ -634,7 +643,7 @@ static void ch_wo(struct infer_ctx *c, int l, int k, int ith)
 static void ch_gate_up(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_layer *L = &c->m->layers[l];
-    int ng = n_chunks(&L->w_gate), hid = c->m->cfg.hidden;
+    int ng = n_chunks(c, &L->w_gate), hid = c->m->cfg.hidden;
     (void)ith;
     if (k < ng)
         mm_chunk(c, &L->w_gate, c->xb, c->n, c->hb, hid, k);
@@ -643,14 +652,14 @@ static void ch_gate_up(struct infer_ctx *c, int l, int k, int ith)
 }
 
 /* Gate and up rows [32k, 32k + 32) for all entries, then SiLU(gate) * up
- * on those columns and their Q8A blocks for w_down (when fuse_silu(L)),
+ * on those columns and their Q8A blocks for w_down (when fuse_silu(c, L)),
  * into act_down: the gate and up chunks still read act[Q8A]. */
 static void ch_gate_up_silu(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_layer *L = &c->m->layers[l];
     int hid = c->m->cfg.hidden;
-    int64_t r0 = (int64_t)k * CHUNK_ROWS;
-    int64_t r1 = r0 + CHUNK_ROWS < hid ? r0 + CHUNK_ROWS : hid;
+    int64_t r0 = (int64_t)k * c->chunk_rows;
+    int64_t r1 = r0 + c->chunk_rows < hid ? r0 + c->chunk_rows : hid;
     (void)ith;
     mm_chunk(c, &L->w_gate, c->xb, c->n, c->hb, hid, k);
     mm_chunk(c, &L->w_up, c->xb, c->n, c->hb2, hid, k);
@@ -667,7 +676,7 @@ static void ch_down(struct infer_ctx *c, int l, int k, int ith)
     const struct infer_layer *L = &c->m->layers[l];
     (void)ith;
     mm_chunk_in(c, &L->w_down, c->hb, c->n, c->xb2, c->m->cfg.dim, k,
-                fuse_silu(L) ? c->act_down : NULL);
+                fuse_silu(c, L) ? c->act_down : NULL);
 }
 
 static void ch_logits(struct infer_ctx *c, int l, int k, int ith)
@@ -691,7 +700,7 @@ static void forward_worker(void *arg, int ith, int nth)
         if (l > 0)
             run_step(c, &si, n, ch_attn_norm, l, ith);
         run_step(c, &si,
-                 n_chunks(&L->wq) + n_chunks(&L->wk) + n_chunks(&L->wv),
+                 n_chunks(c, &L->wq) + n_chunks(c, &L->wk) + n_chunks(c, &L->wv),
                  ch_qkv, l, ith);
         run_step(c, &si, n, ch_rope, l, ith);
         if (act_fusable(&L->wo, span)) {
@@ -700,19 +709,19 @@ static void forward_worker(void *arg, int ith, int nth)
             run_step(c, &si, n * m->cfg.n_kv_heads, ch_attend, l, ith);
             run_step(c, &si, n, ch_att_act, l, ith);
         }
-        run_step(c, &si, n_chunks(&L->wo), ch_wo, l, ith);
+        run_step(c, &si, n_chunks(c, &L->wo), ch_wo, l, ith);
         run_step(c, &si, n, ch_ffn_norm, l, ith);
-        if (fuse_silu(L)) {
-            run_step(c, &si, n_chunks(&L->w_gate), ch_gate_up_silu, l, ith);
+        if (fuse_silu(c, L)) {
+            run_step(c, &si, n_chunks(c, &L->w_gate), ch_gate_up_silu, l, ith);
         } else {
-            run_step(c, &si, n_chunks(&L->w_gate) + n_chunks(&L->w_up),
+            run_step(c, &si, n_chunks(c, &L->w_gate) + n_chunks(c, &L->w_up),
                      ch_gate_up, l, ith);
             run_step(c, &si, n, ch_silu, l, ith);
         }
-        run_step(c, &si, n_chunks(&L->w_down), ch_down, l, ith);
+        run_step(c, &si, n_chunks(c, &L->w_down), ch_down, l, ith);
     }
     run_step(c, &si, c->n_out, ch_out_norm, 0, ith);
-    run_step(c, &si, c->n_out > 0 ? n_chunks(&m->output) : 0, ch_logits, 0,
+    run_step(c, &si, c->n_out > 0 ? n_chunks(c, &m->output) : 0, ch_logits, 0,
              ith);
 }
 
@@ -750,6 +759,7 @@ int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
     c->e = e;
     c->n = n;
     c->n_out = n_out;
+    c->chunk_rows = chunk_rows_for(n);
     c->kv = kv;
     c->logits = logits;
     for (int i = 0; i < c->max_steps; i++) {
