@@ -413,7 +413,11 @@ void infer_quantize_q8a(const float *x, struct infer_q8a *y, int64_t k)
         float d = abs_max(x, INFER_QK) / 127, id = d > 0 ? 1 / d : 0;
         int sum = 0;
         for (int j = 0; j < INFER_QK; j++) {
-            int q = (int)round_ne(x[j] * id);
+            /* A NaN or infinite activation (a broken model file) must not
+             * reach the float-to-int conversion, which is undefined then:
+             * it becomes 0 here, and the block's scale shows the damage. */
+            float v = x[j] * id;
+            int q = v >= -127.5f && v <= 127.5f ? (int)round_ne(v) : 0;
             y[i].qs[j] = (int8_t)q;
             sum += q;
         }
@@ -429,7 +433,8 @@ void infer_quantize_q8k(const float *x, struct infer_q8k *y, int64_t k)
         for (int g = 0; g < 16; g++) {
             int sum = 0;
             for (int l = 0; l < 16; l++) {
-                int q = (int)round_ne(x[16 * g + l] * id);
+                float v = x[16 * g + l] * id; /* NaN, inf: 0, as above */
+                int q = v >= -127.5f && v <= 127.5f ? (int)round_ne(v) : 0;
                 y[i].qs[16 * g + l] = (int8_t)q;
                 sum += q;
             }
@@ -560,8 +565,18 @@ SCALAR_MM(mm_q4_k, dot_q4_k, struct infer_block_q4_k, struct infer_q8k,
 SCALAR_MM(mm_q6_k, dot_q6_k, struct infer_block_q6_k, struct infer_q8k,
           k / INFER_QK_K)
 
+static void attn_v(const float *a, int64_t lda, int nh, const float *v,
+                   int cnt, int hd, float *o)
+{
+    for (int h = 0; h < nh; h++)
+        for (int p = 0; p < cnt; p++)
+            for (int j = 0; j < hd; j++)
+                o[h * hd + j] += a[h * lda + p] * v[(size_t)p * hd + j];
+}
+
 const struct infer_kernels infer_kernels_scalar = {
     .name = "scalar",
+    .attn_v = attn_v,
     .mm =
         {
             [INFER_TYPE_F32] = mm_f32,
