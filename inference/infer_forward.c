@@ -441,8 +441,8 @@ static void qkv_finish(struct infer_ctx *c, int l, int i)
 /* Attention of entry i at layer l over positions [0, pos] for the query
  * heads that share KV head g: their scores against each KV block come
  * from one small matmul (the block's K rows x the group's query rows), and
- * each V row is read once for the whole group. s: (group, max_ctx + 1),
- * the last column holding each head's softmax sum. */
+ * each block of V rows is read once for the whole group (attn_v).
+ * s: (group, max_ctx + 1) scores, then softmax weights. */
 static void attend(struct infer_ctx *c, int l, int i, int g, float *s)
 {
     const struct infer_config *cf = &c->m->cfg;
@@ -471,18 +471,15 @@ static void attend(struct infer_ctx *c, int l, int i, int g, float *s)
             sh[p] = expf(sh[p] - mx);
             t += sh[p];
         }
-        sh[ls - 1] = t;
+        for (int p = 0; p < n; p++)
+            sh[p] /= t;
     }
     float *o = c->att + (size_t)i * qd + (size_t)g * grp * hd;
     memset(o, 0, (size_t)grp * hd * sizeof(float));
-    for (int p = 0; p < n; p++) {
-        const float *vp = kv_at(kv, kv->v, e->seq, l, g, p);
-        for (int h = 0; h < grp; h++) {
-            const float *sh = s + (size_t)h * ls;
-            float a = sh[p] / sh[ls - 1], *oh = o + h * hd;
-            for (int j = 0; j < hd; j++)
-                oh[j] += a * vp[j];
-        }
+    for (int p0 = 0; p0 < n; p0 += bs) {
+        int cnt = n - p0 < bs ? n - p0 : bs;
+        c->kern->attn_v(s + p0, ls, grp, kv_at(kv, kv->v, e->seq, l, g, p0),
+                        cnt, hd, o);
     }
 }
 

@@ -108,9 +108,16 @@ typedef void (*infer_mm_fn)(const void *w, size_t w_stride, int64_t k,
                             int64_t r0, int64_t r1, const void *xa,
                             size_t xa_stride, int nb, float *y, int64_t ldy);
 
+/* Attention's weighted sum of V rows: for h < nh and j < hd,
+ * o[h * hd + j] += sum over p < cnt of a[h * lda + p] * v[p * hd + j],
+ * added in order of p (so a sequence's result never depends on others). */
+typedef void (*infer_attn_v_fn)(const float *a, int64_t lda, int nh,
+                                const float *v, int cnt, int hd, float *o);
+
 struct infer_kernels {
     const char *name;
     infer_mm_fn mm[INFER_TYPE_COUNT]; /* NULL for unsupported types */
+    infer_attn_v_fn attn_v;
 };
 
 /* The best set this CPU runs (or $ARENA_KERNELS if set and runnable).

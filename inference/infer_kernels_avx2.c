@@ -9,6 +9,7 @@
  * sign trick (|w| as u8 times sign(w)*x as s8, maddubs) as llama.cpp does.
  */
 #include <immintrin.h>
+#include <math.h>
 
 #include "infer_kernels.h"
 #include "infer_kernels_x86.h"
@@ -320,8 +321,43 @@ MM_DRIVER(static, mm_bf16, row_bf16, uint16_t)
 MM_DRIVER(, infer__mm_q4_k_avx2, row_q4_k, struct infer_block_q4_k)
 MM_DRIVER(, infer__mm_q6_k_avx2, row_q6_k, struct infer_block_q6_k)
 
+/* 32 columns (4 ymm accumulators) of one head at a time over all cnt rows;
+ * a last part of a row shorter than 8 is done with scalar FMAs. */
+static void attn_v(const float *a, int64_t lda, int nh, const float *v,
+                   int cnt, int hd, float *o)
+{
+    for (int h = 0; h < nh; h++) {
+        float *oh = o + h * hd;
+        const float *ah = a + h * lda;
+        int j0 = 0;
+        while (hd - j0 >= 8) {
+            int nv = (hd - j0) / 8 < 4 ? (hd - j0) / 8 : 4;
+            __m256 acc[4];
+            for (int t = 0; t < nv; t++)
+                acc[t] = _mm256_loadu_ps(oh + j0 + 8 * t);
+            for (int p = 0; p < cnt; p++) {
+                __m256 w = _mm256_set1_ps(ah[p]);
+                const float *vp = v + (size_t)p * hd + j0;
+                for (int t = 0; t < nv; t++)
+                    acc[t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp + 8 * t),
+                                             acc[t]);
+            }
+            for (int t = 0; t < nv; t++)
+                _mm256_storeu_ps(oh + j0 + 8 * t, acc[t]);
+            j0 += 8 * nv;
+        }
+        for (int j = j0; j < hd; j++) {
+            float s = oh[j];
+            for (int p = 0; p < cnt; p++)
+                s = fmaf(ah[p], v[(size_t)p * hd + j], s);
+            oh[j] = s;
+        }
+    }
+}
+
 const struct infer_kernels infer_kernels_avx2 = {
     .name = "avx2",
+    .attn_v = attn_v,
     .mm =
         {
             [INFER_TYPE_F32] = mm_f32,

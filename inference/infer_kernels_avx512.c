@@ -262,8 +262,40 @@ MM_DRIVER(static, mm_f32, row_f32, float)
 MM_DRIVER(static, mm_f16, row_f16, uint16_t)
 MM_DRIVER(static, mm_bf16, row_bf16, uint16_t)
 
+/* 64 columns (4 zmm accumulators, masked at the end of a row) of one head
+ * at a time, over all cnt rows. */
+static void attn_v(const float *a, int64_t lda, int nh, const float *v,
+                   int cnt, int hd, float *o)
+{
+    for (int h = 0; h < nh; h++) {
+        float *oh = o + h * hd;
+        const float *ah = a + h * lda;
+        for (int j0 = 0; j0 < hd; j0 += 64) {
+            __mmask16 m[4];
+            __m512 acc[4];
+            for (int t = 0; t < 4; t++) {
+                int left = hd - j0 - 16 * t;
+                m[t] = left >= 16 ? 0xffff
+                       : left > 0 ? (__mmask16)((1u << left) - 1)
+                                  : 0;
+                acc[t] = _mm512_maskz_loadu_ps(m[t], oh + j0 + 16 * t);
+            }
+            for (int p = 0; p < cnt; p++) {
+                __m512 w = _mm512_set1_ps(ah[p]);
+                const float *vp = v + (size_t)p * hd + j0;
+                for (int t = 0; t < 4; t++)
+                    acc[t] = _mm512_fmadd_ps(
+                        w, _mm512_maskz_loadu_ps(m[t], vp + 16 * t), acc[t]);
+            }
+            for (int t = 0; t < 4; t++)
+                _mm512_mask_storeu_ps(oh + j0 + 16 * t, m[t], acc[t]);
+        }
+    }
+}
+
 const struct infer_kernels infer_kernels_avx512 = {
     .name = "avx512",
+    .attn_v = attn_v,
     .mm =
         {
             [INFER_TYPE_F32] = mm_f32,

@@ -394,6 +394,42 @@ TEST(matmul_result_independent_of_tiling)
     }
 }
 
+/* Attention's weighted V sums, every set against float64, head sizes with
+ * and without a SIMD tail. */
+TEST(attn_v_every_set)
+{
+    static const int hds[] = {64, 128, 24, 100, 5};
+    enum { NH = 3, CNT = 16, LDA = 19 };
+    for (int s = 0; infer_kernel_names[s] != NULL; s++) {
+        const struct infer_kernels *ks = infer_kernels_get(infer_kernel_names[s]);
+        if (ks == NULL)
+            continue;
+        for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++) {
+            int hd = hds[hi];
+            for (int cnt = 1; cnt <= CNT; cnt += 5) {
+                float a[NH * LDA], v[CNT * 128], o[NH * 128];
+                fill(a, NH * LDA, 1.0);
+                fill(v, CNT * 128, 2.0);
+                fill(o, NH * 128, 1.0);
+                double ref[NH * 128];
+                for (int h = 0; h < NH; h++)
+                    for (int j = 0; j < hd; j++) {
+                        ref[h * hd + j] = o[h * hd + j];
+                        for (int p = 0; p < cnt; p++)
+                            ref[h * hd + j] +=
+                                (double)a[h * LDA + p] * v[p * hd + j];
+                    }
+                float guard = o[NH * hd < NH * 128 ? NH * hd : 0];
+                ks->attn_v(a, LDA, NH, v, cnt, hd, o);
+                for (int i = 0; i < NH * hd; i++)
+                    CHECK_NEAR(o[i], ref[i], 1e-5 * (fabs(ref[i]) + 1));
+                if (NH * hd < NH * 128) /* nothing past the output */
+                    CHECK(memcmp(&guard, &o[NH * hd], sizeof(float)) == 0);
+            }
+        }
+    }
+}
+
 /* ---- thread pool ---------------------------------------------------------------- */
 
 struct pool_job {
@@ -564,6 +600,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(matmul_every_set_every_type),
     TEST_ENTRY(simd_matches_scalar),
     TEST_ENTRY(matmul_result_independent_of_tiling),
+    TEST_ENTRY(attn_v_every_set),
     TEST_ENTRY(pool_runs_all_threads_with_barriers),
     TEST_ENTRY(sampler_greedy_and_seeded),
     TEST_ENTRY(sampler_distribution_and_filters),
