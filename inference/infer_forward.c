@@ -313,7 +313,7 @@ static void act_rows(struct infer_ctx *c, const struct infer_weight *const *ws,
  * outputs) and of the kernels' row tiles. */
 static int chunk_rows_for(int n)
 {
-    return n <= 2 ? 128 : n <= 8 ? 64 : 32;
+    return n <= 2 ? 128 : n <= 16 ? 64 : 32;
 }
 
 /* True when the chunks that produce w's input, span columns each, can
