@@ -288,7 +288,7 @@ static void act_row(struct infer_ctx *c, enum infer_act_kind kind,
     size_t stride = infer_act_row_bytes(kind, k);
     char *dst = (char *)c->act[kind] + (size_t)i * stride;
     if (kind == INFER_ACT_Q8A)
-        infer_quantize_q8a(src, (struct infer_q8a *)dst, k);
+        c->kern->quant_q8a(src, (struct infer_q8a *)dst, k);
     else if (kind == INFER_ACT_Q8K)
         infer_quantize_q8k(src, (struct infer_q8k *)dst, k);
 }
@@ -337,8 +337,9 @@ static bool fuse_silu(const struct infer_ctx *c, const struct infer_layer *L)
            L->w_gate.rows == L->w_up.rows;
 }
 
-static void act_part(void *act, const struct infer_weight *w,
-                     const float *src, int i, int64_t c0, int64_t cnt)
+static void act_part(const struct infer_ctx *c, void *act,
+                     const struct infer_weight *w, const float *src, int i,
+                     int64_t c0, int64_t cnt)
 {
     if (infer_act_kind_of(w->type) != INFER_ACT_Q8A)
         return;
@@ -346,7 +347,7 @@ static void act_part(void *act, const struct infer_weight *w,
     struct infer_q8a *dst =
         (struct infer_q8a *)((char *)act + (size_t)i * stride) +
         c0 / INFER_QK;
-    infer_quantize_q8a(src + (size_t)i * w->cols + c0, dst, cnt);
+    c->kern->quant_q8a(src + (size_t)i * w->cols + c0, dst, cnt);
 }
 
 static int n_chunks(const struct infer_ctx *c, const struct infer_weight *w)
@@ -563,7 +564,7 @@ static void ch_attend_act(struct infer_ctx *c, int l, int k, int ith)
     const struct infer_config *cf = &c->m->cfg;
     int nkv = cf->n_kv_heads, span = cf->n_heads / nkv * cf->head_dim;
     ch_attend(c, l, k, ith);
-    act_part(c->act[INFER_ACT_Q8A], &c->m->layers[l].wo, c->att, k / nkv,
+    act_part(c, c->act[INFER_ACT_Q8A], &c->m->layers[l].wo, c->att, k / nkv,
              (int64_t)(k % nkv) * span, span);
 }
 
@@ -593,8 +594,7 @@ static void ch_silu(struct infer_ctx *c, int l, int k, int ith)
     int hid = c->m->cfg.hidden;
     float *g = c->hb + (size_t)k * hid, *u = c->hb2 + (size_t)k * hid;
     (void)ith;
-    for (int j = 0; j < hid; j++)
-        g[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+    c->kern->silu_mul(g, u, hid);
     const struct infer_weight *dn[1] = {&c->m->layers[l].w_down};
     act_rows(c, dn, 1, c->hb, k);
 }
@@ -662,9 +662,8 @@ static void ch_gate_up_silu(struct infer_ctx *c, int l, int k, int ith)
     mm_chunk(c, &L->w_up, c->xb, c->n, c->hb2, hid, k);
     for (int b = 0; b < c->n; b++) {
         float *g = c->hb + (size_t)b * hid, *u = c->hb2 + (size_t)b * hid;
-        for (int64_t j = r0; j < r1; j++)
-            g[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
-        act_part(c->act_down, &L->w_down, c->hb, b, r0, r1 - r0);
+        c->kern->silu_mul(g + r0, u + r0, r1 - r0);
+        act_part(c, c->act_down, &L->w_down, c->hb, b, r0, r1 - r0);
     }
 }
 

@@ -118,6 +118,11 @@ struct infer_kernels {
     const char *name;
     infer_mm_fn mm[INFER_TYPE_COUNT]; /* NULL for unsupported types */
     infer_attn_v_fn attn_v;
+    /* infer_quantize_q8a() (same bits, faster). */
+    void (*quant_q8a)(const float *x, struct infer_q8a *y, int64_t k);
+    /* g[j] = g[j] / (1 + exp(-g[j])) * u[j] for j < n (SwiGLU); exp to
+     * within a few ulp of expf(). */
+    void (*silu_mul)(float *g, const float *u, int64_t n);
 };
 
 /* The best set this CPU runs (or $ARENA_KERNELS if set and runnable).

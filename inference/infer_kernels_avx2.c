@@ -358,6 +358,8 @@ static void attn_v(const float *a, int64_t lda, int nh, const float *v,
 const struct infer_kernels infer_kernels_avx2 = {
     .name = "avx2",
     .attn_v = attn_v,
+    .quant_q8a = infer_quantize_q8a, /* auto-vectorised reference */
+    .silu_mul = infer__silu_mul_scalar,
     .mm =
         {
             [INFER_TYPE_F32] = mm_f32,

@@ -299,9 +299,69 @@ static void attn_v(const float *a, int64_t lda, int nh, const float *v,
     }
 }
 
+/* infer_quantize_q8a, one block per pair of registers: the same max, the
+ * same division, the same round-to-nearest-even (cvtps2dq in the default
+ * rounding mode, as lrintf), so the same bits. */
+static void quant_q8a(const float *x, struct infer_q8a *y, int64_t k)
+{
+    for (int64_t i = 0; i < k / INFER_QK; i++, x += INFER_QK) {
+        __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+        /* max(|a|, m) keeps m when |a| is NaN, as fmaxf does. */
+        __m512 m = _mm512_max_ps(_mm512_abs_ps(a), _mm512_setzero_ps());
+        m = _mm512_max_ps(_mm512_abs_ps(b), m);
+        float d = _mm512_reduce_max_ps(m) / 127, id = d > 0 ? 1 / d : 0;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid));
+        __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, vid));
+        _mm_storeu_si128((__m128i *)y[i].qs, _mm512_cvtepi32_epi8(qa));
+        _mm_storeu_si128((__m128i *)(y[i].qs + 16), _mm512_cvtepi32_epi8(qb));
+        y[i].d = d;
+        y[i].sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+    }
+}
+
+/* exp(x) for 16 lanes: x = n ln2 + r, |r| <= ln2 / 2, a degree-6
+ * polynomial for e^r, times 2^n; clamped like expf (0 below -103.9, inf
+ * above 88.7). Within 2 ulp of expf over the range SiLU uses. */
+static inline __m512 exp16(__m512 x)
+{
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    x = _mm512_min_ps(x, _mm512_set1_ps(89.0f));
+    __m512 n = _mm512_roundscale_ps(
+        _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r,
+                        _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+static void silu_mul(float *g, const float *u, int64_t n)
+{
+    int64_t j = 0;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; j < n; j += 16) {
+        __mmask16 m = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(m, g + j);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, e));
+        _mm512_mask_storeu_ps(g + j, m,
+                              _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + j)));
+    }
+}
+
 const struct infer_kernels infer_kernels_avx512 = {
     .name = "avx512",
     .attn_v = attn_v,
+    .quant_q8a = quant_q8a,
+    .silu_mul = silu_mul,
     .mm =
         {
             [INFER_TYPE_F32] = mm_f32,

@@ -49,4 +49,7 @@ void infer__mm_q6_k_avx2(const void *w, size_t w_stride, int64_t k,
                          int64_t r0, int64_t r1, const void *xa,
                          size_t xa_stride, int nb, float *y, int64_t ldy);
 
+/* The scalar SwiGLU of infer_quant.c (the AVX2 set uses it). */
+void infer__silu_mul_scalar(float *g, const float *u, int64_t n);
+
 #endif

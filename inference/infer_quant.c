@@ -574,9 +574,17 @@ static void attn_v(const float *a, int64_t lda, int nh, const float *v,
                 o[h * hd + j] += a[h * lda + p] * v[(size_t)p * hd + j];
 }
 
+void infer__silu_mul_scalar(float *g, const float *u, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++)
+        g[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+}
+
 const struct infer_kernels infer_kernels_scalar = {
     .name = "scalar",
     .attn_v = attn_v,
+    .quant_q8a = infer_quantize_q8a,
+    .silu_mul = infer__silu_mul_scalar,
     .mm =
         {
             [INFER_TYPE_F32] = mm_f32,
