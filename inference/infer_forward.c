@@ -454,12 +454,10 @@ static void attend(struct infer_ctx *c, int l, int i, int g, float *s)
     int bs = kv->block_size, ls = c->max_ctx + 1;
     const float *q = c->q + (size_t)i * qd + (size_t)g * grp * hd;
     float scale = 1.0f / sqrtf((float)hd);
-    infer_mm_fn dot = c->kern->mm[INFER_TYPE_F32];
     for (int p0 = 0; p0 < n; p0 += bs) {
         int cnt = n - p0 < bs ? n - p0 : bs;
-        const float *kp = kv_at(kv, kv->k, e->seq, l, g, p0);
-        dot(kp, (size_t)hd * sizeof(float), hd, 0, cnt, q,
-            (size_t)hd * sizeof(float), grp, s + p0, ls);
+        c->kern->attn_qk(q, grp, kv_at(kv, kv->k, e->seq, l, g, p0), cnt, hd,
+                         s + p0, ls);
     }
     for (int h = 0; h < grp; h++) {
         float *sh = s + (size_t)h * ls, mx = -INFINITY;

@@ -114,9 +114,15 @@ typedef void (*infer_mm_fn)(const void *w, size_t w_stride, int64_t k,
 typedef void (*infer_attn_v_fn)(const float *a, int64_t lda, int nh,
                                 const float *v, int cnt, int hd, float *o);
 
+/* Attention scores: s[h * lds + p] = dot(q[h * hd ..], k[p * hd ..]) for
+ * h < nh, p < cnt (each value depends on its own q and k row only). */
+typedef void (*infer_attn_qk_fn)(const float *q, int nh, const float *k,
+                                 int cnt, int hd, float *s, int64_t lds);
+
 struct infer_kernels {
     const char *name;
     infer_mm_fn mm[INFER_TYPE_COUNT]; /* NULL for unsupported types */
+    infer_attn_qk_fn attn_qk;
     infer_attn_v_fn attn_v;
     /* infer_quantize_q8a() (same bits, faster). */
     void (*quant_q8a)(const float *x, struct infer_q8a *y, int64_t k);

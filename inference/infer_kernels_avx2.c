@@ -355,8 +355,21 @@ static void attn_v(const float *a, int64_t lda, int nh, const float *v,
     }
 }
 
+static void mm_f32(const void *w, size_t w_stride, int64_t k, int64_t r0,
+                   int64_t r1, const void *xa, size_t xa_stride, int nb,
+                   float *y, int64_t ldy);
+
+/* Scores as a small matmul: the K rows are the weights. */
+static void attn_qk(const float *q, int nh, const float *k, int cnt, int hd,
+                    float *s, int64_t lds)
+{
+    mm_f32(k, (size_t)hd * sizeof(float), hd, 0, cnt, q,
+           (size_t)hd * sizeof(float), nh, s, lds);
+}
+
 const struct infer_kernels infer_kernels_avx2 = {
     .name = "avx2",
+    .attn_qk = attn_qk,
     .attn_v = attn_v,
     .quant_q8a = infer_quantize_q8a, /* auto-vectorised reference */
     .silu_mul = infer__silu_mul_scalar,

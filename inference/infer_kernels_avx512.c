@@ -268,6 +268,64 @@ MM_DRIVER(static, mm_f32, row_f32, float)
 MM_DRIVER(static, mm_f16, row_f16, uint16_t)
 MM_DRIVER(static, mm_bf16, row_bf16, uint16_t)
 
+/* Index pairs that halve the lanes per position: combining a (positions
+ * P) and b (positions Q), each with g lanes per position, gives g / 2
+ * lanes per position for P then Q; lane j sums lanes idx_a[j], idx_b[j]
+ * (second operand + 16). */
+static void halve_idx(int g, __m512i *ia, __m512i *ib)
+{
+    int32_t a[16], b[16];
+    int h = g / 2, per = 16 / g;
+    for (int j = 0; j < 16; j++) {
+        int p = j / h, sub = j % h;
+        int src = p < per ? 0 : 16, pl = p < per ? p : p - per;
+        a[j] = src + pl * g + sub;
+        b[j] = src + pl * g + sub + h;
+    }
+    *ia = _mm512_loadu_si512(a);
+    *ib = _mm512_loadu_si512(b);
+}
+
+/* Scores for up to 16 positions at a time: one accumulator per position
+ * over the head's columns, then a transposing tree of adds (each lane of
+ * a position only meets lanes of the same position) leaves the 16 sums in
+ * one register. Missing positions are zero accumulators. */
+static void attn_qk(const float *q, int nh, const float *k, int cnt, int hd,
+                    float *s, int64_t lds)
+{
+    __m512i ia[4], ib[4];
+    for (int l = 0; l < 4; l++)
+        halve_idx(16 >> l, &ia[l], &ib[l]);
+    for (int h = 0; h < nh; h++) {
+        const float *qh = q + h * hd;
+        for (int p0 = 0; p0 < cnt; p0 += 16) {
+            int np = cnt - p0 < 16 ? cnt - p0 : 16;
+            __m512 acc[16];
+            for (int p = 0; p < 16; p++)
+                acc[p] = _mm512_setzero_ps();
+            for (int j = 0; j < hd; j += 16) {
+                __mmask16 m = hd - j >= 16 ? 0xffff
+                                           : (__mmask16)((1u << (hd - j)) - 1);
+                __m512 qv = _mm512_maskz_loadu_ps(m, qh + j);
+                for (int p = 0; p < np; p++)
+                    acc[p] = _mm512_fmadd_ps(
+                        qv,
+                        _mm512_maskz_loadu_ps(m, k + (size_t)(p0 + p) * hd + j),
+                        acc[p]);
+            }
+            for (int l = 0, n = 16; l < 4; l++, n /= 2)
+                for (int i = 0; i < n / 2; i++)
+                    acc[i] = _mm512_add_ps(
+                        _mm512_permutex2var_ps(acc[2 * i], ia[l],
+                                               acc[2 * i + 1]),
+                        _mm512_permutex2var_ps(acc[2 * i], ib[l],
+                                               acc[2 * i + 1]));
+            _mm512_mask_storeu_ps(s + h * lds + p0,
+                                  (__mmask16)((1u << np) - 1), acc[0]);
+        }
+    }
+}
+
 /* 64 columns (4 zmm accumulators, masked at the end of a row) of one head
  * at a time, over all cnt rows. */
 static void attn_v(const float *a, int64_t lda, int nh, const float *v,
@@ -359,6 +417,7 @@ static void silu_mul(float *g, const float *u, int64_t n)
 
 const struct infer_kernels infer_kernels_avx512 = {
     .name = "avx512",
+    .attn_qk = attn_qk,
     .attn_v = attn_v,
     .quant_q8a = quant_q8a,
     .silu_mul = silu_mul,

@@ -565,6 +565,14 @@ SCALAR_MM(mm_q4_k, dot_q4_k, struct infer_block_q4_k, struct infer_q8k,
 SCALAR_MM(mm_q6_k, dot_q6_k, struct infer_block_q6_k, struct infer_q8k,
           k / INFER_QK_K)
 
+static void attn_qk(const float *q, int nh, const float *k, int cnt, int hd,
+                    float *s, int64_t lds)
+{
+    for (int h = 0; h < nh; h++)
+        for (int p = 0; p < cnt; p++)
+            s[h * lds + p] = dot_f32(k + (size_t)p * hd, q + h * hd, hd);
+}
+
 static void attn_v(const float *a, int64_t lda, int nh, const float *v,
                    int cnt, int hd, float *o)
 {
@@ -582,6 +590,7 @@ void infer__silu_mul_scalar(float *g, const float *u, int64_t n)
 
 const struct infer_kernels infer_kernels_scalar = {
     .name = "scalar",
+    .attn_qk = attn_qk,
     .attn_v = attn_v,
     .quant_q8a = infer_quantize_q8a,
     .silu_mul = infer__silu_mul_scalar,

@@ -394,6 +394,43 @@ TEST(matmul_result_independent_of_tiling)
     }
 }
 
+/* Attention scores, every set against float64: head sizes with and without
+ * a SIMD tail, 1 to 37 positions (partial and several 16-blocks). */
+TEST(attn_qk_every_set)
+{
+    static const int hds[] = {64, 128, 24, 100, 5};
+    enum { NH = 3, LDS = 41 };
+    static float q[NH * 128], k[37 * 128], s[NH * LDS];
+    for (int si = 0; infer_kernel_names[si] != NULL; si++) {
+        const struct infer_kernels *ks = infer_kernels_get(infer_kernel_names[si]);
+        if (ks == NULL)
+            continue;
+        for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++) {
+            int hd = hds[hi];
+            for (int cnt = 1; cnt <= 37; cnt += 4) {
+                fill(q, NH * 128, 1.0);
+                fill(k, 37 * 128, 1.0);
+                for (int i = 0; i < NH * LDS; i++)
+                    s[i] = NAN;
+                ks->attn_qk(q, NH, k, cnt, hd, s, LDS);
+                for (int h = 0; h < NH; h++)
+                    for (int p = 0; p < LDS; p++) {
+                        if (p >= cnt) { /* untouched */
+                            CHECK(isnan(s[h * LDS + p]));
+                            continue;
+                        }
+                        double ref = 0, mag = 0;
+                        for (int j = 0; j < hd; j++) {
+                            ref += (double)q[h * hd + j] * k[p * hd + j];
+                            mag += fabs((double)q[h * hd + j] * k[p * hd + j]);
+                        }
+                        CHECK_NEAR(s[h * LDS + p], ref, 2e-6 * mag + 1e-6);
+                    }
+            }
+        }
+    }
+}
+
 /* Attention's weighted V sums, every set against float64, head sizes with
  * and without a SIMD tail. */
 TEST(attn_v_every_set)
@@ -642,6 +679,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(matmul_every_set_every_type),
     TEST_ENTRY(simd_matches_scalar),
     TEST_ENTRY(matmul_result_independent_of_tiling),
+    TEST_ENTRY(attn_qk_every_set),
     TEST_ENTRY(attn_v_every_set),
     TEST_ENTRY(quant_and_silu_every_set),
     TEST_ENTRY(pool_runs_all_threads_with_barriers),
