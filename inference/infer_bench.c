@@ -17,7 +17,7 @@
 
 double infer_now(void);
 
-#define BW_BYTES ((size_t)512 << 20) /* far beyond any L3 here */
+#define BW_BYTES  ((size_t)512 << 20) /* far beyond any L3 here */
 #define BW_TRIALS 5
 
 struct bw_job {
@@ -117,7 +117,8 @@ double infer_bench_fma_peak(int n_threads, double seconds)
     return result;
 }
 
-/* ---- decode throughput ------------------------------------------------------------ */
+/* ---- decode throughput
+ * ------------------------------------------------------------ */
 
 struct bench_opts {
     const char *model, *kernels;
@@ -127,11 +128,11 @@ struct bench_opts {
 
 struct bench_row {
     int batch;
-    double step_s;    /* seconds per decode step */
-    double cpu_s;     /* CPU seconds (all threads) per decode step */
-    double tok_s;     /* aggregate decode tokens per second */
-    double gbs;       /* weight bytes read per second */
-    double gflops;    /* matmul flops per second */
+    double step_s; /* seconds per decode step */
+    double cpu_s;  /* CPU seconds (all threads) per decode step */
+    double tok_s;  /* aggregate decode tokens per second */
+    double gbs;    /* weight bytes read per second */
+    double gflops; /* matmul flops per second */
 };
 
 /* CPU time of the whole process (every thread), seconds. */
@@ -189,12 +190,12 @@ static double bench_kernel(const struct infer_kernels *ks, uint32_t wtype,
 }
 
 /* Decodes gen_tokens steps of `batch` sequences after a short prompt. */
-static int bench_decode(const struct infer_model *m,
-                        const struct bench_opts *o, int batch,
-                        struct bench_row *row, struct infer_err *err)
+static int bench_decode(const struct infer_model *m, const struct bench_opts *o,
+                        int batch, struct bench_row *row, struct infer_err *err)
 {
     int ctx_len = o->prompt_tokens + o->gen_tokens + 1;
-    struct infer_ctx_params cp = {.max_batch = batch, .max_ctx = ctx_len,
+    struct infer_ctx_params cp = {.max_batch = batch,
+                                  .max_ctx = ctx_len,
                                   .n_threads = o->threads,
                                   .kernels = o->kernels};
     struct infer_ctx *ctx = NULL;
@@ -217,17 +218,15 @@ static int bench_decode(const struct infer_model *m,
     int pos = 0;
     for (; st == INFER_OK && pos < o->prompt_tokens; pos++) {
         for (int b = 0; b < batch; b++)
-            e[b] = (struct infer_batch_entry){&seqs[b], pos,
-                                              (pos * 7 + b) % m->cfg.n_vocab,
-                                              false};
+            e[b] = (struct infer_batch_entry){
+                &seqs[b], pos, (pos * 7 + b) % m->cfg.n_vocab, false};
         st = infer_forward(ctx, kv, e, batch, logits, err);
     }
     double t0 = infer_now(), c0 = cpu_now();
     for (int s = 0; st == INFER_OK && s < o->gen_tokens; s++, pos++) {
         for (int b = 0; b < batch; b++)
-            e[b] = (struct infer_batch_entry){&seqs[b], pos,
-                                              (pos * 13 + b) % m->cfg.n_vocab,
-                                              true};
+            e[b] = (struct infer_batch_entry){
+                &seqs[b], pos, (pos * 13 + b) % m->cfg.n_vocab, true};
         st = infer_forward(ctx, kv, e, batch, logits, err);
     }
     double t = infer_now() - t0, cpu = cpu_now() - c0;
@@ -272,16 +271,20 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
         {"kernels", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    *o = (struct bench_opts){.batches = {1}, .n_batches = 1,
-                             .prompt_tokens = 16, .gen_tokens = 32};
+    *o = (struct bench_opts){
+        .batches = {1}, .n_batches = 1, .prompt_tokens = 16, .gen_tokens = 32};
     optind = 1;
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         char *end = NULL;
         switch (ch) {
-        case 'm': o->model = optarg; break;
-        case 'k': o->kernels = optarg; break;
+        case 'm':
+            o->model = optarg;
+            break;
+        case 'k':
+            o->kernels = optarg;
+            break;
         case 'b': {
             o->n_batches = 0;
             const char *s = optarg;
@@ -311,8 +314,11 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
                 o->threads = (int)v;
             break;
         }
-        case 'h': bench_usage(stdout); return 0;
-        default: return 2;
+        case 'h':
+            bench_usage(stdout);
+            return 0;
+        default:
+            return 2;
         }
     }
     return o->model != NULL && optind == argc ? -1 : 2;
@@ -320,9 +326,8 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 
 /* infer_bench_sched.c: the scheduler's part (prompt rate, --clients). */
 int infer_bench_prompt_rate(const struct infer_model *m, int batch,
-                            int prompt_tokens, int threads,
-                            const char *kernels, double *tok_s,
-                            struct infer_err *err);
+                            int prompt_tokens, int threads, const char *kernels,
+                            double *tok_s, struct infer_err *err);
 int infer_bench_clients(int argc, char **argv);
 
 int infer_cmd_bench(int argc, char **argv)
@@ -334,8 +339,9 @@ int infer_cmd_bench(int argc, char **argv)
     int rc = bench_parse(argc, argv, &o);
     if (rc >= 0) {
         if (rc == 2)
-            fprintf(stderr, "arena bench %s: needs --model FILE and valid "
-                            "numbers; see 'arena bench %s --help'\n",
+            fprintf(stderr,
+                    "arena bench %s: needs --model FILE and valid "
+                    "numbers; see 'arena bench %s --help'\n",
                     argv[0], argv[0]);
         return rc;
     }
@@ -358,9 +364,9 @@ int infer_cmd_bench(int argc, char **argv)
            "peak %.1f GFLOP/s\n",
            nth, bw, peak);
     {
-        const struct infer_kernels *ks =
-            o.kernels != NULL ? infer_kernels_get(o.kernels)
-                              : infer_kernels_best();
+        const struct infer_kernels *ks = o.kernels != NULL
+                                             ? infer_kernels_get(o.kernels)
+                                             : infer_kernels_best();
         const struct infer_weight *w = &m->layers[0].wq;
         double peak1 = infer_bench_fma_peak(1, 0.5);
         double kg = ks != NULL ? bench_kernel(ks, w->type, w->cols, 32) : 0;
@@ -368,8 +374,7 @@ int infer_cmd_bench(int argc, char **argv)
                "cache: %.1f GFLOP/s (%.0f%% of the one-thread FMA peak "
                "%.1f)\n",
                ks != NULL ? ks->name : "?", infer_type_name(w->type),
-               (long long)w->cols, kg, peak1 > 0 ? 100 * kg / peak1 : 0,
-               peak1);
+               (long long)w->cols, kg, peak1 > 0 ? 100 * kg / peak1 : 0, peak1);
     }
     printf("%6s %12s %10s %8s %10s %6s %10s %6s %12s\n", "batch",
            "decode tok/s", "ms/step", "cpu ms", "GB/s", "%bw", "GFLOP/s",

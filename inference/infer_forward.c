@@ -86,8 +86,7 @@ int infer_kv_n_free(const struct infer_kv *kv)
     return kv->n_free;
 }
 
-int infer_seq_init(struct infer_seq *s, const struct infer_kv *kv,
-                   int max_pos)
+int infer_seq_init(struct infer_seq *s, const struct infer_kv *kv, int max_pos)
 {
     memset(s, 0, sizeof(*s));
     if (max_pos < 1)
@@ -119,13 +118,14 @@ int infer_kv_reserve(struct infer_kv *kv, struct infer_seq *s, int n_pos)
 
 void infer_kv_release(struct infer_kv *kv, struct infer_seq *s, int keep_pos)
 {
-    int keep = keep_pos <= 0 ? 0 : (keep_pos + kv->block_size - 1) /
-                                       kv->block_size;
+    int keep =
+        keep_pos <= 0 ? 0 : (keep_pos + kv->block_size - 1) / kv->block_size;
     while (s->n_blocks > keep)
         kv->free_ids[kv->n_free++] = s->blocks[--s->n_blocks];
 }
 
-/* ---- context --------------------------------------------------------------- */
+/* ---- context ---------------------------------------------------------------
+ */
 
 /* One step of a forward call: threads grab chunks by incrementing next and
  * count finished ones in done; the step is over when done reaches its
@@ -145,29 +145,28 @@ struct infer_ctx {
     bool own_pool;
     int max_batch, max_ctx;
     /* scratch, allocated once */
-    float *x, *xb, *xb2;     /* (max_batch, dim) */
-    float *q, *att;          /* (max_batch, q_dim) */
-    float *k, *v;            /* (max_batch, kv_dim) */
-    float *hb, *hb2;         /* (max_batch, hidden) */
-    float *rope;             /* (max_batch, n_rot): cos, sin per pair */
-    double *inv_freq;        /* (n_rot / 2) */
-    float *scores; /* (n_threads, n_heads / n_kv_heads, max_ctx + 1) */
-    void *act[3];            /* per infer_act_kind: (max_batch, row) */
-    void *act_down;          /* Q8A (max_batch, hidden): fused SiLU out */
-    int32_t *out_rows;       /* (max_batch) entries that want logits */
-    struct step *steps;      /* (max_steps) chunk counters of one call */
+    float *x, *xb, *xb2; /* (max_batch, dim) */
+    float *q, *att;      /* (max_batch, q_dim) */
+    float *k, *v;        /* (max_batch, kv_dim) */
+    float *hb, *hb2;     /* (max_batch, hidden) */
+    float *rope;         /* (max_batch, n_rot): cos, sin per pair */
+    double *inv_freq;    /* (n_rot / 2) */
+    float *scores;       /* (n_threads, n_heads / n_kv_heads, max_ctx + 1) */
+    void *act[3];        /* per infer_act_kind: (max_batch, row) */
+    void *act_down;      /* Q8A (max_batch, hidden): fused SiLU out */
+    int32_t *out_rows;   /* (max_batch) entries that want logits */
+    struct step *steps;  /* (max_steps) chunk counters of one call */
     int max_steps;
     /* the call in progress */
     const struct infer_batch_entry *e;
     int n, n_out;
-    int chunk_rows;          /* weight rows per matmul chunk (this call) */
+    int chunk_rows; /* weight rows per matmul chunk (this call) */
     struct infer_kv *kv;
     float *logits;
 };
 
-int infer_ctx_new(const struct infer_model *m,
-                  const struct infer_ctx_params *p, struct infer_ctx **out,
-                  struct infer_err *err)
+int infer_ctx_new(const struct infer_model *m, const struct infer_ctx_params *p,
+                  struct infer_ctx **out, struct infer_err *err)
 {
     *out = NULL;
     if (p->max_batch < 1 || p->max_batch > 65536 || p->max_ctx < 1 ||
@@ -175,9 +174,9 @@ int infer_ctx_new(const struct infer_model *m,
         return infer_err_set(err, INFER_ERR_ARG,
                              "ctx: bad max_batch %d or max_ctx %d",
                              p->max_batch, p->max_ctx);
-    const struct infer_kernels *kern =
-        p->kernels != NULL ? infer_kernels_get(p->kernels)
-                           : infer_kernels_best();
+    const struct infer_kernels *kern = p->kernels != NULL
+                                           ? infer_kernels_get(p->kernels)
+                                           : infer_kernels_best();
     if (kern == NULL)
         return infer_err_set(err, INFER_ERR_UNSUPPORTED,
                              "ctx: kernel set '%s' does not run here",
@@ -246,8 +245,8 @@ void infer_ctx_free(struct infer_ctx *c)
         return;
     if (c->own_pool)
         infer_pool_free(c->pool);
-    float *bufs[] = {c->x, c->xb,  c->xb2, c->q,    c->att,   c->k,
-                     c->v, c->hb,  c->hb2, c->rope, c->scores};
+    float *bufs[] = {c->x, c->xb, c->xb2, c->q,    c->att,   c->k,
+                     c->v, c->hb, c->hb2, c->rope, c->scores};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
         free(bufs[i]);
     free(c->inv_freq);
@@ -269,7 +268,8 @@ int infer_ctx_threads(const struct infer_ctx *c)
     return infer_pool_size(c->pool);
 }
 
-/* ---- steps ------------------------------------------------------------------- */
+/* ---- steps
+ * ------------------------------------------------------------------- */
 
 static void rmsnorm(float *o, const float *x, const float *w, int n, float eps)
 {
@@ -345,8 +345,7 @@ static void act_part(const struct infer_ctx *c, void *act,
         return;
     size_t stride = infer_act_row_bytes(INFER_ACT_Q8A, w->cols);
     struct infer_q8a *dst =
-        (struct infer_q8a *)((char *)act + (size_t)i * stride) +
-        c0 / INFER_QK;
+        (struct infer_q8a *)((char *)act + (size_t)i * stride) + c0 / INFER_QK;
     c->kern->quant_q8a(src + (size_t)i * w->cols + c0, dst, cnt);
 }
 
@@ -358,8 +357,8 @@ static int n_chunks(const struct infer_ctx *c, const struct infer_weight *w)
 /* Chunk k of y = W x for nb activation rows of src (quantised in act, or
  * in c->act[kind] if act is NULL). */
 static void mm_chunk_in(struct infer_ctx *c, const struct infer_weight *w,
-                        const float *src, int nb, float *y, int64_t ldy,
-                        int k, const void *act)
+                        const float *src, int nb, float *y, int64_t ldy, int k,
+                        const void *act)
 {
     int64_t r0 = (int64_t)k * c->chunk_rows, r1 = r0 + c->chunk_rows;
     if (r1 > w->rows)
@@ -380,8 +379,7 @@ static void mm_chunk(struct infer_ctx *c, const struct infer_weight *w,
     mm_chunk_in(c, w, src, nb, y, ldy, k, NULL);
 }
 
-static void rope_apply(const struct infer_config *cf, float *v,
-                       const float *cs)
+static void rope_apply(const struct infer_config *cf, float *v, const float *cs)
 {
     int half = cf->n_rot / 2;
     for (int j = 0; j < half; j++) {
@@ -402,9 +400,9 @@ static float *kv_at(const struct infer_kv *kv, float *base,
 {
     int32_t blk = s->blocks[pos / kv->block_size];
     size_t n_heads = (size_t)(kv->kv_dim / kv->head_dim);
-    size_t row = (((size_t)blk * kv->n_layers + layer) * n_heads + h) *
-                     kv->block_size +
-                 (size_t)(pos % kv->block_size);
+    size_t row =
+        (((size_t)blk * kv->n_layers + layer) * n_heads + h) * kv->block_size +
+        (size_t)(pos % kv->block_size);
     return base + row * kv->head_dim;
 }
 
@@ -486,7 +484,8 @@ static void embed(struct infer_ctx *c, int i)
 {
     const struct infer_model *m = c->m;
     const struct infer_weight *w = &m->tok_embd;
-    const char *row = (const char *)w->data + (size_t)c->e[i].token * w->row_bytes;
+    const char *row =
+        (const char *)w->data + (size_t)c->e[i].token * w->row_bytes;
     infer_dequantize_row(w->type, row, c->x + (size_t)i * m->cfg.dim,
                          m->cfg.dim);
     float *cs = c->rope + (size_t)i * (m->cfg.n_rot + 1);
@@ -507,8 +506,8 @@ static void run_step(struct infer_ctx *c, int *si, int n, chunk_fn fn, int l,
 {
     struct step *s = &c->steps[(*si)++];
     int k;
-    while ((k = atomic_fetch_add_explicit(&s->next, 1,
-                                          memory_order_relaxed)) < n) {
+    while ((k = atomic_fetch_add_explicit(&s->next, 1, memory_order_relaxed)) <
+           n) {
         fn(c, l, k, ith);
         if (atomic_fetch_add(&s->done, 1) + 1 == n)
             infer_pool_wake(&s->done, &s->sleepers);
@@ -677,8 +676,8 @@ static void ch_logits(struct infer_ctx *c, int l, int k, int ith)
 {
     (void)l;
     (void)ith;
-    mm_chunk(c, &c->m->output, c->xb, c->n_out, c->logits,
-             c->m->cfg.n_vocab, k);
+    mm_chunk(c, &c->m->output, c->xb, c->n_out, c->logits, c->m->cfg.n_vocab,
+             k);
 }
 
 static void forward_worker(void *arg, int ith, int nth)
@@ -694,7 +693,8 @@ static void forward_worker(void *arg, int ith, int nth)
         if (l > 0)
             run_step(c, &si, n, ch_attn_norm, l, ith);
         run_step(c, &si,
-                 n_chunks(c, &L->wq) + n_chunks(c, &L->wk) + n_chunks(c, &L->wv),
+                 n_chunks(c, &L->wq) + n_chunks(c, &L->wk) +
+                     n_chunks(c, &L->wv),
                  ch_qkv, l, ith);
         run_step(c, &si, n, ch_rope, l, ith);
         if (act_fusable(&L->wo, span)) {
@@ -736,8 +736,8 @@ int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
         const struct infer_batch_entry *b = &e[i];
         if (b->token < 0 || b->token >= c->m->cfg.n_vocab)
             return infer_err_set(err, INFER_ERR_ARG,
-                                 "forward: entry %d: token %d out of range",
-                                 i, b->token);
+                                 "forward: entry %d: token %d out of range", i,
+                                 b->token);
         if (b->seq == NULL || b->pos < 0 || b->pos >= c->max_ctx ||
             b->pos >= b->seq->n_blocks * kv->block_size)
             return infer_err_set(err, INFER_ERR_ARG,

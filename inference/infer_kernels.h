@@ -27,7 +27,7 @@
 
 /* ---- block layouts (identical to ggml's) -------------------------------- */
 
-#define INFER_QK 32   /* elements per Q4_0 / Q8_0 block */
+#define INFER_QK   32  /* elements per Q4_0 / Q8_0 block */
 #define INFER_QK_K 256 /* elements per K-quant super-block */
 
 struct infer_block_q8_0 {
@@ -35,20 +35,20 @@ struct infer_block_q8_0 {
     int8_t qs[32];
 };
 struct infer_block_q4_0 {
-    uint16_t d;      /* fp16 scale; x = d * (q - 8) */
-    uint8_t qs[16];  /* element j in low nibble of qs[j], j+16 in high */
+    uint16_t d;     /* fp16 scale; x = d * (q - 8) */
+    uint8_t qs[16]; /* element j in low nibble of qs[j], j+16 in high */
 };
 struct infer_block_q4_k {
-    uint16_t d;          /* fp16 scale of the 6-bit scales */
-    uint16_t dmin;       /* fp16 scale of the 6-bit mins */
-    uint8_t scales[12];  /* 8 (scale, min) pairs, 6 bits each */
-    uint8_t qs[128];     /* 4-bit quants */
+    uint16_t d;         /* fp16 scale of the 6-bit scales */
+    uint16_t dmin;      /* fp16 scale of the 6-bit mins */
+    uint8_t scales[12]; /* 8 (scale, min) pairs, 6 bits each */
+    uint8_t qs[128];    /* 4-bit quants */
 };
 struct infer_block_q6_k {
-    uint8_t ql[128];    /* low 4 bits */
-    uint8_t qh[64];     /* high 2 bits */
-    int8_t scales[16];  /* one per 16 elements */
-    uint16_t d;         /* fp16 super-block scale */
+    uint8_t ql[128];   /* low 4 bits */
+    uint8_t qh[64];    /* high 2 bits */
+    int8_t scales[16]; /* one per 16 elements */
+    uint16_t d;        /* fp16 super-block scale */
 };
 
 /* Activations for 32-blocks: x ~= d * q; sum = sum of q. */
@@ -76,8 +76,7 @@ void infer_dequantize_row(uint32_t type, const void *src, float *dst,
                           int64_t k);
 /* Quantises k floats into type (reference quantisers, for mkmodel and
  * tests). Same types. */
-void infer_quantize_row(uint32_t type, const float *src, void *dst,
-                        int64_t k);
+void infer_quantize_row(uint32_t type, const float *src, void *dst, int64_t k);
 /* Bytes of one row of k elements of type; 0 if k is not a block multiple. */
 size_t infer_row_bytes(uint32_t type, int64_t k);
 /* True for the weight types the kernels multiply. */
@@ -153,7 +152,8 @@ uint64_t infer__bw_read_avx2(const void *p, size_t bytes);
 double infer__fma_loop_avx2(long iters);
 double infer__fma_loop_avx512(long iters);
 
-/* ---- thread pool ---------------------------------------------------------- */
+/* ---- thread pool ----------------------------------------------------------
+ */
 
 /* A fixed set of worker threads that run one function on all threads at
  * once (ith = 0..nth-1, the caller being ith 0), in the manner of ggml.

@@ -35,7 +35,7 @@ static inline __m256 load_f32x8(const float *p)
 /* One weight row (loaded 8 at a time by LOAD, scalar tail by CONV) against
  * nb <= 4 float rows. */
 #define FLOAT_ROW(name, wty, LOAD, CONV)                                       \
-    static void name(const wty *w, int64_t k, const char *xa,                 \
+    static void name(const wty *w, int64_t k, const char *xa,                  \
                      size_t xa_stride, int nb, float *out)                     \
     {                                                                          \
         __m256 acc[MM_TILE];                                                   \
@@ -48,8 +48,8 @@ static inline __m256 load_f32x8(const float *p)
         for (; i + 8 <= k; i += 8) {                                           \
             __m256 wv = LOAD(w + i);                                           \
             for (int b = 0; b < nb; b++)                                       \
-                acc[b] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[b] + i),        \
-                                         acc[b]);                              \
+                acc[b] =                                                       \
+                    _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[b] + i), acc[b]);    \
         }                                                                      \
         for (int b = 0; b < nb; b++) {                                         \
             float s = infer__hsum256(acc[b]);                                  \
@@ -68,12 +68,12 @@ FLOAT_ROW(row_f32, float, load_f32x8, id_f32)
 FLOAT_ROW(row_f16, uint16_t, load_f16x8, infer_fp16_to_f32)
 FLOAT_ROW(row_bf16, uint16_t, load_bf16x8, infer_bf16_to_f32)
 
-/* ---- Q8_0 and Q4_0 -------------------------------------------------------- */
+/* ---- Q8_0 and Q4_0 --------------------------------------------------------
+ */
 
 static inline __m256i dot_u8s8(__m256i u, __m256i s)
 {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s),
-                             _mm256_set1_epi16(1));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
 /* Register-blocked tiles of TW weight rows x TB activation rows (8 ymm
@@ -89,8 +89,8 @@ static inline __m256i dot_u8s8(__m256i u, __m256i s)
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 ALWAYS_INLINE void q8_0_block(const char *w, size_t w_stride, int64_t i,
-                              const char *xa, size_t xa_stride, int nw,
-                              int nx, __m256 acc[TW][TB])
+                              const char *xa, size_t xa_stride, int nw, int nx,
+                              __m256 acc[TW][TB])
 {
     __m256i wv[TW], aw[TW];
     __m256 dw[TW];
@@ -115,8 +115,8 @@ ALWAYS_INLINE void q8_0_block(const char *w, size_t w_stride, int64_t i,
 }
 
 ALWAYS_INLINE void q4_0_block(const char *w, size_t w_stride, int64_t i,
-                              const char *xa, size_t xa_stride, int nw,
-                              int nx, __m256 acc[TW][TB])
+                              const char *xa, size_t xa_stride, int nw, int nx,
+                              __m256 acc[TW][TB])
 {
     const __m256i m4 = _mm256_set1_epi8(0xf);
     __m256i wv[TW];
@@ -125,8 +125,7 @@ ALWAYS_INLINE void q4_0_block(const char *w, size_t w_stride, int64_t i,
         const struct infer_block_q4_0 *wb =
             (const struct infer_block_q4_0 *)(w + (size_t)r * w_stride) + i;
         __m128i q = _mm_loadu_si128((const __m128i *)wb->qs);
-        wv[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q),
-                                 m4);
+        wv[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
         dw[r] = _mm256_set1_ps(_cvtsh_ss(wb->d));
     }
     for (int b = 0; b < nx; b++) {
@@ -166,9 +165,9 @@ QTILE(q4_0_tile, q4_0_block)
 /* Weight rows TW at a time (a last odd row alone), each group against the
  * activation rows TB at a time; tile shapes are compile-time constants. */
 #define QMM(name, TILE)                                                        \
-    static void name(const void *w, size_t w_stride, int64_t k, int64_t r0,   \
-                     int64_t r1, const void *xa, size_t xa_stride, int nb,    \
-                     float *y, int64_t ldy)                                   \
+    static void name(const void *w, size_t w_stride, int64_t k, int64_t r0,    \
+                     int64_t r1, const void *xa, size_t xa_stride, int nb,     \
+                     float *y, int64_t ldy)                                    \
     {                                                                          \
         const int64_t nblk = k / INFER_QK;                                     \
         for (int64_t r = r0; r < r1; r += TW) {                                \
@@ -195,7 +194,8 @@ QTILE(q4_0_tile, q4_0_block)
 QMM(mm_q8_0, q8_0_tile)
 QMM(mm_q4_0, q4_0_tile)
 
-/* ---- Q4_K and Q6_K -------------------------------------------------------- */
+/* ---- Q4_K and Q6_K --------------------------------------------------------
+ */
 
 static void k4_scales(const uint8_t *q, int16_t *sc, int16_t *m)
 {
@@ -236,13 +236,15 @@ static void row_q4_k(const struct infer_block_q4_k *w, int64_t k,
             const struct infer_q8k *y = &x[b][i];
             __m256i sumi = _mm256_setzero_si256();
             for (int c = 0; c < 4; c++) {
-                __m256i y0 = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c));
+                __m256i y0 =
+                    _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c));
                 __m256i y1 =
                     _mm256_loadu_si256((const __m256i *)(y->qs + 64 * c + 32));
                 __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[c], y0),
                                                _mm256_set1_epi16(sc[2 * c]));
-                __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[c], y1),
-                                               _mm256_set1_epi16(sc[2 * c + 1]));
+                __m256i p1 =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi[c], y1),
+                                      _mm256_set1_epi16(sc[2 * c + 1]));
                 sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
             }
             int summ = 0;
@@ -280,10 +282,8 @@ static void row_q6_k(const struct infer_block_q6_k *w, int64_t k,
                              _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
                              _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
             for (int t = 0; t < 4; t++) {
-                __m256i hb = _mm256_and_si256(
-                    _mm256_srli_epi16(hv, 2 * t), m2);
-                q[4 * h + t] =
-                    _mm256_or_si256(lo[t], _mm256_slli_epi16(hb, 4));
+                __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hv, 2 * t), m2);
+                q[4 * h + t] = _mm256_or_si256(lo[t], _mm256_slli_epi16(hb, 4));
                 int g = 8 * h + 2 * t;
                 scv[4 * h + t] =
                     _mm256_set_m128i(_mm_set1_epi16(w[i].scales[g + 1]),
@@ -298,8 +298,8 @@ static void row_q6_k(const struct infer_block_q6_k *w, int64_t k,
                 __m256i yv =
                     _mm256_loadu_si256((const __m256i *)(y->qs + 32 * c));
                 sumi = _mm256_add_epi32(
-                    sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[c], yv),
-                                            scv[c]));
+                    sumi,
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(q[c], yv), scv[c]));
             }
             int bs = 0;
             for (int g = 0; g < 16; g++)
@@ -313,7 +313,8 @@ static void row_q6_k(const struct infer_block_q6_k *w, int64_t k,
         out[b] = infer__hsum256(acc[b]) - corr[b];
 }
 
-/* ---- drivers -------------------------------------------------------------- */
+/* ---- drivers --------------------------------------------------------------
+ */
 
 MM_DRIVER(static, mm_f32, row_f32, float)
 MM_DRIVER(static, mm_f16, row_f16, uint16_t)
@@ -323,8 +324,8 @@ MM_DRIVER(, infer__mm_q6_k_avx2, row_q6_k, struct infer_block_q6_k)
 
 /* 32 columns (4 ymm accumulators) of one head at a time over all cnt rows;
  * a last part of a row shorter than 8 is done with scalar FMAs. */
-static void attn_v(const float *a, int64_t lda, int nh, const float *v,
-                   int cnt, int hd, float *o)
+static void attn_v(const float *a, int64_t lda, int nh, const float *v, int cnt,
+                   int hd, float *o)
 {
     for (int h = 0; h < nh; h++) {
         float *oh = o + h * hd;
@@ -339,8 +340,8 @@ static void attn_v(const float *a, int64_t lda, int nh, const float *v,
                 __m256 w = _mm256_set1_ps(ah[p]);
                 const float *vp = v + (size_t)p * hd + j0;
                 for (int t = 0; t < nv; t++)
-                    acc[t] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vp + 8 * t),
-                                             acc[t]);
+                    acc[t] =
+                        _mm256_fmadd_ps(w, _mm256_loadu_ps(vp + 8 * t), acc[t]);
             }
             for (int t = 0; t < nv; t++)
                 _mm256_storeu_ps(oh + j0 + 8 * t, acc[t]);
@@ -385,7 +386,8 @@ const struct infer_kernels infer_kernels_avx2 = {
         },
 };
 
-/* ---- benchmark loops ------------------------------------------------------ */
+/* ---- benchmark loops ------------------------------------------------------
+ */
 
 uint64_t infer__bw_read_avx2(const void *p, size_t bytes)
 {
@@ -401,8 +403,8 @@ uint64_t infer__bw_read_avx2(const void *p, size_t bytes)
         a2 = _mm256_xor_si256(a2, _mm256_load_si256(v + i + 5));
         a3 = _mm256_xor_si256(a3, _mm256_load_si256(v + i + 7));
     }
-    __m256i a = _mm256_xor_si256(_mm256_xor_si256(a0, a1),
-                                 _mm256_xor_si256(a2, a3));
+    __m256i a =
+        _mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3));
     return (uint64_t)_mm256_extract_epi64(a, 0) ^
            (uint64_t)_mm256_extract_epi64(a, 3);
 }

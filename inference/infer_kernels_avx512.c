@@ -25,8 +25,7 @@ static inline __m512 load_f16x16(const uint16_t *p)
 
 static inline __m512 load_bf16x16(const uint16_t *p)
 {
-    __m512i v =
-        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
 }
 
@@ -36,7 +35,7 @@ static inline float id_f32(float v)
 }
 
 #define FLOAT_ROW16(name, wty, LOAD, CONV)                                     \
-    static void name(const wty *w, int64_t k, const char *xa,                 \
+    static void name(const wty *w, int64_t k, const char *xa,                  \
                      size_t xa_stride, int nb, float *out)                     \
     {                                                                          \
         __m512 acc[MM_TILE];                                                   \
@@ -49,8 +48,8 @@ static inline float id_f32(float v)
         for (; i + 16 <= k; i += 16) {                                         \
             __m512 wv = LOAD(w + i);                                           \
             for (int b = 0; b < nb; b++)                                       \
-                acc[b] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[b] + i),        \
-                                         acc[b]);                              \
+                acc[b] =                                                       \
+                    _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[b] + i), acc[b]);    \
         }                                                                      \
         for (int b = 0; b < nb; b++) {                                         \
             float s = _mm512_reduce_add_ps(acc[b]);                            \
@@ -80,8 +79,8 @@ FLOAT_ROW16(row_bf16, uint16_t, load_bf16x16, infer_bf16_to_f32)
  * elements share loads), so a sequence's results do not depend on the
  * batch it runs in. An odd last block is a pair whose upper half is zero. */
 
-#define TW 4 /* weight rows per tile */
-#define TB 4 /* activation rows per tile */
+#define TW     4 /* weight rows per tile */
+#define TB     4 /* activation rows per tile */
 /* Prefetch distance in tiles: the next tile when several activation tiles
  * pass over each (plenty of time), PF_FAR tiles ahead when only one does
  * and the loop is bound by memory latency (one thread then streams ~36
@@ -110,9 +109,9 @@ ALWAYS_INLINE __m512 scale_pair_h(uint16_t lo, uint16_t hi)
 ALWAYS_INLINE __m512i load_pair(const int8_t *a, const int8_t *b)
 {
     __m512i v = _mm512_zextsi256_si512(_mm256_loadu_si256((const void *)a));
-    return b != NULL ? _mm512_inserti64x4(v, _mm256_loadu_si256((const void *)b),
-                                          1)
-                     : v;
+    return b != NULL
+               ? _mm512_inserti64x4(v, _mm256_loadu_si256((const void *)b), 1)
+               : v;
 }
 
 /* Q4_0: the 32 nibbles of a block in quant order (low nibbles are elements
@@ -127,8 +126,8 @@ ALWAYS_INLINE __m256i q4_nibbles(const uint8_t *qs)
 /* One pair of blocks (i, i + 1; the second absent if `odd`) of a tile:
  * acc[r][b] += cvt(dot(w_r, x_b)) * d_w * d_x per lane. */
 ALWAYS_INLINE void q8_0_pair(const char *w, size_t w_stride, int64_t i,
-                             bool odd, const char *xa, size_t xa_stride,
-                             int nw, int nx, __m512 acc[TW][TB])
+                             bool odd, const char *xa, size_t xa_stride, int nw,
+                             int nx, __m512 acc[TW][TB])
 {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     __m512i wv[TW], start[TW];
@@ -145,8 +144,8 @@ ALWAYS_INLINE void q8_0_pair(const char *w, size_t w_stride, int64_t i,
     for (int b = 0; b < nx; b++) {
         const struct infer_q8a *xb =
             (const struct infer_q8a *)(xa + (size_t)b * xa_stride) + i;
-        __m512i xu = _mm512_xor_si512(
-            load_pair(xb[0].qs, odd ? NULL : xb[1].qs), flip);
+        __m512i xu =
+            _mm512_xor_si512(load_pair(xb[0].qs, odd ? NULL : xb[1].qs), flip);
         __m512 dx = scale_pair(xb[0].d, odd ? 0 : xb[1].d);
         for (int r = 0; r < nw; r++) {
             __m512i p = _mm512_dpbusd_epi32(start[r], xu, wv[r]);
@@ -157,8 +156,8 @@ ALWAYS_INLINE void q8_0_pair(const char *w, size_t w_stride, int64_t i,
 }
 
 ALWAYS_INLINE void q4_0_pair(const char *w, size_t w_stride, int64_t i,
-                             bool odd, const char *xa, size_t xa_stride,
-                             int nw, int nx, __m512 acc[TW][TB])
+                             bool odd, const char *xa, size_t xa_stride, int nw,
+                             int nx, __m512 acc[TW][TB])
 {
     const __m512i eight = _mm512_set1_epi8(8);
     __m512i wv[TW];
@@ -199,17 +198,17 @@ ALWAYS_INLINE void q4_0_pair(const char *w, size_t w_stride, int64_t i,
         for (int r = 0; r < nw; r++)                                           \
             for (int b = 0; b < nx; b++)                                       \
                 acc[r][b] = _mm512_setzero_ps();                               \
-        const size_t np = (size_t)(nblk + 1) / 2, lines = pf_bytes / 64;      \
+        const size_t np = (size_t)(nblk + 1) / 2, lines = pf_bytes / 64;       \
         size_t next = 0;                                                       \
         int64_t i = 0;                                                         \
         for (size_t j = 1; i + 2 <= nblk; i += 2, j++) {                       \
             if (pf != NULL)                                                    \
                 for (; next < j * lines / np; next++)                          \
                     _mm_prefetch(pf + 64 * next, _MM_HINT_T0);                 \
-            PAIR(w, w_stride, i, false, xa, xa_stride, nw, nx, acc);          \
+            PAIR(w, w_stride, i, false, xa, xa_stride, nw, nx, acc);           \
         }                                                                      \
         if (i < nblk)                                                          \
-            PAIR(w, w_stride, i, true, xa, xa_stride, nw, nx, acc);           \
+            PAIR(w, w_stride, i, true, xa, xa_stride, nw, nx, acc);            \
         for (int r = 0; r < nw; r++)                                           \
             for (int b = 0; b < nx; b++)                                       \
                 y[b * ldy + r] = _mm512_reduce_add_ps(acc[r][b]);              \
@@ -223,14 +222,14 @@ QTILE(q4_0_tile, q4_0_pair)
  * every activation row passes over it. The tile shapes are compile-time
  * constants (one specialised body each). */
 #define QMM(name, TILE)                                                        \
-    static void name(const void *w, size_t w_stride, int64_t k, int64_t r0,   \
-                     int64_t r1, const void *xa, size_t xa_stride, int nb,    \
-                     float *y, int64_t ldy)                                   \
+    static void name(const void *w, size_t w_stride, int64_t k, int64_t r0,    \
+                     int64_t r1, const void *xa, size_t xa_stride, int nb,     \
+                     float *y, int64_t ldy)                                    \
     {                                                                          \
         const int64_t nblk = k / INFER_QK;                                     \
         for (int64_t r = r0; r < r1; r += TW) {                                \
             const char *wr = (const char *)w + (size_t)r * w_stride;           \
-            /* The next group of rows, fetched during the first pass. */      \
+            /* The next group of rows, fetched during the first pass. */       \
             const int64_t ahead = (nb <= TB ? PF_FAR : 1) * TW;                \
             const char *pf = r + ahead < r1 ? wr + ahead * w_stride : NULL;    \
             size_t pfb = (size_t)(r1 - r - ahead < TW ? r1 - r - ahead : TW) * \
@@ -241,20 +240,44 @@ QTILE(q4_0_tile, q4_0_pair)
                 int nx = nb - b < TB ? nb - b : TB;                            \
                 if (r + TW <= r1) {                                            \
                     switch (nx) {                                              \
-                    case 4: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 4, yb, ldy, pf, pfb); break; \
-                    case 3: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 3, yb, ldy, pf, pfb); break; \
-                    case 2: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 2, yb, ldy, pf, pfb); break; \
-                    default: TILE(wr, w_stride, nblk, xb, xa_stride, 4, 1, yb, ldy, pf, pfb); break; \
+                    case 4:                                                    \
+                        TILE(wr, w_stride, nblk, xb, xa_stride, 4, 4, yb, ldy, \
+                             pf, pfb);                                         \
+                        break;                                                 \
+                    case 3:                                                    \
+                        TILE(wr, w_stride, nblk, xb, xa_stride, 4, 3, yb, ldy, \
+                             pf, pfb);                                         \
+                        break;                                                 \
+                    case 2:                                                    \
+                        TILE(wr, w_stride, nblk, xb, xa_stride, 4, 2, yb, ldy, \
+                             pf, pfb);                                         \
+                        break;                                                 \
+                    default:                                                   \
+                        TILE(wr, w_stride, nblk, xb, xa_stride, 4, 1, yb, ldy, \
+                             pf, pfb);                                         \
+                        break;                                                 \
                     }                                                          \
                     continue;                                                  \
                 }                                                              \
                 for (int64_t q = 0; q < r1 - r; q++) {                         \
                     const char *wq = wr + (size_t)q * w_stride;                \
                     switch (nx) {                                              \
-                    case 4: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 4, yb + q, ldy, NULL, 0); break; \
-                    case 3: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 3, yb + q, ldy, NULL, 0); break; \
-                    case 2: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 2, yb + q, ldy, NULL, 0); break; \
-                    default: TILE(wq, w_stride, nblk, xb, xa_stride, 1, 1, yb + q, ldy, NULL, 0); break; \
+                    case 4:                                                    \
+                        TILE(wq, w_stride, nblk, xb, xa_stride, 1, 4, yb + q,  \
+                             ldy, NULL, 0);                                    \
+                        break;                                                 \
+                    case 3:                                                    \
+                        TILE(wq, w_stride, nblk, xb, xa_stride, 1, 3, yb + q,  \
+                             ldy, NULL, 0);                                    \
+                        break;                                                 \
+                    case 2:                                                    \
+                        TILE(wq, w_stride, nblk, xb, xa_stride, 1, 2, yb + q,  \
+                             ldy, NULL, 0);                                    \
+                        break;                                                 \
+                    default:                                                   \
+                        TILE(wq, w_stride, nblk, xb, xa_stride, 1, 1, yb + q,  \
+                             ldy, NULL, 0);                                    \
+                        break;                                                 \
                     }                                                          \
                 }                                                              \
             }                                                                  \
@@ -304,8 +327,8 @@ static void attn_qk(const float *q, int nh, const float *k, int cnt, int hd,
             for (int p = 0; p < 16; p++)
                 acc[p] = _mm512_setzero_ps();
             for (int j = 0; j < hd; j += 16) {
-                __mmask16 m = hd - j >= 16 ? 0xffff
-                                           : (__mmask16)((1u << (hd - j)) - 1);
+                __mmask16 m =
+                    hd - j >= 16 ? 0xffff : (__mmask16)((1u << (hd - j)) - 1);
                 __m512 qv = _mm512_maskz_loadu_ps(m, qh + j);
                 for (int p = 0; p < np; p++)
                     acc[p] = _mm512_fmadd_ps(
@@ -315,21 +338,21 @@ static void attn_qk(const float *q, int nh, const float *k, int cnt, int hd,
             }
             for (int l = 0, n = 16; l < 4; l++, n /= 2)
                 for (int i = 0; i < n / 2; i++)
-                    acc[i] = _mm512_add_ps(
-                        _mm512_permutex2var_ps(acc[2 * i], ia[l],
-                                               acc[2 * i + 1]),
-                        _mm512_permutex2var_ps(acc[2 * i], ib[l],
-                                               acc[2 * i + 1]));
-            _mm512_mask_storeu_ps(s + h * lds + p0,
-                                  (__mmask16)((1u << np) - 1), acc[0]);
+                    acc[i] =
+                        _mm512_add_ps(_mm512_permutex2var_ps(acc[2 * i], ia[l],
+                                                             acc[2 * i + 1]),
+                                      _mm512_permutex2var_ps(acc[2 * i], ib[l],
+                                                             acc[2 * i + 1]));
+            _mm512_mask_storeu_ps(s + h * lds + p0, (__mmask16)((1u << np) - 1),
+                                  acc[0]);
         }
     }
 }
 
 /* 64 columns (4 zmm accumulators, masked at the end of a row) of one head
  * at a time, over all cnt rows. */
-static void attn_v(const float *a, int64_t lda, int nh, const float *v,
-                   int cnt, int hd, float *o)
+static void attn_v(const float *a, int64_t lda, int nh, const float *v, int cnt,
+                   int hd, float *o)
 {
     for (int h = 0; h < nh; h++) {
         float *oh = o + h * hd;
@@ -396,8 +419,8 @@ static inline __m512 exp16(__m512 x)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r,
-                        _mm512_set1_ps(1.0f)));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r),
+                        _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     return _mm512_scalef_ps(p, n);
 }
 
@@ -410,8 +433,8 @@ static void silu_mul(float *g, const float *u, int64_t n)
         __m512 x = _mm512_maskz_loadu_ps(m, g + j);
         __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
         __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, e));
-        _mm512_mask_storeu_ps(g + j, m,
-                              _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + j)));
+        _mm512_mask_storeu_ps(
+            g + j, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + j)));
     }
 }
 

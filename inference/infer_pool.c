@@ -24,17 +24,17 @@
 
 #include "infer_kernels.h"
 
-#define SPIN_NS 30000L       /* spin this long before sleeping (step waits) */
+#define SPIN_NS      30000L  /* spin this long before sleeping (step waits) */
 #define IDLE_SPIN_NS 200000L /* workers between runs */
 
 struct infer_pool {
-    int n; /* threads including the caller */
+    int n;              /* threads including the caller */
     pthread_t *threads; /* (n - 1) */
-    atomic_int gen;       /* bumped by each run; workers sleep on it */
+    atomic_int gen;     /* bumped by each run; workers sleep on it */
     atomic_int gen_sleepers;
-    atomic_int n_done;    /* workers finished with this generation */
+    atomic_int n_done; /* workers finished with this generation */
     atomic_int done_sleepers;
-    infer_pool_fn fn;     /* written before gen is bumped */
+    infer_pool_fn fn; /* written before gen is bumped */
     void *arg;
     atomic_bool stop;
     atomic_int bar_count; /* threads arrived at the barrier */

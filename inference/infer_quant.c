@@ -15,7 +15,8 @@ _Static_assert(sizeof(struct infer_block_q4_0) == 18, "q4_0 layout");
 _Static_assert(sizeof(struct infer_block_q4_k) == 144, "q4_k layout");
 _Static_assert(sizeof(struct infer_block_q6_k) == 210, "q6_k layout");
 
-/* ---- fp16 / bf16 ------------------------------------------------------------ */
+/* ---- fp16 / bf16 ------------------------------------------------------------
+ */
 
 float infer_fp16_to_f32(uint16_t h)
 {
@@ -90,7 +91,8 @@ uint16_t infer_f32_to_bf16(float f)
     return (uint16_t)(x >> 16);
 }
 
-/* ---- rows ------------------------------------------------------------------- */
+/* ---- rows -------------------------------------------------------------------
+ */
 
 int infer_type_supported(uint32_t type)
 {
@@ -101,8 +103,10 @@ int infer_type_supported(uint32_t type)
     case INFER_TYPE_Q8_0:
     case INFER_TYPE_Q4_0:
     case INFER_TYPE_Q4_K:
-    case INFER_TYPE_Q6_K: return 1;
-    default: return 0;
+    case INFER_TYPE_Q6_K:
+        return 1;
+    default:
+        return 0;
     }
 }
 
@@ -136,11 +140,12 @@ static int q6_value(const struct infer_block_q6_k *b, int e)
     return lo | (hi << 4);
 }
 
-void infer_dequantize_row(uint32_t type, const void *src, float *dst,
-                          int64_t k)
+void infer_dequantize_row(uint32_t type, const void *src, float *dst, int64_t k)
 {
     switch (type) {
-    case INFER_TYPE_F32: memcpy(dst, src, (size_t)k * 4); break;
+    case INFER_TYPE_F32:
+        memcpy(dst, src, (size_t)k * 4);
+        break;
     case INFER_TYPE_F16: {
         const uint16_t *s = src;
         for (int64_t i = 0; i < k; i++)
@@ -202,7 +207,9 @@ void infer_dequantize_row(uint32_t type, const void *src, float *dst,
         }
         break;
     }
-    default: memset(dst, 0, (size_t)k * sizeof(float)); break;
+    default:
+        memset(dst, 0, (size_t)k * sizeof(float));
+        break;
     }
 }
 
@@ -287,18 +294,19 @@ static void quantize_q6_k_block(const float *x, struct infer_block_q6_k *b)
             ql[l] = (uint8_t)((Lh[l] & 0xf) | ((Lh[l + 64] & 0xf) << 4));
             ql[l + 32] =
                 (uint8_t)((Lh[l + 32] & 0xf) | ((Lh[l + 96] & 0xf) << 4));
-            qh[l] = (uint8_t)((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) |
-                              ((Lh[l + 64] >> 4) << 4) |
-                              ((Lh[l + 96] >> 4) << 6));
+            qh[l] =
+                (uint8_t)((Lh[l] >> 4) | ((Lh[l + 32] >> 4) << 2) |
+                          ((Lh[l + 64] >> 4) << 4) | ((Lh[l + 96] >> 4) << 6));
         }
     }
 }
 
-void infer_quantize_row(uint32_t type, const float *src, void *dst,
-                        int64_t k)
+void infer_quantize_row(uint32_t type, const float *src, void *dst, int64_t k)
 {
     switch (type) {
-    case INFER_TYPE_F32: memcpy(dst, src, (size_t)k * 4); break;
+    case INFER_TYPE_F32:
+        memcpy(dst, src, (size_t)k * 4);
+        break;
     case INFER_TYPE_F16: {
         uint16_t *d = dst;
         for (int64_t i = 0; i < k; i++)
@@ -358,30 +366,37 @@ void infer_quantize_row(uint32_t type, const float *src, void *dst,
             quantize_q6_k_block(src + i * INFER_QK_K, &b[i]);
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 
-/* ---- activations ------------------------------------------------------------ */
+/* ---- activations ------------------------------------------------------------
+ */
 
 enum infer_act_kind infer_act_kind_of(uint32_t wtype)
 {
     switch (wtype) {
     case INFER_TYPE_Q8_0:
-    case INFER_TYPE_Q4_0: return INFER_ACT_Q8A;
+    case INFER_TYPE_Q4_0:
+        return INFER_ACT_Q8A;
     case INFER_TYPE_Q4_K:
-    case INFER_TYPE_Q6_K: return INFER_ACT_Q8K;
-    default: return INFER_ACT_F32;
+    case INFER_TYPE_Q6_K:
+        return INFER_ACT_Q8K;
+    default:
+        return INFER_ACT_F32;
     }
 }
 
 size_t infer_act_row_bytes(enum infer_act_kind kind, int64_t k)
 {
     switch (kind) {
-    case INFER_ACT_Q8A: return (size_t)(k / INFER_QK) * sizeof(struct infer_q8a);
+    case INFER_ACT_Q8A:
+        return (size_t)(k / INFER_QK) * sizeof(struct infer_q8a);
     case INFER_ACT_Q8K:
         return (size_t)(k / INFER_QK_K) * sizeof(struct infer_q8k);
-    default: return (size_t)k * sizeof(float);
+    default:
+        return (size_t)k * sizeof(float);
     }
 }
 
@@ -444,7 +459,8 @@ void infer_quantize_q8k(const float *x, struct infer_q8k *y, int64_t k)
     }
 }
 
-/* ---- scalar matmul kernels -------------------------------------------------- */
+/* ---- scalar matmul kernels --------------------------------------------------
+ */
 
 static float dot_f32(const float *w, const float *x, int64_t k)
 {
@@ -539,9 +555,9 @@ static float dot_q6_k(const struct infer_block_q6_k *w,
 }
 
 #define SCALAR_MM(fname, dot, wty, xty, nblocks)                               \
-    static void fname(const void *w, size_t w_stride, int64_t k, int64_t r0,  \
-                      int64_t r1, const void *xa, size_t xa_stride, int nb,   \
-                      float *y, int64_t ldy)                                  \
+    static void fname(const void *w, size_t w_stride, int64_t k, int64_t r0,   \
+                      int64_t r1, const void *xa, size_t xa_stride, int nb,    \
+                      float *y, int64_t ldy)                                   \
     {                                                                          \
         for (int64_t r = r0; r < r1; r++) {                                    \
             const wty *wr = (const wty *)((const char *)w + r * w_stride);     \
@@ -573,8 +589,8 @@ static void attn_qk(const float *q, int nh, const float *k, int cnt, int hd,
             s[h * lds + p] = dot_f32(k + (size_t)p * hd, q + h * hd, hd);
 }
 
-static void attn_v(const float *a, int64_t lda, int nh, const float *v,
-                   int cnt, int hd, float *o)
+static void attn_v(const float *a, int64_t lda, int nh, const float *v, int cnt,
+                   int hd, float *o)
 {
     for (int h = 0; h < nh; h++)
         for (int p = 0; p < cnt; p++)
@@ -606,7 +622,8 @@ const struct infer_kernels infer_kernels_scalar = {
         },
 };
 
-/* ---- choosing a set ----------------------------------------------------------- */
+/* ---- choosing a set
+ * ----------------------------------------------------------- */
 
 const char *const infer_kernel_names[] = {"scalar", "avx2", "avx512", NULL};
 
@@ -625,8 +642,7 @@ const struct infer_kernels *infer_kernels_get(const char *name)
     if (strcmp(name, "scalar") == 0)
         return &infer_kernels_scalar;
     bool avx2 = __builtin_cpu_supports("avx2") &&
-                __builtin_cpu_supports("fma") &&
-                cpu_has_f16c();
+                __builtin_cpu_supports("fma") && cpu_has_f16c();
     if (strcmp(name, "avx2") == 0)
         return avx2 ? &infer_kernels_avx2 : NULL;
     if (strcmp(name, "avx512") == 0)

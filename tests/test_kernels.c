@@ -42,7 +42,8 @@ static const uint32_t all_types[] = {
     INFER_TYPE_Q4_0, INFER_TYPE_Q4_K, INFER_TYPE_Q6_K};
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
-/* ---- conversions ------------------------------------------------------------ */
+/* ---- conversions ------------------------------------------------------------
+ */
 
 TEST(fp16_all_values_round_trip)
 {
@@ -80,17 +81,24 @@ TEST(fp16_bf16_round_to_nearest)
     }
 }
 
-/* ---- quantisation round trips ----------------------------------------------- */
+/* ---- quantisation round trips -----------------------------------------------
+ */
 
 static double rt_tolerance(uint32_t t)
 {
     switch (t) {
-    case INFER_TYPE_F32: return 0;
-    case INFER_TYPE_F16: return 1e-3;
-    case INFER_TYPE_BF16: return 5e-3;
-    case INFER_TYPE_Q8_0: return 1e-2;
-    case INFER_TYPE_Q6_K: return 3e-2;
-    default: return 1.2e-1;
+    case INFER_TYPE_F32:
+        return 0;
+    case INFER_TYPE_F16:
+        return 1e-3;
+    case INFER_TYPE_BF16:
+        return 5e-3;
+    case INFER_TYPE_Q8_0:
+        return 1e-2;
+    case INFER_TYPE_Q6_K:
+        return 3e-2;
+    default:
+        return 1.2e-1;
     }
 }
 
@@ -173,7 +181,8 @@ TEST(activation_quantizers)
     }
 }
 
-/* ---- matmul kernels ---------------------------------------------------------- */
+/* ---- matmul kernels
+ * ---------------------------------------------------------- */
 
 /* Checks kernel set ks on type t with k columns and nb activation rows. */
 static int check_mm(const struct infer_kernels *ks, uint32_t t, int64_t k,
@@ -258,7 +267,8 @@ TEST(matmul_every_set_every_type)
     static const int nbs[] = {1, 3, 4, 5, 9};
     int sets = 0;
     for (int s = 0; infer_kernel_names[s] != NULL; s++) {
-        const struct infer_kernels *ks = infer_kernels_get(infer_kernel_names[s]);
+        const struct infer_kernels *ks =
+            infer_kernels_get(infer_kernel_names[s]);
         if (ks == NULL) {
             fprintf(stderr, "kernel set %s: not on this CPU\n",
                     infer_kernel_names[s]);
@@ -330,9 +340,11 @@ static int check_tile_invariance(const struct infer_kernels *ks, uint32_t t,
     size_t rb = infer_row_bytes(t, k);
     enum infer_act_kind kind = infer_act_kind_of(t);
     size_t ab = infer_act_row_bytes(kind, k);
-    float *w = malloc(sizeof(float) * R * k), *x = malloc(sizeof(float) * NB * k);
+    float *w = malloc(sizeof(float) * R * k),
+          *x = malloc(sizeof(float) * NB * k);
     unsigned char *wq = malloc(rb * R), *xa = malloc(ab * NB);
-    float *all = malloc(sizeof(float) * NB * R), *part = malloc(sizeof(float) * NB * R);
+    float *all = malloc(sizeof(float) * NB * R),
+          *part = malloc(sizeof(float) * NB * R);
     int bad = 0;
     fill(w, R * k, 0.7);
     fill(x, NB * k, 1.5);
@@ -356,8 +368,11 @@ static int check_tile_invariance(const struct infer_kernels *ks, uint32_t t,
         }
     /* Ragged row ranges and activation subsets: rows [r0, r1) against
      * activation rows [b0, b0 + n). */
-    static const int cuts[][4] = {{1, 10, 2, 7}, {3, 6, 0, 13}, {5, 11, 11, 2},
-                                  {0, 7, 6, 5},  {2, 3, 1, 3}};
+    static const int cuts[][4] = {{1, 10, 2, 7},
+                                  {3, 6, 0, 13},
+                                  {5, 11, 11, 2},
+                                  {0, 7, 6, 5},
+                                  {2, 3, 1, 3}};
     for (size_t c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
         int r0 = cuts[c][0], r1 = cuts[c][1], b0 = cuts[c][2], n = cuts[c][3];
         ks->mm[t](wq, rb, k, r0, r1, xa + b0 * ab, ab, n, part, R);
@@ -381,7 +396,8 @@ static int check_tile_invariance(const struct infer_kernels *ks, uint32_t t,
 TEST(matmul_result_independent_of_tiling)
 {
     for (int s = 0; infer_kernel_names[s] != NULL; s++) {
-        const struct infer_kernels *ks = infer_kernels_get(infer_kernel_names[s]);
+        const struct infer_kernels *ks =
+            infer_kernels_get(infer_kernel_names[s]);
         if (ks == NULL)
             continue;
         for (size_t ti = 0; ti < N_TYPES; ti++) {
@@ -389,7 +405,11 @@ TEST(matmul_result_independent_of_tiling)
             int blk = infer_type_block(t);
             /* An even and an odd number of blocks (and a float tail). */
             CHECK_EQ(check_tile_invariance(ks, t, blk == 256 ? 512 : 576), 0);
-            CHECK_EQ(check_tile_invariance(ks, t, blk == 256 ? 768 : blk == 1 ? 100 : 96), 0);
+            CHECK_EQ(check_tile_invariance(ks, t,
+                                           blk == 256 ? 768
+                                           : blk == 1 ? 100
+                                                      : 96),
+                     0);
         }
     }
 }
@@ -402,7 +422,8 @@ TEST(attn_qk_every_set)
     enum { NH = 3, LDS = 41 };
     static float q[NH * 128], k[37 * 128], s[NH * LDS];
     for (int si = 0; infer_kernel_names[si] != NULL; si++) {
-        const struct infer_kernels *ks = infer_kernels_get(infer_kernel_names[si]);
+        const struct infer_kernels *ks =
+            infer_kernels_get(infer_kernel_names[si]);
         if (ks == NULL)
             continue;
         for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++) {
@@ -438,7 +459,8 @@ TEST(attn_v_every_set)
     static const int hds[] = {64, 128, 24, 100, 5};
     enum { NH = 3, CNT = 16, LDA = 19 };
     for (int s = 0; infer_kernel_names[s] != NULL; s++) {
-        const struct infer_kernels *ks = infer_kernels_get(infer_kernel_names[s]);
+        const struct infer_kernels *ks =
+            infer_kernels_get(infer_kernel_names[s]);
         if (ks == NULL)
             continue;
         for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++) {
@@ -488,7 +510,8 @@ TEST(quant_and_silu_every_set)
     g0[1] = 100;
     g0[2] = 0;
     for (int s = 0; infer_kernel_names[s] != NULL; s++) {
-        const struct infer_kernels *ks = infer_kernels_get(infer_kernel_names[s]);
+        const struct infer_kernels *ks =
+            infer_kernels_get(infer_kernel_names[s]);
         if (ks == NULL)
             continue;
         memset(got, 0x55, sizeof(got));
@@ -509,7 +532,8 @@ TEST(quant_and_silu_every_set)
     }
 }
 
-/* ---- thread pool ---------------------------------------------------------------- */
+/* ---- thread pool
+ * ---------------------------------------------------------------- */
 
 struct pool_job {
     atomic_int phase_count[50];
@@ -550,7 +574,8 @@ TEST(pool_runs_all_threads_with_barriers)
     }
 }
 
-/* ---- sampling ------------------------------------------------------------------- */
+/* ---- sampling
+ * ------------------------------------------------------------------- */
 
 TEST(sampler_greedy_and_seeded)
 {
@@ -568,8 +593,8 @@ TEST(sampler_greedy_and_seeded)
     CHECK_EQ(infer_sampler_sample(s, l2), best);
     infer_sampler_free(s);
     /* top_k 1 at any temperature is greedy. */
-    p = (struct infer_sampler_params){.temperature = 1.5f, .top_k = 1,
-                                      .repeat_penalty = 1, .seed = 7};
+    p = (struct infer_sampler_params){
+        .temperature = 1.5f, .top_k = 1, .repeat_penalty = 1, .seed = 7};
     CHECK_EQ(infer_sampler_new(&p, V, &s), INFER_OK);
     memcpy(l2, logits, sizeof(l2));
     CHECK_EQ(infer_sampler_sample(s, l2), best);
@@ -578,7 +603,8 @@ TEST(sampler_greedy_and_seeded)
     int seq[2][3][40];
     uint64_t seeds[3] = {42, 42, 43};
     for (int r = 0; r < 3; r++) {
-        p = (struct infer_sampler_params){.temperature = 1.0f, .top_p = 1,
+        p = (struct infer_sampler_params){.temperature = 1.0f,
+                                          .top_p = 1,
                                           .repeat_penalty = 1,
                                           .seed = seeds[r]};
         CHECK_EQ(infer_sampler_new(&p, V, &s), INFER_OK);
@@ -599,8 +625,8 @@ TEST(sampler_distribution_and_filters)
     float base[4];
     for (int i = 0; i < 4; i++)
         base[i] = (float)log(pr[i]);
-    struct infer_sampler_params p = {.temperature = 1, .top_p = 1,
-                                     .repeat_penalty = 1, .seed = 3};
+    struct infer_sampler_params p = {
+        .temperature = 1, .top_p = 1, .repeat_penalty = 1, .seed = 3};
     struct infer_sampler *s;
     CHECK_EQ(infer_sampler_new(&p, 4, &s), INFER_OK);
     int count[4] = {0};
@@ -620,8 +646,7 @@ TEST(sampler_distribution_and_filters)
         int allowed;
     } cases[] = {
         {{.temperature = 1, .top_p = 0.7f, .repeat_penalty = 1}, 2},
-        {{.temperature = 1, .top_p = 1, .min_p = 0.4f, .repeat_penalty = 1},
-         2},
+        {{.temperature = 1, .top_p = 1, .min_p = 0.4f, .repeat_penalty = 1}, 2},
         {{.temperature = 1, .top_k = 3, .top_p = 1, .repeat_penalty = 1}, 3},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
@@ -641,8 +666,8 @@ TEST(sampler_distribution_and_filters)
 TEST(sampler_repetition_penalty)
 {
     float l[3] = {2.0f, 1.9f, -1.0f};
-    struct infer_sampler_params p = {.temperature = 0, .repeat_penalty = 1.5f,
-                                     .repeat_last_n = 2};
+    struct infer_sampler_params p = {
+        .temperature = 0, .repeat_penalty = 1.5f, .repeat_last_n = 2};
     struct infer_sampler *s;
     CHECK_EQ(infer_sampler_new(&p, 3, &s), INFER_OK);
     infer_sampler_accept(s, 0);
