@@ -161,7 +161,6 @@ int arena_new(const struct arena_opts *o, struct arena **out,
     pthread_mutex_init(&a->rng_mu, NULL);
     pthread_mutex_init(&a->vq_mu, NULL);
     pthread_cond_init(&a->vq_cond, NULL);
-    pthread_cond_init(&a->vq_done, NULL);
     if (getrandom(&a->rng, sizeof(a->rng), 0) != sizeof(a->rng))
         a->rng = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)a;
     a->models_cfg = json_incref((json_t *)o->models);
@@ -218,7 +217,6 @@ void arena_free(struct arena *a)
     pthread_mutex_destroy(&a->rng_mu);
     pthread_mutex_destroy(&a->vq_mu);
     pthread_cond_destroy(&a->vq_cond);
-    pthread_cond_destroy(&a->vq_done);
     free(a);
 }
 

@@ -8,6 +8,7 @@
 #define ARENA_INTERNAL_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -119,7 +120,7 @@ struct arena__vote {
     int64_t model_a, model_b;
     bool counted;
     char reason[64];
-    bool done;
+    sem_t done; /* posted by the writer once the result is in */
     struct arena__vote *next;
 };
 
@@ -157,7 +158,6 @@ struct arena {
     /* the vote writers */
     pthread_mutex_t vq_mu;
     pthread_cond_t vq_cond; /* writers wait for votes */
-    pthread_cond_t vq_done; /* handlers wait for their results */
     struct arena__vote *vq_head, *vq_tail;
     bool vq_stop;
     pthread_t *writers;

@@ -1,19 +1,23 @@
 /*
  * arena_vote.c: votes, committed in groups.
  *
- * A handler fills a struct arena__vote on its stack, queues it and sleeps.
- * Writer threads (opts.vote_writers) each take up to opts.vote_batch
- * queued votes and write them with ONE statement (one round trip, one
- * commit: a lone statement is its own transaction):
+ * A handler fills a struct arena__vote on its stack, queues it and sleeps
+ * on the vote's own semaphore. Writer threads (opts.vote_writers) each
+ * take whatever is queued the moment they are free (up to
+ * opts.vote_batch; no waiting for a batch to fill) and write it with ONE
+ * prepared statement (one round trip, one commit: a lone statement is its
+ * own transaction):
  *
- *   the battles named by the batch are locked (FOR UPDATE) where they are
- *   ready and the visitor's; a vote is inserted for each (ON CONFLICT
- *   (battle_id) DO NOTHING, so a vote that lost a race is simply not
- *   inserted and never fails its neighbours); those battles become
- *   'voted'; the statement returns the batch positions that got in.
+ *   the battles named by the batch become 'voted' where they are ready
+ *   and the visitor's (the UPDATE both checks and locks them; a vote for
+ *   a battle another transaction is voting on waits for it, then sees
+ *   'voted' and is left out); a vote is inserted for each (ON CONFLICT
+ *   (battle_id) DO NOTHING, so a stray vote row never fails the
+ *   neighbours); the statement returns the batch positions that got in.
  *
- * Only after the commit are the handlers woken, each with its own result.
- * A vote that did not get in is classified afterwards by its own handler
+ * Only after the commit is each handler woken (sem_post on its own vote:
+ * no broadcast that wakes every waiting handler), with its own result. A
+ * vote that did not get in is classified afterwards by its own handler
  * (a read: unknown battle 404, someone else's 403, already voted 409, not
  * ready 409, failed 409), so the fast path has no extra round trip. Two
  * votes for the same battle never share a batch (the second waits for the
@@ -34,22 +38,20 @@
 static const char vote_sql[] =
     "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], "
     "$4::bytea[]) WITH ORDINALITY AS v(pid, winner, vhash, iph, ord)), "
-    "b AS (SELECT b.id, b.model_a, b.model_b, b.mode, b.excluded_reason, "
-    "b.visitor_id, b.turns, b.ready_at, v.winner, v.iph, v.ord "
-    "FROM v JOIN battles b ON b.public_id = v.pid "
-    "WHERE b.state = 'ready' AND b.mode <> 'direct' "
-    "AND b.visitor_hash = v.vhash FOR UPDATE OF b), "
+    "b AS (UPDATE battles b SET state = 'voted', updated_at = now() "
+    "FROM v WHERE b.public_id = v.pid AND b.state = 'ready' "
+    "AND b.mode <> 'direct' AND b.visitor_hash = v.vhash "
+    "RETURNING b.id, b.model_a, b.model_b, b.mode, b.excluded_reason, "
+    "b.visitor_id, b.turns, b.ready_at, v.winner, v.iph, v.ord), "
     "ins AS (INSERT INTO votes (battle_id, model_a, model_b, winner, mode, "
     "counted, visitor_id, ip_hash, turns, ms_to_vote) "
     "SELECT id, model_a, model_b, winner, mode, excluded_reason IS NULL, "
     "visitor_id, iph, turns, greatest(0, least(2000000000, "
     "extract(epoch FROM clock_timestamp() - coalesce(ready_at, "
     "clock_timestamp())) * 1000))::int FROM b "
-    "ON CONFLICT (battle_id) DO NOTHING RETURNING battle_id), "
-    "upd AS (UPDATE battles SET state = 'voted', updated_at = now() "
-    "FROM ins WHERE battles.id = ins.battle_id RETURNING battles.id) "
+    "ON CONFLICT (battle_id) DO NOTHING RETURNING battle_id) "
     "SELECT b.ord, b.model_a, b.model_b, coalesce(b.excluded_reason, '') "
-    "FROM b JOIN upd ON upd.id = b.id";
+    "FROM b JOIN ins ON ins.battle_id = b.id";
 
 /* Appends s to a Postgres array literal, quoted ("..." with \ and "
  * escaped). Returns false when out of room. */
@@ -84,32 +86,66 @@ static bool arr_add(char **buf, size_t *len, size_t *cap, const char *s,
 }
 
 /* Runs the vote statement, prepared once per connection (planning it
- * costs about as much as running it). A connection that does not know it
- * yet (new, or reconnected) answers 26000: prepare, then run. */
+ * costs about as much as running it). Left to itself, PostgreSQL plans a
+ * prepared statement with array parameters afresh at every run (its
+ * generic plan assumes ten rows per array, so a custom plan always looks
+ * cheaper); so the run is "SET LOCAL plan_cache_mode = force_generic_plan;
+ * EXECUTE arena_vote(...)" in one simple query: one round trip, one
+ * implicit transaction (the setting ends with it), committed before
+ * PQexec returns. A connection that does not know the statement yet
+ * (new, or reconnected) answers 26000: prepare, then run. */
 static int vote_exec(struct db_conn *c, const char *const *p, PGresult **out)
 {
     PGconn *pg = db_conn_pg(c);
     struct db_err derr;
+    char *lit[4] = {NULL, NULL, NULL, NULL};
+    char *sql = NULL;
+    int rc = DB_ERR_NOMEM;
+    size_t len = 128;
+    for (int k = 0; k < 4; k++) {
+        lit[k] = PQescapeLiteral(pg, p[k], strlen(p[k]));
+        if (lit[k] == NULL)
+            goto done;
+        len += strlen(lit[k]) + 2;
+    }
+    sql = malloc(len);
+    if (sql == NULL)
+        goto done;
+    snprintf(sql, len,
+             "SET LOCAL plan_cache_mode = force_generic_plan; "
+             "EXECUTE arena_vote(%s, %s, %s, %s)",
+             lit[0], lit[1], lit[2], lit[3]);
+    rc = DB_ERR;
     for (int attempt = 0; attempt < 2; attempt++) {
-        PGresult *r = PQexecPrepared(pg, "arena_vote", 4, p, NULL, NULL, 0);
+        PGresult *r = PQexec(pg, sql);
         if (PQresultStatus(r) == PGRES_TUPLES_OK) {
             *out = r;
-            return DB_OK;
+            rc = DB_OK;
+            break;
         }
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
         bool unknown = state != NULL && strcmp(state, "26000") == 0;
-        int rc = db_err_from_result(c, r, &derr);
+        rc = db_err_from_result(c, r, &derr);
         PQclear(r);
+        if (rc == DB_OK)
+            rc = DB_ERR;
         if (!unknown || attempt > 0)
-            return rc != DB_OK ? rc : DB_ERR;
+            break;
         r = PQprepare(pg, "arena_vote", vote_sql, 4, NULL);
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        rc = ok ? DB_OK : db_err_from_result(c, r, &derr);
+        rc = ok ? DB_ERR : db_err_from_result(c, r, &derr);
         PQclear(r);
-        if (!ok)
-            return rc != DB_OK ? rc : DB_ERR;
+        if (!ok) {
+            if (rc == DB_OK)
+                rc = DB_ERR;
+            break;
+        }
     }
-    return DB_ERR;
+done:
+    for (int k = 0; k < 4; k++)
+        PQfreemem(lit[k]);
+    free(sql);
+    return rc;
 }
 
 /* Writes batch[0..n): sets each status (ARENA_OK, 1 = not inserted, or
@@ -220,10 +256,11 @@ static void *writer_main(void *arg)
             }
         }
 
-        pthread_mutex_lock(&a->vq_mu);
+        /* The handler may return (and its stack vote vanish) as soon
+         * as it is posted: read nothing of b[i] after. */
         for (size_t i = 0; i < n; i++)
-            b[i]->done = true;
-        pthread_cond_broadcast(&a->vq_done);
+            sem_post(&b[i]->done);
+        pthread_mutex_lock(&a->vq_mu);
     }
     pthread_mutex_unlock(&a->vq_mu);
     free(batch);
@@ -265,11 +302,15 @@ void arena__votes_stop(struct arena *a)
 
 void arena__vote_wait(struct arena *a, struct arena__vote *v)
 {
-    v->done = false;
     v->next = NULL;
+    if (sem_init(&v->done, 0, 0) != 0) {
+        v->status = ARENA_ERR_DB;
+        return;
+    }
     pthread_mutex_lock(&a->vq_mu);
     if (a->vq_stop) {
         pthread_mutex_unlock(&a->vq_mu);
+        sem_destroy(&v->done);
         v->status = ARENA_ERR_DB;
         return;
     }
@@ -279,9 +320,10 @@ void arena__vote_wait(struct arena *a, struct arena__vote *v)
         a->vq_head = v;
     a->vq_tail = v;
     pthread_cond_signal(&a->vq_cond);
-    while (!v->done)
-        pthread_cond_wait(&a->vq_done, &a->vq_mu);
     pthread_mutex_unlock(&a->vq_mu);
+    while (sem_wait(&v->done) != 0)
+        ; /* EINTR: a signal; the result is not in yet */
+    sem_destroy(&v->done);
 }
 
 /* Why a vote did not get in: one read. */

@@ -197,15 +197,28 @@ static double ms_since(const struct timespec *t0)
            (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/* Request ids: a per-thread splitmix64 sequence, seeded once from the
+ * kernel (a getrandom call per request showed up in the vote profile).
+ * They only tell log lines apart; they are not secrets. */
 static void new_request_id(char out[17])
 {
-    uint64_t v;
-    if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v)) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        v = (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15ULL ^ (uint64_t)t.tv_sec;
+    static _Thread_local uint64_t state;
+    static _Thread_local bool seeded;
+    if (!seeded) {
+        if (getrandom(&state, sizeof(state), GRND_NONBLOCK) !=
+            sizeof(state)) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            state = (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15ULL ^
+                    (uint64_t)t.tv_sec ^ (uint64_t)(uintptr_t)&state;
+        }
+        seeded = true;
     }
-    snprintf(out, 17, "%016" PRIx64, v);
+    uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    snprintf(out, 17, "%016" PRIx64, z);
 }
 
 static void send_json_error(struct mg_connection *conn, int status,
@@ -652,6 +665,82 @@ int web_header_add(struct web_req *r, const char *name, const char *value)
     return WEB_OK;
 }
 
+/* Appends the text of fmt to buf[*n..cap); false when it does not fit. */
+static bool head_add(char *buf, size_t cap, size_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static bool head_add(char *buf, size_t cap, size_t *n, const char *fmt, ...)
+{
+    if (*n >= cap)
+        return false;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *n, cap - *n, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= cap - *n)
+        return false;
+    *n += (size_t)k;
+    return true;
+}
+
+/* Whether CivetWeb keeps the connection open after this request: its own
+ * rule (should_keep_alive in civetweb.c), as far as a handler can see it:
+ * keep-alive is on (web_server_start), a 401 closes, and so does a
+ * request that asks to close or is HTTP/1.0 without asking to keep it. */
+static bool keeps_alive(const struct web_req *r, int status)
+{
+    if (status == 401)
+        return false;
+    const char *h = mg_get_header(r->conn, "Connection");
+    if (h != NULL)
+        return strcasestr(h, "keep-alive") != NULL;
+    const char *v = r->ri->http_version;
+    return v != NULL && strcmp(v, "1.1") == 0;
+}
+
+/* The status line and every header of a fixed-length reply, in buf.
+ * Returns its length, or 0 when it does not fit in cap. */
+static size_t head_build(const struct web_req *r, int status,
+                         const char *ctype, size_t len, char *buf,
+                         size_t cap)
+{
+    size_t n = 0;
+    const char *v = r->ri->http_version;
+    bool ok = head_add(buf, cap, &n, "HTTP/%s %d %s\r\n",
+                       v != NULL ? v : "1.1", status,
+                       mg_get_response_code_text(r->conn, status)) &&
+              head_add(buf, cap, &n,
+                       "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                       ctype, len);
+    for (int i = 0; ok && i < SECURITY_HEADERS_N; i++)
+        ok = head_add(buf, cap, &n, "%s: %s\r\n", security_headers[i][0],
+                      security_headers[i][1]);
+    if (ok && r->id != NULL)
+        ok = head_add(buf, cap, &n, "X-Request-Id: %s\r\n", r->id);
+    for (int i = 0; ok && i < r->n_headers; i++)
+        ok = head_add(buf, cap, &n, "%s: %s\r\n", r->headers[i][0],
+                      r->headers[i][1]);
+    time_t now = time(NULL);
+    struct tm tm;
+    char date[64] = "";
+    if (gmtime_r(&now, &tm) != NULL)
+        strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (ok && date[0] != '\0')
+        ok = head_add(buf, cap, &n, "Date: %s\r\n", date);
+    if (ok)
+        ok = head_add(buf, cap, &n, "Connection: %s\r\n\r\n",
+                      keeps_alive(r, status) ? "keep-alive" : "close");
+    return ok ? n : 0;
+}
+
+/* A fixed-length reply goes out in one write (head and body together):
+ * CivetWeb's header API sends each header line with its own send(), which
+ * on this kind of machine costs more than the rest of a small request.
+ * CivetWeb takes the status for its log from the handler's return value
+ * (dispatch returns r->status). Bodies over BODY_INLINE go in a second
+ * write, from the caller's buffer. */
+#define HEAD_MAX 4096
+#define BODY_INLINE 16384
+
 int web_reply(struct web_req *r, int status, const char *content_type,
               const void *body, size_t len)
 {
@@ -661,6 +750,24 @@ int web_reply(struct web_req *r, int status, const char *content_type,
         return WEB_ERR;
     }
     r->status = status;
+    bool head_only = strcmp(r->method, "HEAD") == 0;
+    size_t inline_len = head_only || len > BODY_INLINE ? 0 : len;
+    char *buf = malloc(HEAD_MAX + inline_len);
+    size_t n = buf != NULL ? head_build(r, status, content_type, len, buf,
+                                        HEAD_MAX)
+                           : 0;
+    if (n > 0) {
+        if (inline_len > 0)
+            memcpy(buf + n, body, inline_len);
+        int wrote = mg_write(r->conn, buf, n + inline_len);
+        int rc = wrote == (int)(n + inline_len) ? WEB_OK : WEB_ERR_GONE;
+        free(buf);
+        if (rc == WEB_OK && !head_only && len > inline_len &&
+            mg_write(r->conn, body, len) != (int)len)
+            rc = WEB_ERR_GONE;
+        return rc;
+    }
+    free(buf);
     int rc = send_head(r->conn, status, content_type, (long long)len, r->id,
                        r);
     if (rc == WEB_OK && len > 0 && strcmp(r->method, "HEAD") != 0 &&
