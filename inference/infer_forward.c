@@ -7,7 +7,7 @@
  * grab from a counter (struct step), and a step ends when all its chunks
  * are done. Chunks are an entry (norms, activation quantisation, RoPE, KV
  * writes), an (entry, KV head) pair (attention for the query heads that
- * share it) or chunk_rows weight rows
+ * share it) or a run of weight rows (chunk_rows())
  * multiplied by all n activation rows while they are in cache (matmuls).
  * Every output value is computed from its own row alone, so results do not
  * depend on the batch, the chunking or the number of threads.
@@ -133,8 +133,8 @@ void infer_kv_release(struct infer_kv *kv, struct infer_seq *s, int keep_pos)
  * moves on, so a busy machine slows the pass down gracefully instead of
  * stalling every barrier on the slowest thread. */
 struct step {
-    atomic_int next;
-    atomic_int done;
+    _Alignas(64) atomic_int next; /* own cache line: grabbed constantly */
+    _Alignas(64) atomic_int done;
     atomic_int sleepers; /* threads asleep on done */
 };
 
@@ -160,7 +160,7 @@ struct infer_ctx {
     /* the call in progress */
     const struct infer_batch_entry *e;
     int n, n_out;
-    int chunk_rows; /* weight rows per matmul chunk (this call) */
+    int nth; /* threads of the pool */
     struct infer_kv *kv;
     float *logits;
 };
@@ -197,6 +197,7 @@ int infer_ctx_new(const struct infer_model *m, const struct infer_ctx_params *p,
     size_t B = (size_t)p->max_batch, qd = (size_t)cf->n_heads * cf->head_dim;
     size_t kvd = (size_t)cf->n_kv_heads * cf->head_dim;
     int nth = c->pool != NULL ? infer_pool_size(c->pool) : 1;
+    c->nth = nth;
     int64_t maxk = cf->dim;
     if ((int64_t)qd > maxk)
         maxk = (int64_t)qd;
@@ -306,14 +307,21 @@ static void act_rows(struct infer_ctx *c, const struct infer_weight *const *ws,
     }
 }
 
-/* Weight rows per matmul chunk: 32 when many activation rows make each
- * row expensive; more for small batches, which only stream weights, so
- * that each thread reads longer runs (hardware prefetchers follow them)
- * and grabs fewer chunks. Always a multiple of 32 (Q8A blocks of fused
- * outputs) and of the kernels' row tiles. */
-static int chunk_rows_for(int n)
+/* Weight rows per chunk of w in this call: 32 when many activation rows
+ * make each row expensive, 64 up to 16 of them; for 1 or 2 (which only
+ * stream weights) about rows / (4 threads), so that each thread reads
+ * long runs (prefetchers follow them), the chunks divide evenly among
+ * the threads and the last one to finish waits little. Always a multiple
+ * of 32 (Q8A blocks of fused outputs, the kernels' row tiles). */
+static int chunk_rows(const struct infer_ctx *c, const struct infer_weight *w)
 {
-    return n <= 2 ? 128 : n <= 16 ? 64 : 32;
+    if (c->n > 16)
+        return 32;
+    if (c->n > 2)
+        return 64;
+    int64_t r = (w->rows + 4 * c->nth - 1) / (4 * c->nth);
+    r = (r + 31) / 32 * 32;
+    return r < 64 ? 64 : r > (1 << 20) ? (1 << 20) : (int)r;
 }
 
 /* True when the chunks that produce w's input, span columns each, can
@@ -333,7 +341,7 @@ static bool act_fusable(const struct infer_weight *w, int span)
 /* Whether gate, up and SiLU share one step (see ch_gate_up_silu). */
 static bool fuse_silu(const struct infer_ctx *c, const struct infer_layer *L)
 {
-    return act_fusable(&L->w_down, c->chunk_rows) &&
+    return act_fusable(&L->w_down, chunk_rows(c, &L->w_gate)) &&
            L->w_gate.rows == L->w_up.rows;
 }
 
@@ -351,7 +359,8 @@ static void act_part(const struct infer_ctx *c, void *act,
 
 static int n_chunks(const struct infer_ctx *c, const struct infer_weight *w)
 {
-    return (int)((w->rows + c->chunk_rows - 1) / c->chunk_rows);
+    int cr = chunk_rows(c, w);
+    return (int)((w->rows + cr - 1) / cr);
 }
 
 /* Chunk k of y = W x for nb activation rows of src (quantised in act, or
@@ -360,7 +369,8 @@ static void mm_chunk_in(struct infer_ctx *c, const struct infer_weight *w,
                         const float *src, int nb, float *y, int64_t ldy, int k,
                         const void *act)
 {
-    int64_t r0 = (int64_t)k * c->chunk_rows, r1 = r0 + c->chunk_rows;
+    int cr = chunk_rows(c, w);
+    int64_t r0 = (int64_t)k * cr, r1 = r0 + cr;
     if (r1 > w->rows)
         r1 = w->rows;
     if (nb == 0)
@@ -652,8 +662,8 @@ static void ch_gate_up_silu(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_layer *L = &c->m->layers[l];
     int hid = c->m->cfg.hidden;
-    int64_t r0 = (int64_t)k * c->chunk_rows;
-    int64_t r1 = r0 + c->chunk_rows < hid ? r0 + c->chunk_rows : hid;
+    int cr = chunk_rows(c, &L->w_gate);
+    int64_t r0 = (int64_t)k * cr, r1 = r0 + cr < hid ? r0 + cr : hid;
     (void)ith;
     mm_chunk(c, &L->w_gate, c->xb, c->n, c->hb, hid, k);
     mm_chunk(c, &L->w_up, c->xb, c->n, c->hb2, hid, k);
@@ -753,7 +763,6 @@ int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
     c->e = e;
     c->n = n;
     c->n_out = n_out;
-    c->chunk_rows = chunk_rows_for(n);
     c->kv = kv;
     c->logits = logits;
     for (int i = 0; i < c->max_steps; i++) {
