@@ -160,7 +160,10 @@ struct infer_ctx {
     /* the call in progress */
     const struct infer_batch_entry *e;
     int n, n_out;
-    int nth; /* threads of the pool */
+    int nth;           /* threads of the pool */
+    bool rope_in_attn; /* every entry of its own sequence: the attention
+                          chunk of (entry, KV head) does that head's RoPE
+                          and KV write, a step less per layer */
     struct infer_kv *kv;
     float *logits;
 };
@@ -416,35 +419,40 @@ static float *kv_at(const struct infer_kv *kv, float *base,
     return base + row * kv->head_dim;
 }
 
-/* Bias, RoPE and the KV write for entry i at layer l. */
-static void qkv_finish(struct infer_ctx *c, int l, int i)
+/* Bias, RoPE and the KV write for entry i at layer l, for KV head g and
+ * the query heads that share it (all heads: qkv_finish). Element-wise, so
+ * the values do not depend on how the heads are split. */
+static void qkv_finish_head(struct infer_ctx *c, int l, int i, int g)
 {
     const struct infer_config *cf = &c->m->cfg;
     const struct infer_layer *L = &c->m->layers[l];
     int hd = cf->head_dim, qd = cf->n_heads * hd, kvd = cf->n_kv_heads * hd;
-    float *q = c->q + (size_t)i * qd, *k = c->k + (size_t)i * kvd;
-    float *v = c->v + (size_t)i * kvd;
+    int grp = cf->n_heads / cf->n_kv_heads;
+    float *q = c->q + (size_t)i * qd + (size_t)g * grp * hd;
+    float *k = c->k + (size_t)i * kvd + (size_t)g * hd;
+    float *v = c->v + (size_t)i * kvd + (size_t)g * hd;
     if (L->bq != NULL)
-        for (int j = 0; j < qd; j++)
-            q[j] += L->bq[j];
+        for (int j = 0; j < grp * hd; j++)
+            q[j] += L->bq[g * grp * hd + j];
     if (L->bk != NULL)
-        for (int j = 0; j < kvd; j++)
-            k[j] += L->bk[j];
+        for (int j = 0; j < hd; j++)
+            k[j] += L->bk[g * hd + j];
     if (L->bv != NULL)
-        for (int j = 0; j < kvd; j++)
-            v[j] += L->bv[j];
+        for (int j = 0; j < hd; j++)
+            v[j] += L->bv[g * hd + j];
     const float *cs = c->rope + (size_t)i * (cf->n_rot + 1);
-    for (int h = 0; h < cf->n_heads; h++)
+    for (int h = 0; h < grp; h++)
         rope_apply(cf, q + h * hd, cs);
-    for (int h = 0; h < cf->n_kv_heads; h++)
-        rope_apply(cf, k + h * hd, cs);
+    rope_apply(cf, k, cs);
     const struct infer_batch_entry *e = &c->e[i];
-    for (int h = 0; h < cf->n_kv_heads; h++) {
-        memcpy(kv_at(c->kv, c->kv->k, e->seq, l, h, e->pos), k + h * hd,
-               hd * sizeof(float));
-        memcpy(kv_at(c->kv, c->kv->v, e->seq, l, h, e->pos), v + h * hd,
-               hd * sizeof(float));
-    }
+    memcpy(kv_at(c->kv, c->kv->k, e->seq, l, g, e->pos), k, hd * sizeof(float));
+    memcpy(kv_at(c->kv, c->kv->v, e->seq, l, g, e->pos), v, hd * sizeof(float));
+}
+
+static void qkv_finish(struct infer_ctx *c, int l, int i)
+{
+    for (int g = 0; g < c->m->cfg.n_kv_heads; g++)
+        qkv_finish_head(c, l, i, g);
 }
 
 /* Attention of entry i at layer l over positions [0, pos] for the query
@@ -565,11 +573,14 @@ static void ch_attend(struct infer_ctx *c, int l, int k, int ith)
            c->scores + (size_t)ith * (cf->n_heads / nkv) * (c->max_ctx + 1));
 }
 
-/* Attention, then (when fusable) quantising the columns it wrote for wo. */
+/* Attention, then (when fusable) quantising the columns it wrote for wo;
+ * first bias, RoPE and the KV write of this head when c->rope_in_attn. */
 static void ch_attend_act(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_config *cf = &c->m->cfg;
     int nkv = cf->n_kv_heads, span = cf->n_heads / nkv * cf->head_dim;
+    if (c->rope_in_attn)
+        qkv_finish_head(c, l, k / nkv, k % nkv);
     ch_attend(c, l, k, ith);
     act_part(c, c->act[INFER_ACT_Q8A], &c->m->layers[l].wo, c->att, k / nkv,
              (int64_t)(k % nkv) * span, span);
@@ -706,8 +717,10 @@ static void forward_worker(void *arg, int ith, int nth)
                  n_chunks(c, &L->wq) + n_chunks(c, &L->wk) +
                      n_chunks(c, &L->wv),
                  ch_qkv, l, ith);
-        run_step(c, &si, n, ch_rope, l, ith);
-        if (act_fusable(&L->wo, span)) {
+        bool fuse = act_fusable(&L->wo, span);
+        if (!fuse || !c->rope_in_attn)
+            run_step(c, &si, n, ch_rope, l, ith);
+        if (fuse) {
             run_step(c, &si, n * m->cfg.n_kv_heads, ch_attend_act, l, ith);
         } else {
             run_step(c, &si, n * m->cfg.n_kv_heads, ch_attend, l, ith);
@@ -763,6 +776,15 @@ int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
     c->e = e;
     c->n = n;
     c->n_out = n_out;
+    /* An entry attends to KV written by earlier entries of its sequence
+     * in this call, so the fusion needs one entry per sequence (decode). */
+    c->rope_in_attn = true;
+    for (int i = 0; i < n && c->rope_in_attn; i++)
+        for (int j = 0; j < i; j++)
+            if (e[j].seq == e[i].seq) {
+                c->rope_in_attn = false;
+                break;
+            }
     c->kv = kv;
     c->logits = logits;
     for (int i = 0; i < c->max_steps; i++) {
