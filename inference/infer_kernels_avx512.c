@@ -125,14 +125,32 @@ ALWAYS_INLINE __m256i q4_nibbles(const uint8_t *qs)
 
 /* One pair of blocks (i, i + 1; the second absent if `odd`) of a tile:
  * acc[r][b] += cvt(dot(w_r, x_b)) * d_w * d_x per lane. */
+/* What a weight row's pair of blocks contributes to every activation
+ * row: the quants, the accumulator start and the scales. A tile that
+ * several activation tiles pass over derives them in the first pass
+ * (mode WC_FILL) and loads them in the others (WC_USE). */
+struct wcache {
+    __m512i w, start;
+    __m512 d;
+};
+enum { WC_NONE = 0, WC_FILL, WC_USE };
+#define WC_MAX_PAIRS 64 /* rows of up to 4096 columns use the cache */
+
 ALWAYS_INLINE void q8_0_pair(const char *w, size_t w_stride, int64_t i,
                              bool odd, const char *xa, size_t xa_stride, int nw,
-                             int nx, __m512 acc[TW][TB])
+                             int nx, __m512 acc[TW][TB], int mode,
+                             struct wcache *wc)
 {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     __m512i wv[TW], start[TW];
     __m512 dw[TW];
     for (int r = 0; r < nw; r++) {
+        if (mode == WC_USE) {
+            wv[r] = wc[r].w;
+            start[r] = wc[r].start;
+            dw[r] = wc[r].d;
+            continue;
+        }
         const struct infer_block_q8_0 *wb =
             (const struct infer_block_q8_0 *)(w + (size_t)r * w_stride) + i;
         wv[r] = load_pair(wb[0].qs, odd ? NULL : wb[1].qs);
@@ -140,6 +158,8 @@ ALWAYS_INLINE void q8_0_pair(const char *w, size_t w_stride, int64_t i,
             _mm512_setzero_si512(),
             _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, wv[r]));
         dw[r] = scale_pair_h(wb[0].d, odd ? 0 : wb[1].d);
+        if (mode == WC_FILL)
+            wc[r] = (struct wcache){wv[r], start[r], dw[r]};
     }
     for (int b = 0; b < nx; b++) {
         const struct infer_q8a *xb =
@@ -157,8 +177,11 @@ ALWAYS_INLINE void q8_0_pair(const char *w, size_t w_stride, int64_t i,
 
 ALWAYS_INLINE void q4_0_pair(const char *w, size_t w_stride, int64_t i,
                              bool odd, const char *xa, size_t xa_stride, int nw,
-                             int nx, __m512 acc[TW][TB])
+                             int nx, __m512 acc[TW][TB], int mode,
+                             struct wcache *wc)
 {
+    (void)mode; /* Q4_0 derives little per weight row: no cache */
+    (void)wc;
     const __m512i eight = _mm512_set1_epi8(8);
     __m512i wv[TW];
     __m512 dw[TW];
@@ -192,7 +215,7 @@ ALWAYS_INLINE void q4_0_pair(const char *w, size_t w_stride, int64_t i,
     ALWAYS_INLINE void name(const char *w, size_t w_stride, int64_t nblk,      \
                             const char *xa, size_t xa_stride, int nw, int nx,  \
                             float *y, int64_t ldy, const char *pf,             \
-                            size_t pf_bytes)                                   \
+                            size_t pf_bytes, int mode, struct wcache *wc)      \
     {                                                                          \
         __m512 acc[TW][TB];                                                    \
         for (int r = 0; r < nw; r++)                                           \
@@ -205,10 +228,12 @@ ALWAYS_INLINE void q4_0_pair(const char *w, size_t w_stride, int64_t i,
             if (pf != NULL)                                                    \
                 for (; next < j * lines / np; next++)                          \
                     _mm_prefetch(pf + 64 * next, _MM_HINT_T0);                 \
-            PAIR(w, w_stride, i, false, xa, xa_stride, nw, nx, acc);           \
+            PAIR(w, w_stride, i, false, xa, xa_stride, nw, nx, acc, mode,      \
+                 wc + (i / 2) * TW);                                           \
         }                                                                      \
         if (i < nblk)                                                          \
-            PAIR(w, w_stride, i, true, xa, xa_stride, nw, nx, acc);            \
+            PAIR(w, w_stride, i, true, xa, xa_stride, nw, nx, acc, mode,       \
+                 wc + (i / 2) * TW);                                           \
         for (int r = 0; r < nw; r++)                                           \
             for (int b = 0; b < nx; b++)                                       \
                 y[b * ldy + r] = _mm512_reduce_add_ps(acc[r][b]);              \
@@ -217,21 +242,40 @@ ALWAYS_INLINE void q4_0_pair(const char *w, size_t w_stride, int64_t i,
 QTILE(q8_0_tile, q8_0_pair)
 QTILE(q4_0_tile, q4_0_pair)
 
+/* One tile of nw (4 or 1) weight rows by nx (1-4) activation rows; the
+ * switch makes both compile-time constants (one specialised body each). */
+#define TILE_SWITCH(TILE, NW, ...)                                             \
+    switch (nx) {                                                              \
+    case 4:                                                                    \
+        TILE(wr, w_stride, nblk, xb, xa_stride, NW, 4, __VA_ARGS__);           \
+        break;                                                                 \
+    case 3:                                                                    \
+        TILE(wr, w_stride, nblk, xb, xa_stride, NW, 3, __VA_ARGS__);           \
+        break;                                                                 \
+    case 2:                                                                    \
+        TILE(wr, w_stride, nblk, xb, xa_stride, NW, 2, __VA_ARGS__);           \
+        break;                                                                 \
+    default:                                                                   \
+        TILE(wr, w_stride, nblk, xb, xa_stride, NW, 1, __VA_ARGS__);           \
+    }
+
 /* The matmul: weight rows in groups of TW (then single rows), each group
  * against the activation rows TB at a time, so the group stays in L1 while
- * every activation row passes over it. The tile shapes are compile-time
- * constants (one specialised body each). */
-#define QMM(name, TILE)                                                        \
+ * every activation row passes over it; with CACHE, what the group's rows
+ * contribute is derived in the first pass and reloaded in the others. */
+#define QMM(name, TILE, CACHE)                                                 \
     static void name(const void *w, size_t w_stride, int64_t k, int64_t r0,    \
                      int64_t r1, const void *xa, size_t xa_stride, int nb,     \
                      float *y, int64_t ldy)                                    \
     {                                                                          \
         const int64_t nblk = k / INFER_QK;                                     \
+        const bool cache = CACHE && nb > TB && (nblk + 1) / 2 <= WC_MAX_PAIRS; \
+        struct wcache wc[cache ? WC_MAX_PAIRS * TW : 1];                       \
         for (int64_t r = r0; r < r1; r += TW) {                                \
-            const char *wr = (const char *)w + (size_t)r * w_stride;           \
+            const char *row = (const char *)w + (size_t)r * w_stride;          \
             /* The next group of rows, fetched during the first pass. */       \
             const int64_t ahead = (nb <= TB ? PF_FAR : 1) * TW;                \
-            const char *pf = r + ahead < r1 ? wr + ahead * w_stride : NULL;    \
+            const char *pf = r + ahead < r1 ? row + ahead * w_stride : NULL;   \
             size_t pfb = (size_t)(r1 - r - ahead < TW ? r1 - r - ahead : TW) * \
                          w_stride;                                             \
             for (int b = 0; b < nb; b += TB, pf = NULL) {                      \
@@ -239,53 +283,25 @@ QTILE(q4_0_tile, q4_0_pair)
                 float *yb = y + b * ldy + r;                                   \
                 int nx = nb - b < TB ? nb - b : TB;                            \
                 if (r + TW <= r1) {                                            \
-                    switch (nx) {                                              \
-                    case 4:                                                    \
-                        TILE(wr, w_stride, nblk, xb, xa_stride, 4, 4, yb, ldy, \
-                             pf, pfb);                                         \
-                        break;                                                 \
-                    case 3:                                                    \
-                        TILE(wr, w_stride, nblk, xb, xa_stride, 4, 3, yb, ldy, \
-                             pf, pfb);                                         \
-                        break;                                                 \
-                    case 2:                                                    \
-                        TILE(wr, w_stride, nblk, xb, xa_stride, 4, 2, yb, ldy, \
-                             pf, pfb);                                         \
-                        break;                                                 \
-                    default:                                                   \
-                        TILE(wr, w_stride, nblk, xb, xa_stride, 4, 1, yb, ldy, \
-                             pf, pfb);                                         \
-                        break;                                                 \
-                    }                                                          \
+                    const char *wr = row;                                      \
+                    if (!cache)                                                \
+                        TILE_SWITCH(TILE, 4, yb, ldy, pf, pfb, WC_NONE, wc)    \
+                    else if (b == 0)                                           \
+                        TILE_SWITCH(TILE, 4, yb, ldy, pf, pfb, WC_FILL, wc)    \
+                    else                                                       \
+                        TILE_SWITCH(TILE, 4, yb, ldy, pf, pfb, WC_USE, wc)     \
                     continue;                                                  \
                 }                                                              \
                 for (int64_t q = 0; q < r1 - r; q++) {                         \
-                    const char *wq = wr + (size_t)q * w_stride;                \
-                    switch (nx) {                                              \
-                    case 4:                                                    \
-                        TILE(wq, w_stride, nblk, xb, xa_stride, 1, 4, yb + q,  \
-                             ldy, NULL, 0);                                    \
-                        break;                                                 \
-                    case 3:                                                    \
-                        TILE(wq, w_stride, nblk, xb, xa_stride, 1, 3, yb + q,  \
-                             ldy, NULL, 0);                                    \
-                        break;                                                 \
-                    case 2:                                                    \
-                        TILE(wq, w_stride, nblk, xb, xa_stride, 1, 2, yb + q,  \
-                             ldy, NULL, 0);                                    \
-                        break;                                                 \
-                    default:                                                   \
-                        TILE(wq, w_stride, nblk, xb, xa_stride, 1, 1, yb + q,  \
-                             ldy, NULL, 0);                                    \
-                        break;                                                 \
-                    }                                                          \
+                    const char *wr = row + (size_t)q * w_stride;               \
+                    TILE_SWITCH(TILE, 1, yb + q, ldy, NULL, 0, WC_NONE, wc)    \
                 }                                                              \
             }                                                                  \
         }                                                                      \
     }
 
-QMM(mm_q8_0, q8_0_tile)
-QMM(mm_q4_0, q4_0_tile)
+QMM(mm_q8_0, q8_0_tile, true)
+QMM(mm_q4_0, q4_0_tile, false)
 
 MM_DRIVER(static, mm_f32, row_f32, float)
 MM_DRIVER(static, mm_f16, row_f16, uint16_t)
