@@ -23,6 +23,7 @@
  */
 #include "infer_sched.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #define KV_DEFAULT_BYTES ((size_t)1 << 30) /* default pool cap */
 #define CTX_DEFAULT_MAX  4096
 #define PIECE_MAX        256
+#define EMPTY_MAX        16 /* tokens an answer may spend before its text */
 
 /* ---- the shared compute pools
  * ------------------------------------------------------ */
@@ -109,6 +111,8 @@ struct req {
     struct infer_sampler *smp;
     char **stops; /* (n_stops) copies */
     int n_stops;
+    const char *eos_stop; /* the EOS text among stops, or NULL */
+    size_t n_out;         /* bytes streamed so far */
     struct infer_utf8 u8;
     char *hold; /* (cap_hold) text held back for stop strings */
     size_t n_hold, cap_hold;
@@ -215,12 +219,29 @@ static bool req_emit(struct sched *e, struct req *r, int tok, bool flush)
     size_t keep = 0;
     long at = infer_stop_find(r->hold, r->n_hold, (const char *const *)r->stops,
                               r->n_stops, &keep);
+    /* An answer that opens with the model's end marker has not begun: a
+     * story model ends the prompt's story there and starts its own, so the
+     * marker is dropped rather than ending the answer empty. */
+    size_t eos_len = r->eos_stop != NULL ? strlen(r->eos_stop) : 0;
+    while (at == 0 && r->n_out == 0 && eos_len > 0 && r->n_hold >= eos_len &&
+           memcmp(r->hold, r->eos_stop, eos_len) == 0) {
+        r->n_hold -= eos_len;
+        memmove(r->hold, r->hold + eos_len, r->n_hold);
+        while (r->n_hold > 0 && (r->hold[0] == ' ' || r->hold[0] == '\n')) {
+            r->n_hold--;
+            memmove(r->hold, r->hold + 1, r->n_hold);
+        }
+        keep = 0;
+        at = infer_stop_find(r->hold, r->n_hold, (const char *const *)r->stops,
+                             r->n_stops, &keep);
+    }
     size_t out = at >= 0 ? (size_t)at : flush ? r->n_hold : r->n_hold - keep;
     /* Never cut a character: hold back to a UTF-8 boundary. */
     while (out > 0 && out < r->n_hold &&
            ((unsigned char)r->hold[out] & 0xC0) == 0x80)
         out--;
     infer__stream_text(r->s, r->hold, out);
+    r->n_out += out;
     memmove(r->hold, r->hold + out, r->n_hold - out);
     r->n_hold -= out;
     return at >= 0;
@@ -410,6 +431,15 @@ static bool req_advance(struct sched *e, struct req *r, int computed,
     if (r->row < 0)
         return false;
     float *lg = e->logits + (size_t)r->row * e->m->cfg.n_vocab;
+    /* An answer does not end before it has said anything (for its first
+     * EMPTY_MAX tokens): a story model that first closes the prompt's story
+     * with its end marker then writes its own instead of nothing. This
+     * depends only on the request's own tokens, so batching cannot change
+     * it. */
+    if (r->n_out == 0 && r->n_gen < EMPTY_MAX)
+        for (int i = 0; i < e->m->cfg.n_vocab; i++)
+            if (infer_tok_is_eog(e->m->tok, i))
+                lg[i] = -INFINITY;
     int tok = infer_sampler_sample(r->smp, lg);
     if (r->t_first == 0)
         r->t_first = infer_now();
@@ -606,6 +636,7 @@ static int sched_submit(struct infer_engine *base, const struct infer_params *p,
         }
         if (st == INFER_OK && eos_text != NULL) {
             r->stops[r->n_stops] = strndup(eos_text, eos_len);
+            r->eos_stop = r->stops[r->n_stops];
             st = r->stops[r->n_stops++] != NULL ? INFER_OK : INFER_ERR_NOMEM;
         }
     }

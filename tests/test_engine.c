@@ -431,6 +431,20 @@ TEST(eos_text_stops)
     CHECK(strstr(out, "<|end") == NULL);
     CHECK_STREQ(st.finish_reason, "stop");
     CHECK(st.completion_tokens < 400);
+
+    /* Given a finished sentence, the model closes that story first
+     * ("<|end_story|>", then its EOS token): the answer is a new story, not
+     * nothing and not the marker. */
+    CHECK_EQ(infer_engine_open_local(path, &o, &e, &err), INFER_OK);
+    struct infer_params p2 = {.prompt = "Tell me a story about a cat.",
+                              .max_tokens = 60};
+    CHECK_EQ(infer_engine_submit(e, &p2, NULL, &s, &err), INFER_OK);
+    k = drain(s, out, sizeof(out), &st);
+    infer_stream_free(s);
+    infer_engine_free(e);
+    CHECK_EQ(k, INFER_EV_DONE);
+    CHECK(strlen(out) > 20);
+    CHECK(strstr(out, "<|end") == NULL);
 }
 
 static const struct check_test tests[] = {
