@@ -407,9 +407,13 @@ static void quant_q8a(const float *x, struct infer_q8a *y, int64_t k)
         __m512 m = _mm512_max_ps(_mm512_abs_ps(a), _mm512_setzero_ps());
         m = _mm512_max_ps(_mm512_abs_ps(b), m);
         float d = _mm512_reduce_max_ps(m) / 127, id = d > 0 ? 1 / d : 0;
-        __m512 vid = _mm512_set1_ps(id);
-        __m512i qa = _mm512_cvtps_epi32(_mm512_mul_ps(a, vid));
-        __m512i qb = _mm512_cvtps_epi32(_mm512_mul_ps(b, vid));
+        __m512 vid = _mm512_set1_ps(id), lim = _mm512_set1_ps(127.5f);
+        __m512 va = _mm512_mul_ps(a, vid), vb = _mm512_mul_ps(b, vid);
+        /* NaN or infinite products become 0, as in the reference. */
+        __mmask16 ma = _mm512_cmp_ps_mask(_mm512_abs_ps(va), lim, _CMP_LE_OQ);
+        __mmask16 mb = _mm512_cmp_ps_mask(_mm512_abs_ps(vb), lim, _CMP_LE_OQ);
+        __m512i qa = _mm512_maskz_cvtps_epi32(ma, va);
+        __m512i qb = _mm512_maskz_cvtps_epi32(mb, vb);
         _mm_storeu_si128((__m128i *)y[i].qs, _mm512_cvtepi32_epi8(qa));
         _mm_storeu_si128((__m128i *)(y[i].qs + 16), _mm512_cvtepi32_epi8(qb));
         y[i].d = d;

@@ -501,6 +501,10 @@ TEST(quant_and_silu_every_set)
         x[64 + i] = 0; /* an all-zero block */
     x[5] = 1e6f;
     x[200] = -1e-30f;
+    x[300] = NAN; /* broken activations: NaN and inf quantise to 0 */
+    x[333] = INFINITY;
+    x[334] = 2.0f;
+    x[400] = -INFINITY;
     infer_quantize_q8a(x, ref, K);
     for (int i = 0; i < K; i++) {
         g0[i] = (float)(urand() * 30); /* SiLU's useful range and beyond */
