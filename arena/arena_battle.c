@@ -38,17 +38,6 @@
 #define LONG_PROMPT_BYTES 1024
 #define PING_S 5.0
 
-static void err_set(struct arena_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void err_set(struct arena_err *err, const char *fmt, ...)
-{
-    if (err == NULL)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-}
 
 /* ---------------------------------------------------------------------- */
 /* Small helpers shared by the arena files                                */
@@ -58,7 +47,7 @@ int arena__db_get(struct arena *a, struct db_conn **c, struct arena_err *err)
     struct db_err derr = {{0}, {0}};
     int rc = db_pool_acquire(a->o.db, a->o.db_wait_ms, c, &derr);
     if (rc != DB_OK) {
-        err_set(err, "database: %s", derr.msg);
+        arena__err_set(err, "database: %s", derr.msg);
         return ARENA_ERR_DB;
     }
     return ARENA_OK;
@@ -133,12 +122,12 @@ int arena_new(const struct arena_opts *o, struct arena **out,
 {
     *out = NULL;
     if (o->db == NULL || o->hub == NULL) {
-        err_set(err, "the arena needs a database and a model hub");
+        arena__err_set(err, "the arena needs a database and a model hub");
         return ARENA_ERR_INVALID;
     }
     struct arena *a = calloc(1, sizeof(*a));
     if (a == NULL) {
-        err_set(err, "out of memory");
+        arena__err_set(err, "out of memory");
         return ARENA_ERR_NOMEM;
     }
     a->o = *o;
@@ -179,7 +168,7 @@ int arena_new(const struct arena_opts *o, struct arena **out,
     a->snap = calloc(1, sizeof(*a->snap));
     if (a->snap == NULL) {
         arena_free(a);
-        err_set(err, "out of memory");
+        arena__err_set(err, "out of memory");
         return ARENA_ERR_NOMEM;
     }
     atomic_init(&a->snap->refs, 1);
@@ -228,12 +217,12 @@ static int model_pick(const struct arena__models *m, const json_t *name,
 {
     const char *s = json_string_value(name);
     if (s == NULL) {
-        err_set(err, "models: names (strings) are expected");
+        arena__err_set(err, "models: names (strings) are expected");
         return ARENA_ERR_INVALID;
     }
     const struct arena__model *x = arena__model_by_name(m, s);
     if (x == NULL || !x->enabled || x->engine == NULL) {
-        err_set(err, "no model named %.128s is available", s);
+        arena__err_set(err, "no model named %.128s is available", s);
         return ARENA_ERR_NOT_FOUND;
     }
     *out = x;
@@ -260,7 +249,7 @@ int arena_battle_create(struct arena *a, const struct arena_visitor *v,
     if (!json_is_object(body) || mode == NULL ||
         (strcmp(mode, "anonymous") != 0 && strcmp(mode, "named") != 0 &&
          strcmp(mode, "direct") != 0)) {
-        err_set(err, "mode: \"anonymous\", \"named\" or \"direct\"");
+        arena__err_set(err, "mode: \"anonymous\", \"named\" or \"direct\"");
         return ARENA_ERR_INVALID;
     }
     const json_t *names = json_object_get(body, "models");
@@ -268,12 +257,12 @@ int arena_battle_create(struct arena *a, const struct arena_visitor *v,
                   : strcmp(mode, "named") == 0   ? 2
                                                  : 1;
     if (want == 0 && names != NULL && !json_is_null(names)) {
-        err_set(err, "models: the server draws them in anonymous mode");
+        arena__err_set(err, "models: the server draws them in anonymous mode");
         return ARENA_ERR_INVALID;
     }
     if (want > 0 && (!json_is_array(names) || json_array_size(names) != want)) {
-        err_set(err, "models: a list of %zu model name%s", want,
-                want > 1 ? "s" : "");
+        arena__err_set(err, "models: a list of %zu model name%s", want,
+                       want > 1 ? "s" : "");
         return ARENA_ERR_INVALID;
     }
     struct arena__models *m = arena__models_get(a);
@@ -283,9 +272,9 @@ int arena_battle_create(struct arena *a, const struct arena_visitor *v,
         size_t i, j;
         rc = arena__sample_pair(a, m, &i, &j);
         if (rc == ARENA_ERR_NO_MODELS)
-            err_set(err, "fewer than two models are available");
+            arena__err_set(err, "fewer than two models are available");
         else if (rc != ARENA_OK)
-            err_set(err, "out of memory");
+            arena__err_set(err, "out of memory");
         if (rc == ARENA_OK) {
             ma = &m->items[i];
             mb = &m->items[j];
@@ -295,7 +284,7 @@ int arena_battle_create(struct arena *a, const struct arena_visitor *v,
         if (rc == ARENA_OK && want == 2)
             rc = model_pick(m, json_array_get(names, 1), &mb, err);
         if (rc == ARENA_OK && mb != NULL && ma == mb) {
-            err_set(err, "models: two different models are needed");
+            arena__err_set(err, "models: two different models are needed");
             rc = ARENA_ERR_INVALID;
         }
     }
@@ -320,7 +309,7 @@ int arena_battle_create(struct arena *a, const struct arena_visitor *v,
                     "visitor_id, visitor_hash, ip_hash) SELECT $2, $3, $4, "
                     "vi.id, $1::bytea, $5::bytea FROM vi RETURNING public_id",
                     5, p, &res, &derr) != DB_OK) {
-            err_set(err, "creating the battle: %s", derr.msg);
+            arena__err_set(err, "creating the battle: %s", derr.msg);
             rc = ARENA_ERR_DB;
         }
         arena__db_put(a, c);
@@ -336,7 +325,7 @@ int arena_battle_create(struct arena *a, const struct arena_visitor *v,
                          "state", "open", "max_turns", a->o.max_turns,
                          "sides", sides, "models", models);
         if (*out == NULL) {
-            err_set(err, "out of memory");
+            arena__err_set(err, "out of memory");
             rc = ARENA_ERR_NOMEM;
         }
     }
@@ -350,7 +339,7 @@ int arena_battle_bench_create(struct arena *a, const struct arena_visitor *v,
 {
     *out = NULL;
     if (count < 1 || count > 1000000) {
-        err_set(err, "count: 1 to 1000000");
+        arena__err_set(err, "count: 1 to 1000000");
         return ARENA_ERR_INVALID;
     }
     struct arena__models *m = arena__models_get(a);
@@ -361,7 +350,7 @@ int arena_battle_bench_create(struct arena *a, const struct arena_visitor *v,
         snprintf(id_a, sizeof(id_a), "%lld", (long long)m->items[i].id);
         snprintf(id_b, sizeof(id_b), "%lld", (long long)m->items[j].id);
     } else {
-        err_set(err, "fewer than two models are available");
+        arena__err_set(err, "fewer than two models are available");
     }
     arena__models_put(m);
     if (rc != ARENA_OK)
@@ -389,7 +378,7 @@ int arena_battle_bench_create(struct arena *a, const struct arena_visitor *v,
                  5, p, &res, &derr);
     arena__db_put(a, c);
     if (rc != DB_OK) {
-        err_set(err, "creating bench battles: %s", derr.msg);
+        arena__err_set(err, "creating bench battles: %s", derr.msg);
         return ARENA_ERR_DB;
     }
     json_t *ids = json_array();
@@ -429,7 +418,7 @@ static int battle_load(struct arena *a, struct db_conn *c, const char *id,
 {
     memset(b, 0, sizeof(*b));
     if (!arena__id_parse(id, b->uuid)) {
-        err_set(err, "no such battle");
+        arena__err_set(err, "no such battle");
         return ARENA_ERR_NOT_FOUND;
     }
     char vh[67];
@@ -445,13 +434,13 @@ static int battle_load(struct arena *a, struct db_conn *c, const char *id,
                 "''), b.state = 'answering' AND b.updated_at < now() - "
                 STALE_TURN " FROM battles b WHERE b.public_id = $1::uuid",
                 2, p, &res, &derr) != DB_OK) {
-        err_set(err, "loading the battle: %s", derr.msg);
+        arena__err_set(err, "loading the battle: %s", derr.msg);
         return ARENA_ERR_DB;
     }
     (void)a;
     if (PQntuples(res) == 0) {
         PQclear(res);
-        err_set(err, "no such battle");
+        arena__err_set(err, "no such battle");
         return ARENA_ERR_NOT_FOUND;
     }
     snprintf(b->id_text, sizeof(b->id_text), "%s", PQgetvalue(res, 0, 0));
@@ -466,7 +455,7 @@ static int battle_load(struct arena *a, struct db_conn *c, const char *id,
     b->stale = PQgetvalue(res, 0, 9)[0] == 't';
     PQclear(res);
     if (!b->mine) {
-        err_set(err, "this battle belongs to another visitor");
+        arena__err_set(err, "this battle belongs to another visitor");
         return ARENA_ERR_NOT_YOURS;
     }
     return ARENA_OK;
@@ -508,7 +497,7 @@ static int convo_load(struct db_conn *c, const struct battle *b, int turns,
     if (cv->prompt == NULL || cv->ans[0] == NULL || cv->ans[1] == NULL ||
         cv->attempt == NULL) {
         convo_free(cv);
-        err_set(err, "out of memory");
+        arena__err_set(err, "out of memory");
         return ARENA_ERR_NOMEM;
     }
     const char *p[1] = {b->id_text};
@@ -520,7 +509,7 @@ static int convo_load(struct db_conn *c, const struct battle *b, int turns,
                 "id",
                 1, p, &res, &derr) != DB_OK) {
         convo_free(cv);
-        err_set(err, "loading the conversation: %s", derr.msg);
+        arena__err_set(err, "loading the conversation: %s", derr.msg);
         return ARENA_ERR_DB;
     }
     for (int r = 0; r < PQntuples(res); r++) {
@@ -582,7 +571,7 @@ int arena_battle_get(struct arena *a, const struct arena_visitor *v,
                      "state", b.state, "turns", turns, "models", models,
                      "vote", b.vote[0] ? b.vote : NULL);
     if (*out == NULL) {
-        err_set(err, "out of memory");
+        arena__err_set(err, "out of memory");
         return ARENA_ERR_NOMEM;
     }
     return ARENA_OK;
@@ -771,7 +760,7 @@ static int turn_save(struct arena *a, const struct battle *b, int turn,
         total += cv->prompt[t] ? strlen(cv->prompt[t]) + 1 : 0;
     char *all = malloc(total + 1);
     if (all == NULL) {
-        err_set(err, "out of memory");
+        arena__err_set(err, "out of memory");
         return ARENA_ERR_NOMEM;
     }
     size_t w = 0;
@@ -877,7 +866,7 @@ static int turn_save(struct arena *a, const struct battle *b, int turn,
     arena__db_put(a, c);
     free(tags_text);
     if (drc != DB_OK) {
-        err_set(err, "saving the turn: %s", derr.msg);
+        arena__err_set(err, "saving the turn: %s", derr.msg);
         return ARENA_ERR_DB;
     }
     return ARENA_OK;
@@ -890,12 +879,12 @@ int arena_battle_turn(struct arena *a, const struct arena_visitor *v,
     if (prompt != NULL) {
         size_t pl = strlen(prompt);
         if (pl > (size_t)a->o.max_prompt_bytes) {
-            err_set(err, "the prompt is %zu bytes; the limit is %d", pl,
-                    a->o.max_prompt_bytes);
+            arena__err_set(err, "the prompt is %zu bytes; the limit is %d", pl,
+                           a->o.max_prompt_bytes);
             return ARENA_ERR_TOO_LARGE;
         }
         if (pl == 0) {
-            err_set(err, "prompt: must not be empty");
+            arena__err_set(err, "prompt: must not be empty");
             return ARENA_ERR_INVALID;
         }
     }
@@ -908,19 +897,21 @@ int arena_battle_turn(struct arena *a, const struct arena_visitor *v,
     bool regen = prompt == NULL;
     if (rc == ARENA_OK) {
         if (strcmp(b.state, "voted") == 0) {
-            err_set(err, "this battle has its vote; start a new one");
+            arena__err_set(err, "this battle has its vote; start a new one");
             rc = ARENA_ERR_VOTED;
         } else if (strcmp(b.state, "failed") == 0) {
-            err_set(err, "a model failed in this battle; start a new one");
+            arena__err_set(err,
+                           "a model failed in this battle; start a new one");
             rc = ARENA_ERR_FAILED;
         } else if (strcmp(b.state, "answering") == 0 && !b.stale) {
-            err_set(err, "a turn is streaming in this battle");
+            arena__err_set(err, "a turn is streaming in this battle");
             rc = ARENA_ERR_BUSY;
         } else if (regen && b.turns == 0) {
-            err_set(err, "nothing to regenerate yet");
+            arena__err_set(err, "nothing to regenerate yet");
             rc = ARENA_ERR_INVALID;
         } else if (!regen && b.turns >= a->o.max_turns) {
-            err_set(err, "this battle reached its %d turns", a->o.max_turns);
+            arena__err_set(err, "this battle reached its %d turns",
+                           a->o.max_turns);
             rc = ARENA_ERR_TURN_LIMIT;
         }
     }
@@ -945,10 +936,10 @@ int arena_battle_turn(struct arena *a, const struct arena_visitor *v,
                     "UPDATE battles SET state = 'answering', updated_at = "
                     "now() WHERE id = $1 AND state = $2 RETURNING 1",
                     2, p, &res, &derr) != DB_OK) {
-            err_set(err, "claiming the battle: %s", derr.msg);
+            arena__err_set(err, "claiming the battle: %s", derr.msg);
             rc = ARENA_ERR_DB;
         } else if (PQntuples(res) == 0) {
-            err_set(err, "the battle changed meanwhile; try again");
+            arena__err_set(err, "the battle changed meanwhile; try again");
             rc = ARENA_ERR_BUSY;
         }
         PQclear(res);
@@ -978,7 +969,7 @@ int arena_battle_turn(struct arena *a, const struct arena_visitor *v,
     for (int s = 0; s < n_sides && rc == ARENA_OK; s++) {
         struct side *sd = &sides[s];
         if (sd->m == NULL || sd->m->engine == NULL) {
-            err_set(err, "model %s is not available now", sd->name);
+            arena__err_set(err, "model %s is not available now", sd->name);
             rc = ARENA_ERR_NO_MODELS;
             break;
         }
@@ -994,11 +985,13 @@ int arena_battle_turn(struct arena *a, const struct arena_visitor *v,
         int irc = side_submit(a, sd, &cv, s, upto, user_prompt, session, w,
                               &ierr);
         if (irc == INFER_ERR_BUSY) {
-            err_set(err, "the models are busy; retry in a moment");
+            arena__err_set(err, "the models are busy; retry in a moment");
             rc = ARENA_ERR_OVERLOADED;
         } else if (irc == INFER_ERR_TOO_LONG) {
-            err_set(err, "the conversation no longer fits model %s's "
-                         "context; start a new battle", sd->name);
+            arena__err_set(err,
+                           "the conversation no longer fits model %s's "
+                           "context; start a new battle",
+                           sd->name);
             rc = ARENA_ERR_TURN_LIMIT;
         } else if (irc != INFER_OK) {
             sd->failed = true;

@@ -39,8 +39,6 @@ struct arena_keys {
     uint8_t key[32];
 };
 
-static void err_set(struct arena_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 /* ---------------------------------------------------------------------- */
 /* Status codes                                                           */
@@ -89,16 +87,6 @@ const char *arena_status_code(int status)
 /* ---------------------------------------------------------------------- */
 /* The key                                                                */
 
-static void err_set(struct arena_err *err, const char *fmt, ...)
-{
-    if (err == NULL)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-}
-
 static int hexval(int c)
 {
     if (c >= '0' && c <= '9')
@@ -133,7 +121,7 @@ static int key_read(const char *path, struct arena_keys *k,
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        err_set(err, "%s: %s", path, strerror(errno));
+        arena__err_set(err, "%s: %s", path, strerror(errno));
         return ARENA_ERR_IO;
     }
     char buf[80] = "";
@@ -143,13 +131,13 @@ static int key_read(const char *path, struct arena_keys *k,
     while (n > 0 && isspace((unsigned char)buf[n - 1]))
         buf[--n] = '\0';
     if (n != 64) {
-        err_set(err, "%s: expected 64 hex digits", path);
+        arena__err_set(err, "%s: expected 64 hex digits", path);
         return ARENA_ERR_PARSE;
     }
     for (size_t i = 0; i < 32; i++) {
         int hi = hexval(buf[2 * i]), lo = hexval(buf[2 * i + 1]);
         if (hi < 0 || lo < 0) {
-            err_set(err, "%s: expected 64 hex digits", path);
+            arena__err_set(err, "%s: expected 64 hex digits", path);
             return ARENA_ERR_PARSE;
         }
         k->key[i] = (uint8_t)(hi << 4 | lo);
@@ -163,7 +151,7 @@ int arena_keys_open(const char *path, struct arena_keys **out,
     *out = NULL;
     struct arena_keys *k = calloc(1, sizeof(*k));
     if (k == NULL) {
-        err_set(err, "out of memory");
+        arena__err_set(err, "out of memory");
         return ARENA_ERR_NOMEM;
     }
     make_parent(path);
@@ -173,7 +161,7 @@ int arena_keys_open(const char *path, struct arena_keys **out,
             close(fd);
             unlink(path);
             free(k);
-            err_set(err, "no randomness for the secret key");
+            arena__err_set(err, "no randomness for the secret key");
             return ARENA_ERR_IO;
         }
         char hex[66];
@@ -185,14 +173,14 @@ int arena_keys_open(const char *path, struct arena_keys **out,
         if (!ok) {
             unlink(path);
             free(k);
-            err_set(err, "%s: cannot write the key", path);
+            arena__err_set(err, "%s: cannot write the key", path);
             return ARENA_ERR_IO;
         }
         *out = k;
         return ARENA_OK;
     }
     if (errno != EEXIST) {
-        err_set(err, "%s: %s", path, strerror(errno));
+        arena__err_set(err, "%s: %s", path, strerror(errno));
         free(k);
         return ARENA_ERR_IO;
     }

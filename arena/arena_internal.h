@@ -164,6 +164,10 @@ struct arena {
     int n_writers;
 };
 
+/* Formats a message into err->msg (err may be NULL). Cannot fail. */
+void arena__err_set(struct arena_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* A pooled connection, or ARENA_ERR_DB with err filled. */
 int arena__db_get(struct arena *a, struct db_conn **c, struct arena_err *err);
 void arena__db_put(struct arena *a, struct db_conn *c);

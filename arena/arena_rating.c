@@ -4,6 +4,8 @@
  * counts that Bradley-Terry works on. The fits are in arena_rating_fit.c,
  * the file readers in arena_rating_io.c.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,6 +17,16 @@
 /* ------------------------------------------------------------------------
  * Status, clock
  * ---------------------------------------------------------------------- */
+
+void arena__err_set(struct arena_err *err, const char *fmt, ...)
+{
+    if (err == NULL)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+}
 
 const char *arena_strerror(int status)
 {

@@ -32,17 +32,6 @@
 #include "db.h"
 #include "infer.h"
 
-static void err_set(struct arena_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void err_set(struct arena_err *err, const char *fmt, ...)
-{
-    if (err == NULL)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-}
 
 static char *dup_or_empty(const char *s)
 {
@@ -191,18 +180,17 @@ int arena__registry_load(struct arena *a, struct arena_err *err)
                  0, NULL, &res, &derr);
     arena__db_put(a, c);
     if (rc != DB_OK) {
-        err_set(err, "loading models: %s", derr.msg);
+        arena__err_set(err, "loading models: %s", derr.msg);
         return ARENA_ERR_DB;
     }
     int n = PQntuples(res);
     struct arena__models *m = calloc(1, sizeof(*m));
-    struct arena__model *items = calloc(n > 0 ? (size_t)n : 1,
-                                        sizeof(*items));
+    struct arena__model *items = calloc(n > 0 ? (size_t)n : 1, sizeof(*items));
     if (m == NULL || items == NULL) {
         free(m);
         free(items);
         PQclear(res);
-        err_set(err, "out of memory");
+        arena__err_set(err, "out of memory");
         return ARENA_ERR_NOMEM;
     }
     for (int i = 0; i < n; i++) {
@@ -290,7 +278,7 @@ static int get_str(const json_t *o, const char *key, const char *alt,
     if (v == NULL || json_is_null(v))
         return ARENA_OK;
     if (!json_is_string(v)) {
-        err_set(err, "%s: a string is expected", key);
+        arena__err_set(err, "%s: a string is expected", key);
         return ARENA_ERR_INVALID;
     }
     *out = json_string_value(v);
@@ -305,7 +293,7 @@ static int get_num(const json_t *o, const char *key, char *buf, bool *has,
         return ARENA_OK;
     if (!json_is_number(v) || !(json_number_value(v) >= 0) ||
         !isfinite(json_number_value(v)) || json_number_value(v) > 1e9) {
-        err_set(err, "%s: a number >= 0 is expected", key);
+        arena__err_set(err, "%s: a number >= 0 is expected", key);
         return ARENA_ERR_INVALID;
     }
     snprintf(buf, 32, "%.9g", json_number_value(v));
@@ -326,7 +314,7 @@ static int row_from_json(const json_t *o, bool adding, struct row *r,
 {
     memset(r, 0, sizeof(*r));
     if (!json_is_object(o)) {
-        err_set(err, "model: an object is expected");
+        arena__err_set(err, "model: an object is expected");
         return ARENA_ERR_INVALID;
     }
     const char *key;
@@ -337,7 +325,7 @@ static int row_from_json(const json_t *o, bool adding, struct row *r,
         for (int i = 0; model_keys[i] != NULL && !known; i++)
             known = strcmp(model_keys[i], key) == 0;
         if (!known) {
-            err_set(err, "%s: unknown field", key);
+            arena__err_set(err, "%s: unknown field", key);
             return ARENA_ERR_INVALID;
         }
     }
@@ -375,7 +363,7 @@ static int row_from_json(const json_t *o, bool adding, struct row *r,
     const json_t *en = json_object_get(o, "enabled");
     if (en != NULL && !json_is_null(en)) {
         if (!json_is_boolean(en)) {
-            err_set(err, "enabled: true or false is expected");
+            arena__err_set(err, "enabled: true or false is expected");
             return ARENA_ERR_INVALID;
         }
         snprintf(r->enabled, sizeof(r->enabled), "%s",
@@ -385,20 +373,20 @@ static int row_from_json(const json_t *o, bool adding, struct row *r,
     const json_t *gen = json_object_get(o, "generation");
     if (gen != NULL && !json_is_null(gen)) {
         if (!json_is_object(gen)) {
-            err_set(err, "generation: an object is expected");
+            arena__err_set(err, "generation: an object is expected");
             return ARENA_ERR_INVALID;
         }
         r->generation = json_dumps(gen, JSON_COMPACT);
     }
     if (r->licence != NULL && strcmp(r->licence, "open") != 0 &&
         strcmp(r->licence, "closed") != 0) {
-        err_set(err, "license: \"open\" or \"closed\" is expected");
+        arena__err_set(err, "license: \"open\" or \"closed\" is expected");
         return ARENA_ERR_INVALID;
     }
     if (r->api_key_env != NULL && r->api_key_env[0] != '\0' &&
         !env_name_ok(r->api_key_env)) {
-        err_set(err, "api_key_env: the name of an environment variable "
-                     "is expected");
+        arena__err_set(err, "api_key_env: the name of an environment variable "
+                            "is expected");
         return ARENA_ERR_INVALID;
     }
     if (r->api_key_env != NULL && r->api_key_env[0] == '\0')
@@ -406,35 +394,36 @@ static int row_from_json(const json_t *o, bool adding, struct row *r,
     if (!adding) {
         if (r->name != NULL || kind != NULL || r->path != NULL ||
             r->base_url != NULL || r->remote_model != NULL) {
-            err_set(err, "%s: cannot be changed; add a new model instead",
-                    r->name          ? "name"
-                    : kind           ? "kind"
-                    : r->path        ? "path"
-                    : r->base_url    ? "endpoint"
-                                     : "remote_model");
+            arena__err_set(err,
+                           "%s: cannot be changed; add a new model instead",
+                           r->name       ? "name"
+                           : kind        ? "kind"
+                           : r->path     ? "path"
+                           : r->base_url ? "endpoint"
+                                         : "remote_model");
             return ARENA_ERR_INVALID;
         }
         return ARENA_OK;
     }
     if (r->name == NULL || !name_ok(r->name)) {
-        err_set(err, "name: 1 to 128 of A-Z a-z 0-9 . _ : / @ + -, "
-                     "starting with a letter or digit");
+        arena__err_set(err, "name: 1 to 128 of A-Z a-z 0-9 . _ : / @ + -, "
+                            "starting with a letter or digit");
         return ARENA_ERR_INVALID;
     }
     if (kind != NULL && strcmp(kind, "local") != 0 &&
         strcmp(kind, "remote") != 0) {
-        err_set(err, "kind: \"local\" or \"remote\" is expected");
+        arena__err_set(err, "kind: \"local\" or \"remote\" is expected");
         return ARENA_ERR_INVALID;
     }
-    bool remote = kind != NULL ? strcmp(kind, "remote") == 0
-                               : r->base_url != NULL;
+    bool remote =
+        kind != NULL ? strcmp(kind, "remote") == 0 : r->base_url != NULL;
     r->backend = remote ? "remote" : "local";
     if (remote && (r->base_url == NULL || r->base_url[0] == '\0')) {
-        err_set(err, "endpoint: required for a remote model");
+        arena__err_set(err, "endpoint: required for a remote model");
         return ARENA_ERR_INVALID;
     }
     if (!remote && (r->path == NULL || r->path[0] == '\0')) {
-        err_set(err, "path: required for a local model");
+        arena__err_set(err, "path: required for a local model");
         return ARENA_ERR_INVALID;
     }
     if (r->display_name == NULL)
@@ -480,15 +469,15 @@ static int row_insert(struct arena *a, const struct row *r, bool if_absent,
     rc = db_exec(c, sql, 15, p, NULL, &derr);
     arena__db_put(a, c);
     if (rc == DB_ERR_CONFLICT) {
-        err_set(err, "name: a model named %s exists", r->name);
+        arena__err_set(err, "name: a model named %s exists", r->name);
         return ARENA_ERR_CONFLICT;
     }
     if (rc == DB_ERR_QUERY && strncmp(derr.sqlstate, "23", 2) == 0) {
-        err_set(err, "model: %s", derr.msg);
+        arena__err_set(err, "model: %s", derr.msg);
         return ARENA_ERR_INVALID;
     }
     if (rc != DB_OK) {
-        err_set(err, "adding model %s: %s", r->name, derr.msg);
+        arena__err_set(err, "adding model %s: %s", r->name, derr.msg);
         return ARENA_ERR_DB;
     }
     return ARENA_OK;
@@ -498,7 +487,7 @@ int arena__registry_seed(struct arena *a, struct arena_err *err)
 {
     const json_t *cfg = a->models_cfg;
     if (cfg != NULL && !json_is_array(cfg)) {
-        err_set(err, "config file: \"models\" must be an array");
+        arena__err_set(err, "config file: \"models\" must be an array");
         return ARENA_ERR_INVALID;
     }
     if (cfg != NULL) {
@@ -513,7 +502,7 @@ int arena__registry_seed(struct arena *a, struct arena_err *err)
                 rc = row_insert(a, &r, true, &e2);
             free(r.generation);
             if (rc != ARENA_OK) {
-                err_set(err, "config file: models[%zu]: %s", i, e2.msg);
+                arena__err_set(err, "config file: models[%zu]: %s", i, e2.msg);
                 return rc;
             }
         }
@@ -581,7 +570,7 @@ static int answer_model(struct arena *a, const char *name, json_t **out,
     *out = x != NULL ? arena__model_json(x, true) : NULL;
     arena__models_put(m);
     if (*out == NULL) {
-        err_set(err, "model %s vanished", name);
+        arena__err_set(err, "model %s vanished", name);
         return ARENA_ERR_NOT_FOUND;
     }
     return ARENA_OK;
@@ -650,17 +639,17 @@ int arena_model_update(struct arena *a, const char *name, const json_t *body,
     arena__db_put(a, c);
     free(r.generation);
     if (rc == DB_ERR_QUERY && strncmp(derr.sqlstate, "23", 2) == 0) {
-        err_set(err, "model: %s", derr.msg);
+        arena__err_set(err, "model: %s", derr.msg);
         return ARENA_ERR_INVALID;
     }
     if (rc != DB_OK) {
-        err_set(err, "updating model %s: %s", name, derr.msg);
+        arena__err_set(err, "updating model %s: %s", name, derr.msg);
         return ARENA_ERR_DB;
     }
     int found = PQntuples(res);
     PQclear(res);
     if (found == 0) {
-        err_set(err, "no model named %s", name);
+        arena__err_set(err, "no model named %s", name);
         return ARENA_ERR_NOT_FOUND;
     }
     rc = arena__registry_load(a, err);
