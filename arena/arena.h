@@ -169,8 +169,9 @@ int arena_pairs_add(struct arena_pairs *pairs, uint32_t a, uint32_t b,
                     double weight_sum);
 /* The counts of the battles of a set that pass a filter (NULL: all). NULL
  * when out of memory. */
-struct arena_pairs *arena_pairs_from_battles(const struct arena_battles *set,
-                                             const struct arena_rating_filter *f);
+struct arena_pairs *
+arena_pairs_from_battles(const struct arena_battles *set,
+                         const struct arena_rating_filter *f);
 size_t arena_pairs_n_models(const struct arena_pairs *pairs);
 /* Battles (count) that model m took part in. */
 uint64_t arena_pairs_model_battles(const struct arena_pairs *pairs, uint32_t m);
@@ -181,26 +182,26 @@ enum arena_rating_method {
 };
 
 struct arena_rating_opts {
-    double elo_k;           /* 4 */
-    double elo_scale;       /* 400 */
-    double elo_base;        /* 10 */
-    double elo_initial;     /* 1000 */
-    int bootstrap;          /* rounds for intervals, 0 = none; 1000 */
-    uint64_t seed;          /* bootstrap RNG seed; 1 */
-    int n_threads;          /* bootstrap threads, <= 0: online CPUs */
-    int32_t anchor;         /* model id fixed to anchor_rating; -1 = none */
-    double anchor_rating;   /* rating of the anchor */
-    double tol;             /* BT convergence, max |step| in beta; 1e-10 */
-    double prior;           /* virtual ties per model when needed; 1 */
-    uint64_t min_battles;   /* fewer battles: provisional; 100 */
-    double ci_level;        /* interval coverage; 0.95 */
+    double elo_k;         /* 4 */
+    double elo_scale;     /* 400 */
+    double elo_base;      /* 10 */
+    double elo_initial;   /* 1000 */
+    int bootstrap;        /* rounds for intervals, 0 = none; 1000 */
+    uint64_t seed;        /* bootstrap RNG seed; 1 */
+    int n_threads;        /* bootstrap threads, <= 0: online CPUs */
+    int32_t anchor;       /* model id fixed to anchor_rating; -1 = none */
+    double anchor_rating; /* rating of the anchor */
+    double tol;           /* BT convergence, max |step| in beta; 1e-10 */
+    double prior;         /* virtual ties per model when needed; 1 */
+    uint64_t min_battles; /* fewer battles: provisional; 100 */
+    double ci_level;      /* interval coverage; 0.95 */
 };
 /* Fills the defaults above. Cannot fail. */
 void arena_rating_opts_init(struct arena_rating_opts *opts);
 
 struct arena_rating {
-    double rating;    /* Elo scale; NAN for a model without battles */
-    double ci_low;    /* NAN without bootstrap (and for Elo) */
+    double rating; /* Elo scale; NAN for a model without battles */
+    double ci_low; /* NAN without bootstrap (and for Elo) */
     double ci_high;
     uint64_t battles; /* battles the model took part in */
     int rank_ub;      /* 1 + models whose ci_low > this ci_high */
@@ -209,20 +210,20 @@ struct arena_rating {
 
 struct arena_ratings {
     enum arena_rating_method method;
-    size_t n_models;              /* as in the pairs or set */
-    struct arena_rating *models;  /* (n_models,) indexed by model id */
-    uint32_t *order;              /* (n_ranked,) ids, best rating first */
-    size_t n_ranked;              /* models with battles */
-    double *beta;                 /* (n_models,) BT natural-log strengths,
-                                     sum zero over ranked; NULL for Elo */
-    double scale;                 /* rating points per natural-log unit:
-                                     elo_scale / ln(elo_base) */
-    int prior_used;               /* the MLE did not exist: prior applied */
-    int iterations;               /* Newton iterations of the main fit */
-    int bootstrap;                /* rounds done */
-    int rounds_fallback;          /* rounds that needed the slow path */
-    double boot_iterations;       /* mean quasi-Newton steps per round */
-    double fit_s, bootstrap_s;    /* wall-clock seconds */
+    size_t n_models;             /* as in the pairs or set */
+    struct arena_rating *models; /* (n_models,) indexed by model id */
+    uint32_t *order;             /* (n_ranked,) ids, best rating first */
+    size_t n_ranked;             /* models with battles */
+    double *beta;                /* (n_models,) BT natural-log strengths,
+                                    sum zero over ranked; NULL for Elo */
+    double scale;                /* rating points per natural-log unit:
+                                    elo_scale / ln(elo_base) */
+    int prior_used;              /* the MLE did not exist: prior applied */
+    int iterations;              /* Newton iterations of the main fit */
+    int bootstrap;               /* rounds done */
+    int rounds_fallback;         /* rounds that needed the slow path */
+    double boot_iterations;      /* mean quasi-Newton steps per round */
+    double fit_s, bootstrap_s;   /* wall-clock seconds */
 };
 void arena_ratings_free(struct arena_ratings *r);
 
@@ -376,19 +377,19 @@ struct infer_hub;
 enum arena_sampling { ARENA_SAMPLE_WEIGHTED = 0, ARENA_SAMPLE_ACTIVE = 1 };
 
 struct arena_opts {
-    struct db_pool *db;        /* required; outlives the arena */
-    struct infer_hub *hub;     /* required; outlives the arena */
-    const json_t *models;      /* array from the config file, or
-                                  NULL (see arena_registry.c) */
-    const json_t *leak_terms;  /* array of extra terms, or NULL */
-    const char *models_dir;    /* the directory the hub scanned, or "" */
-    int max_turns;             /* per battle (8) */
-    int max_prompt_bytes;      /* per turn (16384) */
-    int max_tokens;            /* per answer, upper bound (256) */
+    struct db_pool *db;       /* required; outlives the arena */
+    struct infer_hub *hub;    /* required; outlives the arena */
+    const json_t *models;     /* array from the config file, or
+                                 NULL (see arena_registry.c) */
+    const json_t *leak_terms; /* array of extra terms, or NULL */
+    const char *models_dir;   /* the directory the hub scanned, or "" */
+    int max_turns;            /* per battle (8) */
+    int max_prompt_bytes;     /* per turn (16384) */
+    int max_tokens;           /* per answer, upper bound (256) */
     enum arena_sampling sampling;
-    int vote_writers;          /* writer threads (2) */
-    int vote_batch;            /* votes per transaction at most (64) */
-    int db_wait_ms;            /* for a pooled connection (5000) */
+    int vote_writers; /* writer threads (2) */
+    int vote_batch;   /* votes per transaction at most (64) */
+    int db_wait_ms;   /* for a pooled connection (5000) */
 };
 
 struct arena;
@@ -402,8 +403,8 @@ int arena_new(const struct arena_opts *o, struct arena **out,
 void arena_free(struct arena *a);
 
 /* Models. Every json_t answer is a new reference for the caller. */
-json_t *arena_models_public(struct arena *a);     /* {"models": [...]} */
-json_t *arena_models_admin(struct arena *a);      /* every field */
+json_t *arena_models_public(struct arena *a); /* {"models": [...]} */
+json_t *arena_models_admin(struct arena *a);  /* every field */
 /* Adds a model from a JSON object (see docs/api.md); *out is the model as
  * arena_models_admin shows it. ARENA_ERR_INVALID (err names the field),
  * ARENA_ERR_CONFLICT, ARENA_ERR_DB. */
@@ -417,7 +418,8 @@ int arena_model_update(struct arena *a, const char *name, const json_t *body,
 /* Creates a battle from {"mode": ..., "models": [...]}; *out is the 201
  * answer. ARENA_ERR_INVALID, _NOT_FOUND (model), _NO_MODELS, _DB. */
 int arena_battle_create(struct arena *a, const struct arena_visitor *v,
-                        const json_t *body, json_t **out, struct arena_err *err);
+                        const json_t *body, json_t **out,
+                        struct arena_err *err);
 
 /* How a turn reports: start() once, before the first event (the caller
  * starts its event stream then); event(name, data) for every event, data a
@@ -467,23 +469,23 @@ int arena_battle_bench_create(struct arena *a, const struct arena_visitor *v,
  * ---------------------------------------------------------------------- */
 
 struct arena_board_opts {
-    struct db_pool *db;       /* required; outlives the board */
-    uint32_t visitor_cap;     /* a visitor weighs at most this many votes
-                                 (weights cap/n); 0 = off; 1000 */
-    uint32_t prompt_cap;      /* a prompt text weighs at most this many
-                                 battles; 0 = off; 50 */
-    int bootstrap;            /* BT bootstrap rounds per category; 200 */
-    uint64_t seed;            /* bootstrap seed; 1 */
-    int threads;              /* bootstrap threads; 1 */
-    uint64_t min_battles;     /* fewer battles: provisional; 50 */
-    int long_prompt_bytes;    /* prompts longer are "long_prompt"; 1024 */
-    int debounce_ms;          /* wait after a change for more; 500 */
-    int poll_ms;              /* max(votes.id) poll interval; 1000 */
-    int reconcile_s;          /* count check interval; 30 */
-    int stats_s;              /* whole recount of battles over time at
-                                 most this often (recent hours: every
-                                 refresh); 600 */
-    int db_wait_ms;           /* wait for a pooled connection; 5000 */
+    struct db_pool *db;    /* required; outlives the board */
+    uint32_t visitor_cap;  /* a visitor weighs at most this many votes
+                              (weights cap/n); 0 = off; 1000 */
+    uint32_t prompt_cap;   /* a prompt text weighs at most this many
+                              battles; 0 = off; 50 */
+    int bootstrap;         /* BT bootstrap rounds per category; 200 */
+    uint64_t seed;         /* bootstrap seed; 1 */
+    int threads;           /* bootstrap threads; 1 */
+    uint64_t min_battles;  /* fewer battles: provisional; 50 */
+    int long_prompt_bytes; /* prompts longer are "long_prompt"; 1024 */
+    int debounce_ms;       /* wait after a change for more; 500 */
+    int poll_ms;           /* max(votes.id) poll interval; 1000 */
+    int reconcile_s;       /* count check interval; 30 */
+    int stats_s;           /* whole recount of battles over time at
+                              most this often (recent hours: every
+                              refresh); 600 */
+    int db_wait_ms;        /* wait for a pooled connection; 5000 */
 };
 /* Fills the defaults above (db NULL). Cannot fail. */
 void arena_board_opts_init(struct arena_board_opts *o);
@@ -494,8 +496,8 @@ struct arena_board_snap;
 /* Starts the board's thread; the first snapshot (empty, computed_at 0) is
  * there at once, the first full one after the initial load. Returns
  * ARENA_OK, ARENA_ERR_INVALID (no db) or ARENA_ERR_NOMEM. */
-int arena_board_new(const struct arena_board_opts *o,
-                    struct arena_board **out, struct arena_err *err);
+int arena_board_new(const struct arena_board_opts *o, struct arena_board **out,
+                    struct arena_err *err);
 /* Stops the thread (an ongoing recompute finishes first) and frees. Held
  * snapshots stay valid until released. NULL is a no-op. */
 void arena_board_free(struct arena_board *b);
@@ -541,8 +543,7 @@ double arena_board_snap_compute_s(const struct arena_board_snap *s);
  * prompt ids as the board sees them (weights 1: apply caps with
  * arena_battles_apply_caps). ARENA_OK, ARENA_ERR_IO, ARENA_ERR_NOMEM. */
 int arena_board_load_battles(struct db_conn *conn, int long_prompt_bytes,
-                             struct arena_battles *set,
-                             struct arena_err *err);
+                             struct arena_battles *set, struct arena_err *err);
 
 /* The admin dashboard (docs/api.md) as a new JSON object: totals, cost
  * per battle, votes over time (from snap, may be NULL), per-model speed and
@@ -581,18 +582,17 @@ int arena_export_format_parse(const char *s);
 
 struct arena_export_opts {
     enum arena_export_format format;
-    const char *from, *to;   /* vote time range [from, to): anything
-                                timestamptz reads; NULL or "" = open */
-    const char *category;    /* a leaderboard category; NULL = every vote,
-                                flagged ones included */
-    const char *model;       /* either side; NULL = any */
+    const char *from, *to;         /* vote time range [from, to): anything
+                                      timestamptz reads; NULL or "" = open */
+    const char *category;          /* a leaderboard category; NULL = every vote,
+                                      flagged ones included */
+    const char *model;             /* either side; NULL = any */
     const struct arena_keys *keys; /* for the judge hash; NULL: null judge */
-    int long_prompt_bytes;   /* as the board's (1024) */
-    int page;                /* votes per query (1000) */
+    int long_prompt_bytes;         /* as the board's (1024) */
+    int page;                      /* votes per query (1000) */
 };
 /* Receives the output; returns nonzero to stop (reader gone). */
-typedef int (*arena_export_write_fn)(void *user, const char *buf,
-                                     size_t len);
+typedef int (*arena_export_write_fn)(void *user, const char *buf, size_t len);
 /* Checks the options without the database (unknown category...).
  * ARENA_OK or ARENA_ERR_INVALID with err naming the field. */
 int arena_export_check(const struct arena_export_opts *o,
@@ -602,8 +602,8 @@ int arena_export_check(const struct arena_export_opts *o,
  * (bad option or time), ARENA_ERR_IO (database, or write() stopped),
  * ARENA_ERR_NOMEM. */
 int arena_export_run(struct db_conn *c, const struct arena_export_opts *o,
-                     arena_export_write_fn write, void *user,
-                     uint64_t *rows, struct arena_err *err);
+                     arena_export_write_fn write, void *user, uint64_t *rows,
+                     struct arena_err *err);
 
 /* Imports a battle file (the export's JSONL or CSV, or public
  * arena-human-preference files: winner model_a, model_b, tie,
@@ -614,9 +614,8 @@ int arena_export_run(struct db_conn *c, const struct arena_export_opts *o,
  * (bad model name, same model twice, unknown winner). Returns ARENA_OK,
  * ARENA_ERR_IO (file, database), ARENA_ERR_PARSE (line in err),
  * ARENA_ERR_NOMEM. */
-int arena_import_file(struct db_conn *c, const char *path,
-                      const char *format, uint64_t *rows, uint64_t *skipped,
-                      struct arena_err *err);
+int arena_import_file(struct db_conn *c, const char *path, const char *format,
+                      uint64_t *rows, uint64_t *skipped, struct arena_err *err);
 
 /* Commands (argv[0] is the command's own name). */
 int arena_cmd_ratings(int argc, char **argv);

@@ -36,8 +36,7 @@
 #include "infer.h"
 
 #define LONG_PROMPT_BYTES 1024
-#define PING_S 5.0
-
+#define PING_S            5.0
 
 /* ---------------------------------------------------------------------- */
 /* Small helpers shared by the arena files                                */
@@ -158,8 +157,7 @@ int arena_new(const struct arena_opts *o, struct arena **out,
         size_t n = json_array_size(a->leak_cfg);
         a->leak_terms = calloc(n + 1, sizeof(char *));
         for (size_t i = 0; a->leak_terms != NULL && i < n; i++) {
-            const char *t =
-                json_string_value(json_array_get(a->leak_cfg, i));
+            const char *t = json_string_value(json_array_get(a->leak_cfg, i));
             if (t != NULL && t[0] != '\0')
                 a->leak_terms[a->n_leak++] = strdup(t);
         }
@@ -241,8 +239,7 @@ static json_t *sides_json(const struct arena__model *ma,
 }
 
 int arena_battle_create(struct arena *a, const struct arena_visitor *v,
-                        const json_t *body, json_t **out,
-                        struct arena_err *err)
+                        const json_t *body, json_t **out, struct arena_err *err)
 {
     *out = NULL;
     const char *mode = json_string_value(json_object_get(body, "mode"));
@@ -317,13 +314,13 @@ int arena_battle_create(struct arena *a, const struct arena_visitor *v,
     if (rc == ARENA_OK) {
         char id[35];
         arena__id_format(PQgetvalue(res, 0, 0), id);
-        json_t *sides = mb != NULL ? json_pack("[ss]", "a", "b")
-                                   : json_pack("[s]", "a");
-        json_t *models = strcmp(mode, "anonymous") == 0 ? json_null()
-                                                        : sides_json(ma, mb);
+        json_t *sides =
+            mb != NULL ? json_pack("[ss]", "a", "b") : json_pack("[s]", "a");
+        json_t *models =
+            strcmp(mode, "anonymous") == 0 ? json_null() : sides_json(ma, mb);
         *out = json_pack("{s:s,s:s,s:s,s:i,s:o,s:o}", "id", id, "mode", mode,
-                         "state", "open", "max_turns", a->o.max_turns,
-                         "sides", sides, "models", models);
+                         "state", "open", "max_turns", a->o.max_turns, "sides",
+                         sides, "models", models);
         if (*out == NULL) {
             arena__err_set(err, "out of memory");
             rc = ARENA_ERR_NOMEM;
@@ -426,14 +423,15 @@ static int battle_load(struct arena *a, struct db_conn *c, const char *id,
     const char *p[2] = {b->uuid, vh};
     PGresult *res = NULL;
     struct db_err derr = {{0}, {0}};
-    if (db_exec(c,
-                "SELECT b.id, b.mode, b.state, b.model_a, "
-                "coalesce(b.model_b, 0), b.visitor_hash = $2::bytea, "
-                "b.turns, coalesce(b.excluded_reason, ''), "
-                "coalesce((SELECT winner FROM votes WHERE battle_id = b.id), "
-                "''), b.state = 'answering' AND b.updated_at < now() - "
-                STALE_TURN " FROM battles b WHERE b.public_id = $1::uuid",
-                2, p, &res, &derr) != DB_OK) {
+    if (db_exec(
+            c,
+            "SELECT b.id, b.mode, b.state, b.model_a, "
+            "coalesce(b.model_b, 0), b.visitor_hash = $2::bytea, "
+            "b.turns, coalesce(b.excluded_reason, ''), "
+            "coalesce((SELECT winner FROM votes WHERE battle_id = b.id), "
+            "''), b.state = 'answering' AND b.updated_at < now() - " STALE_TURN
+            " FROM battles b WHERE b.public_id = $1::uuid",
+            2, p, &res, &derr) != DB_OK) {
         arena__err_set(err, "loading the battle: %s", derr.msg);
         return ARENA_ERR_DB;
     }
@@ -552,10 +550,10 @@ int arena_battle_get(struct arena *a, const struct arena_visitor *v,
     bool direct = strcmp(b.mode, "direct") == 0;
     json_t *turns = json_array();
     for (int t = 0; t < cv.n; t++)
-        json_array_append_new(
-            turns, json_pack("{s:s,s:s?,s:s?}", "prompt",
-                             cv.prompt[t] ? cv.prompt[t] : "", "a",
-                             cv.ans[0][t], "b", direct ? NULL : cv.ans[1][t]));
+        json_array_append_new(turns, json_pack("{s:s,s:s?,s:s?}", "prompt",
+                                               cv.prompt[t] ? cv.prompt[t] : "",
+                                               "a", cv.ans[0][t], "b",
+                                               direct ? NULL : cv.ans[1][t]));
     convo_free(&cv);
     json_t *models = json_null();
     if (strcmp(b.mode, "anonymous") != 0 || b.vote[0] != '\0') {
@@ -568,8 +566,8 @@ int arena_battle_get(struct arena *a, const struct arena_visitor *v,
     char pid[35];
     arena__id_format(b.uuid, pid);
     *out = json_pack("{s:s,s:s,s:s,s:o,s:o,s:s?}", "id", pid, "mode", b.mode,
-                     "state", b.state, "turns", turns, "models", models,
-                     "vote", b.vote[0] ? b.vote : NULL);
+                     "state", b.state, "turns", turns, "models", models, "vote",
+                     b.vote[0] ? b.vote : NULL);
     if (*out == NULL) {
         arena__err_set(err, "out of memory");
         return ARENA_ERR_NOMEM;
@@ -619,14 +617,13 @@ static double gen_num(const json_t *g, const char *key, double def)
 }
 
 /* Submits one side. Returns the infer status. */
-static int side_submit(struct arena *a, struct side *sd,
-                       const struct convo *cv, int side_ix, int upto,
-                       const char *prompt, uint64_t session,
-                       struct infer_waiter *w, struct infer_err *ierr)
+static int side_submit(struct arena *a, struct side *sd, const struct convo *cv,
+                       int side_ix, int upto, const char *prompt,
+                       uint64_t session, struct infer_waiter *w,
+                       struct infer_err *ierr)
 {
     size_t n = 0;
-    struct infer_chat_msg *msgs = calloc((size_t)upto * 2 + 2,
-                                         sizeof(*msgs));
+    struct infer_chat_msg *msgs = calloc((size_t)upto * 2 + 2, sizeof(*msgs));
     if (msgs == NULL)
         return INFER_ERR_NOMEM;
     if (sd->m->system_prompt[0] != '\0')
@@ -682,9 +679,9 @@ static int side_drain(struct arena *a, struct side *sd, bool check_leak,
                 continue;
             }
             json_t *t = json_stringn(sd->text + before, ev.len);
-            if (t != NULL && emit(io, "token",
-                                  json_pack("{s:s,s:o}", "side", sd->name,
-                                            "text", t)) != 0)
+            if (t != NULL &&
+                emit(io, "token",
+                     json_pack("{s:s,s:o}", "side", sd->name, "text", t)) != 0)
                 return 1;
             if (check_leak && !sd->leaked &&
                 arena_leak_find(sd->text, sd->len, sd->terms, sd->n_terms) >=
@@ -694,10 +691,10 @@ static int side_drain(struct arena *a, struct side *sd, bool check_leak,
                 snprintf(msg, sizeof(msg),
                          "model %s named itself; this battle will not count",
                          sd->name);
-                if (!*flagged && emit(io, "flagged",
-                                      json_pack("{s:s,s:s}", "reason",
-                                                "identity_leak", "message",
-                                                msg)) != 0)
+                if (!*flagged &&
+                    emit(io, "flagged",
+                         json_pack("{s:s,s:s}", "reason", "identity_leak",
+                                   "message", msg)) != 0)
                     return 1;
                 *flagged = true;
             }
@@ -705,14 +702,13 @@ static int side_drain(struct arena *a, struct side *sd, bool check_leak,
             sd->active = false;
             sd->st = ev.stats;
             snprintf(sd->finish, sizeof(sd->finish), "%s",
-                     ev.stats.finish_reason ? ev.stats.finish_reason
-                                            : "stop");
+                     ev.stats.finish_reason ? ev.stats.finish_reason : "stop");
             arena__model_report(a, sd->m->id, false);
             if (emit(io, "done",
-                     json_pack("{s:s,s:i,s:i,s:i}", "side", sd->name,
-                               "tokens", ev.stats.completion_tokens,
-                               "ttft_ms", (int)lround(ev.stats.ttft_ms),
-                               "gen_ms", (int)lround(ev.stats.gen_ms))) != 0)
+                     json_pack("{s:s,s:i,s:i,s:i}", "side", sd->name, "tokens",
+                               ev.stats.completion_tokens, "ttft_ms",
+                               (int)lround(ev.stats.ttft_ms), "gen_ms",
+                               (int)lround(ev.stats.gen_ms))) != 0)
                 return 1;
         } else {
             sd->active = false;
@@ -827,9 +823,18 @@ static int turn_save(struct arena *a, const struct battle *b, int turn,
         snprintf(cost, sizeof(cost), "%.9f",
                  (atof(tin) * sd->m->price_in + atof(tout) * sd->m->price_out) /
                      1e6);
-        const char *p[13] = {b->id_text, turn_s, att_s, sd->name, mid,
+        const char *p[13] = {b->id_text,
+                             turn_s,
+                             att_s,
+                             sd->name,
+                             mid,
                              sd->text != NULL ? sd->text : "",
-                             tin, tout, ttft, gen, cost, sd->finish,
+                             tin,
+                             tout,
+                             ttft,
+                             gen,
+                             cost,
+                             sd->finish,
                              sd->failed ? sd->error : NULL};
         drc = db_exec(c,
                       "INSERT INTO messages (battle_id, turn, attempt, side, "
@@ -846,9 +851,14 @@ static int turn_save(struct arena *a, const struct battle *b, int turn,
         for (int s = 0; s < n_sides; s++)
             if (sides[s].failed)
                 failed_reason = "model_failed";
-        const char *p[9] = {b->id_text, state, turn_s, failed_reason,
-                            excluded, tt.language[0] ? tt.language : NULL,
-                            tt.has_code ? "true" : "false", plen,
+        const char *p[9] = {b->id_text,
+                            state,
+                            turn_s,
+                            failed_reason,
+                            excluded,
+                            tt.language[0] ? tt.language : NULL,
+                            tt.has_code ? "true" : "false",
+                            plen,
                             tags_text != NULL ? tags_text : "{}"};
         drc = db_exec(c,
                       "UPDATE battles SET state = $2, turns = $3, ready_at = "
@@ -982,8 +992,8 @@ int arena_battle_turn(struct arena *a, const struct arena_visitor *v,
         uint64_t session =
             (strtoull(b.id_text, NULL, 10) << 1 | (uint64_t)s) + 1;
         struct infer_err ierr = {{0}};
-        int irc = side_submit(a, sd, &cv, s, upto, user_prompt, session, w,
-                              &ierr);
+        int irc =
+            side_submit(a, sd, &cv, s, upto, user_prompt, session, w, &ierr);
         if (irc == INFER_ERR_BUSY) {
             arena__err_set(err, "the models are busy; retry in a moment");
             rc = ARENA_ERR_OVERLOADED;
@@ -1005,8 +1015,8 @@ int arena_battle_turn(struct arena *a, const struct arena_visitor *v,
     bool gone = false;
     if (rc == ARENA_OK && io->start(io->user) != 0)
         gone = true;
-    bool flagged = b.excluded[0] != '\0' &&
-                   strcmp(b.excluded, "identity_leak") == 0;
+    bool flagged =
+        b.excluded[0] != '\0' && strcmp(b.excluded, "identity_leak") == 0;
     bool was_flagged = flagged;
     if (rc == ARENA_OK && !gone) {
         gone = emit(io, "turn", json_pack("{s:i}", "turn", turn)) != 0;
@@ -1044,8 +1054,7 @@ int arena_battle_turn(struct arena *a, const struct arena_visitor *v,
     } else {
         bool failed = sides[0].failed || (n_sides > 1 && sides[1].failed);
         const char *state = failed ? "failed" : direct ? "open" : "ready";
-        const char *excluded = flagged && !was_flagged ? "identity_leak"
-                                                       : NULL;
+        const char *excluded = flagged && !was_flagged ? "identity_leak" : NULL;
         struct arena_err serr = {{0}};
         int src = turn_save(a, &b, turn, attempt, user_prompt, !regen, sides,
                             n_sides, state, excluded, &cv, &serr);
@@ -1056,8 +1065,9 @@ int arena_battle_turn(struct arena *a, const struct arena_visitor *v,
                            "message", "the turn could not be saved"));
             state = prev;
         }
-        emit(io, "end", json_pack("{s:i,s:s}", "turn", turn, "state",
-                                  src == ARENA_OK ? state : prev));
+        emit(io, "end",
+             json_pack("{s:i,s:s}", "turn", turn, "state",
+                       src == ARENA_OK ? state : prev));
     }
     for (int s = 0; s < 2; s++)
         free(sides[s].text);

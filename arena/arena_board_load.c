@@ -184,12 +184,11 @@ static int32_t model_of(const struct arena__store *st, int64_t db_id)
 
 /* A few new votes: an index range on votes.id, a lookup per row. */
 static const char load_sql[] =
-    LOAD_COLS
-    "coalesce((SELECT hashtextextended(m.content, 0) FROM messages m "
-    "  WHERE m.battle_id = v.battle_id AND m.role = 'user' "
-    "  ORDER BY m.turn, m.attempt LIMIT 1), 0) "
-    "FROM votes v JOIN battles b ON b.id = v.battle_id "
-    "WHERE v.id > $1 ORDER BY v.id LIMIT $2";
+    LOAD_COLS "coalesce((SELECT hashtextextended(m.content, 0) FROM messages m "
+              "  WHERE m.battle_id = v.battle_id AND m.role = 'user' "
+              "  ORDER BY m.turn, m.attempt LIMIT 1), 0) "
+              "FROM votes v JOIN battles b ON b.id = v.battle_id "
+              "WHERE v.id > $1 ORDER BY v.id LIMIT $2";
 
 /* Every vote (the first load, a rebuild): hash joins over whole tables
  * read through a cursor, in a transaction without a statement timeout. */
@@ -340,8 +339,8 @@ int arena__store_load(struct arena__store *st, struct db_conn *c,
         const char *p[3] = {lo_s, page_s, long_s};
         PGresult *res = NULL;
         struct db_err derr = {{0}, {0}};
-        int drc = all ? db_exec(c, "FETCH 20000 FROM arena_board_load", 0,
-                                NULL, &res, &derr)
+        int drc = all ? db_exec(c, "FETCH 20000 FROM arena_board_load", 0, NULL,
+                                &res, &derr)
                       : db_exec(c, load_sql, 3, p, &res, &derr);
         if (drc != DB_OK) {
             err_set(err, "reading votes", derr.msg);

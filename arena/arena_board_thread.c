@@ -232,8 +232,7 @@ static int hours_load(struct arena__bucket_counts *b, int64_t since,
     }
     for (int i = 0; i < PQntuples(res); i++) {
         b->t[keep + (size_t)i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-        b->count[keep + (size_t)i] =
-            strtoull(PQgetvalue(res, i, 1), NULL, 10);
+        b->count[keep + (size_t)i] = strtoull(PQgetvalue(res, i, 1), NULL, 10);
     }
     b->n = n;
     PQclear(res);

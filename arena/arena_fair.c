@@ -39,7 +39,6 @@ struct arena_keys {
     uint8_t key[32];
 };
 
-
 /* ---------------------------------------------------------------------- */
 /* Status codes                                                           */
 
@@ -210,8 +209,7 @@ void arena_keys_mac(const struct arena_keys *k, const char *purpose,
     if (plen + len <= sizeof(buf)) {
         memcpy(buf, purpose, plen);
         memcpy(buf + plen, data, len);
-        HMAC(EVP_sha256(), k->key, sizeof(k->key), buf, plen + len, out,
-             &olen);
+        HMAC(EVP_sha256(), k->key, sizeof(k->key), buf, plen + len, out, &olen);
         return;
     }
     /* Long data: MAC the MAC of the data (still keyed end to end). */
@@ -317,8 +315,7 @@ int arena_admin_cookie_check(const struct arena_keys *k, const char *value,
     return strtoll(value, NULL, 10) > now;
 }
 
-int arena_secret_equal(const struct arena_keys *k, const char *a,
-                       const char *b)
+int arena_secret_equal(const struct arena_keys *k, const char *a, const char *b)
 {
     uint8_t ma[32], mb[32];
     arena_keys_mac(k, "cmp", a, strlen(a), ma);
@@ -330,7 +327,7 @@ int arena_secret_equal(const struct arena_keys *k, const char *a,
 /* Rate limits                                                            */
 
 #define ARENA_LIMIT_SHARDS 64
-#define SHARD_MAX 65536 /* buckets per shard before stale ones are dropped */
+#define SHARD_MAX          65536 /* buckets per shard before stale ones are dropped */
 
 struct bucket {
     uint8_t used;
@@ -440,8 +437,7 @@ int arena_limiter_take(struct arena_limiter *l, enum arena_limit_kind kind,
 {
     if (per_min <= 0)
         return 0;
-    struct shard *s =
-        &l->shards[key_hash((int)kind, key) % ARENA_LIMIT_SHARDS];
+    struct shard *s = &l->shards[key_hash((int)kind, key) % ARENA_LIMIT_SHARDS];
     pthread_mutex_lock(&s->mu);
     bool fresh;
     struct bucket *b = shard_get(s, (int)kind, key, &fresh);

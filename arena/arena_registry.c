@@ -32,7 +32,6 @@
 #include "db.h"
 #include "infer.h"
 
-
 static char *dup_or_empty(const char *s)
 {
     char *d = strdup(s != NULL ? s : "");
@@ -98,9 +97,9 @@ const struct arena__model *arena__model_by_name(const struct arena__models *m,
 
 json_t *arena__model_json(const struct arena__model *m, bool admin)
 {
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "name", m->name,
-                          "display_name", m->display_name, "organization",
-                          m->organisation, "license", m->licence);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "name", m->name, "display_name",
+                          m->display_name, "organization", m->organisation,
+                          "license", m->licence);
     if (o == NULL || !admin)
         return o;
     bool remote = strcmp(m->backend, "remote") == 0;
@@ -301,11 +300,25 @@ static int get_num(const json_t *o, const char *key, char *buf, bool *has,
     return ARENA_OK;
 }
 
-static const char *const model_keys[] = {
-    "name", "display_name", "organization", "organisation", "license",
-    "licence", "kind", "path", "endpoint", "base_url", "remote_model",
-    "api_key_env", "price_in", "price_out", "weight", "enabled",
-    "system_prompt", "generation", NULL};
+static const char *const model_keys[] = {"name",
+                                         "display_name",
+                                         "organization",
+                                         "organisation",
+                                         "license",
+                                         "licence",
+                                         "kind",
+                                         "path",
+                                         "endpoint",
+                                         "base_url",
+                                         "remote_model",
+                                         "api_key_env",
+                                         "price_in",
+                                         "price_out",
+                                         "weight",
+                                         "enabled",
+                                         "system_prompt",
+                                         "generation",
+                                         NULL};
 
 /* Reads the fields of a model object. adding: name is required and the
  * backend follows from path / endpoint. */
@@ -336,8 +349,7 @@ static int row_from_json(const json_t *o, bool adding, struct row *r,
     if (rc == ARENA_OK)
         rc = get_str(o, "display_name", NULL, &r->display_name, err);
     if (rc == ARENA_OK)
-        rc = get_str(o, "organization", "organisation", &r->organisation,
-                     err);
+        rc = get_str(o, "organization", "organisation", &r->organisation, err);
     if (rc == ARENA_OK)
         rc = get_str(o, "license", "licence", &r->licence, err);
     if (rc == ARENA_OK)
@@ -553,9 +565,9 @@ json_t *arena_models_admin(struct arena *a)
     for (size_t i = 0; list != NULL && i < m->n; i++) {
         json_t *o = arena__model_json(&m->items[i], true);
         if (o != NULL)
-            json_object_set_new(o, "healthy",
-                                json_boolean(arena__model_healthy(
-                                    a, m->items[i].id)));
+            json_object_set_new(
+                o, "healthy",
+                json_boolean(arena__model_healthy(a, m->items[i].id)));
         json_array_append_new(list, o);
     }
     arena__models_put(m);

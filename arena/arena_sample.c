@@ -85,8 +85,8 @@ static void pairs_refresh(struct arena *a)
 }
 
 /* The recorded (n, score of the lower id) of a pair; caller holds pair_mu. */
-static void pair_lookup(const struct arena *a, int64_t x, int64_t y,
-                        double *n, double *score_lo)
+static void pair_lookup(const struct arena *a, int64_t x, int64_t y, double *n,
+                        double *score_lo)
 {
     int64_t lo = x < y ? x : y, hi = x < y ? y : x;
     *n = 0;

@@ -21,8 +21,11 @@
 static unsigned utf8_next(const unsigned char *s, size_t n, size_t *adv)
 {
     unsigned c = s[0];
-    size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2
-                                                                         : 0;
+    size_t len = c < 0x80    ? 1
+                 : c >= 0xF0 ? 4
+                 : c >= 0xE0 ? 3
+                 : c >= 0xC0 ? 2
+                             : 0;
     if (len == 0 || len > n) {
         *adv = 1;
         return 0xFFFD;
@@ -39,11 +42,22 @@ static unsigned utf8_next(const unsigned char *s, size_t n, size_t *adv)
     return cp;
 }
 
-enum script { S_LATIN, S_HAN, S_KANA, S_HANGUL, S_CYR, S_ARAB, S_HEB,
-              S_GREEK, S_DEVA, S_THAI, S_N };
+enum script {
+    S_LATIN,
+    S_HAN,
+    S_KANA,
+    S_HANGUL,
+    S_CYR,
+    S_ARAB,
+    S_HEB,
+    S_GREEK,
+    S_DEVA,
+    S_THAI,
+    S_N
+};
 
-static const char *const script_lang[S_N] = {
-    "", "zh", "ja", "ko", "ru", "ar", "he", "el", "hi", "th"};
+static const char *const script_lang[S_N] = {"",   "zh", "ja", "ko", "ru",
+                                             "ar", "he", "el", "hi", "th"};
 
 static int script_of(unsigned cp)
 {
@@ -164,9 +178,10 @@ static void detect_language(const char *text, size_t len, char out[8])
 static bool has_code(const char *t, size_t len)
 {
     static const char *const marks[] = {
-        "```", "#include", "def ", "function ", "=> ", "return ", "printf(",
-        "console.log", "public static", "import ", "SELECT ", "</", "();",
-        "fn ", "int main", "{\n", "};", "lambda ", "var ", "const ",
+        "```",     "#include", "def ",        "function ",     "=> ",
+        "return ", "printf(",  "console.log", "public static", "import ",
+        "SELECT ", "</",       "();",         "fn ",           "int main",
+        "{\n",     "};",       "lambda ",     "var ",          "const ",
     };
     for (size_t m = 0; m < sizeof(marks) / sizeof(marks[0]); m++) {
         size_t ml = strlen(marks[m]);
@@ -179,8 +194,8 @@ static bool has_code(const char *t, size_t len)
 
 static bool has_math(const char *t, size_t len)
 {
-    static const char *const words[] = {"equation", "integral", "derivative",
-                                        "solve", "calculate", "theorem",
+    static const char *const words[] = {"equation", "integral",  "derivative",
+                                        "solve",    "calculate", "theorem",
                                         "prove"};
     for (size_t w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
         size_t wl = strlen(words[w]);

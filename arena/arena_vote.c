@@ -421,8 +421,8 @@ int arena_battle_vote(struct arena *a, const struct arena_visitor *vis,
         json_object_set_new(models, "b", arena__model_json(mb, false));
     arena__models_put(m);
     *out = json_pack("{s:s,s:b,s:s?,s:o}", "winner", v.winner, "counted",
-                     v.counted, "reason", v.counted ? NULL : v.reason,
-                     "models", models);
+                     v.counted, "reason", v.counted ? NULL : v.reason, "models",
+                     models);
     if (*out == NULL) {
         snprintf(err->msg, sizeof(err->msg), "out of memory");
         return ARENA_ERR_NOMEM;

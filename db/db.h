@@ -52,8 +52,7 @@ const char *db_strerror(int status);
 /* Logging                                                                */
 
 enum db_log_level { DB_LOG_ERROR, DB_LOG_WARN, DB_LOG_INFO, DB_LOG_DEBUG };
-typedef void (*db_log_fn)(void *user, enum db_log_level level,
-                          const char *msg);
+typedef void (*db_log_fn)(void *user, enum db_log_level level, const char *msg);
 
 /* Installs the logger for the whole module (NULL: discard). Call it once at
  * start, before any other thread uses db/. Cannot fail. */
@@ -135,7 +134,7 @@ int db_err_from_result(struct db_conn *conn, const PGresult *res,
 /* One embedded migration: db/migrations/NNNN_name.sql, built into the
  * binary (the build generates the table from that folder). */
 struct db_migration {
-    int version;     /* NNNN, strictly increasing */
+    int version;      /* NNNN, strictly increasing */
     const char *name; /* the part after NNNN_, without .sql */
     const char *sql;  /* the whole file */
 };
@@ -153,8 +152,7 @@ int db_migrate(struct db_conn *conn, int *applied, struct db_err *err);
 /* Tells whether every embedded migration is recorded. One round trip.
  * *pending gets how many are missing (all of them if schema_migrations
  * does not exist yet). Returns DB_OK or the failing status. */
-int db_migrate_pending(struct db_conn *conn, int *pending,
-                       struct db_err *err);
+int db_migrate_pending(struct db_conn *conn, int *pending, struct db_err *err);
 
 /* ---------------------------------------------------------------------- */
 /* Managed PostgreSQL (the embedded default)                              */
@@ -170,8 +168,8 @@ struct db_cluster;
  * database `arena`. Waits up to wait_s seconds for it to accept
  * connections. Returns DB_OK and *out (stop and free with db_cluster_stop),
  * or DB_ERR_CLUSTER / DB_ERR_BUSY with err filled. */
-int db_cluster_start(const char *data_dir, int wait_s,
-                     struct db_cluster **out, struct db_err *err);
+int db_cluster_start(const char *data_dir, int wait_s, struct db_cluster **out,
+                     struct db_err *err);
 
 /* The libpq conninfo of the cluster's `arena` database. Borrowed. */
 const char *db_cluster_conninfo(const struct db_cluster *cluster);

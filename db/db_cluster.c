@@ -46,13 +46,13 @@
 #include "db_internal.h"
 
 #define CLUSTER_USER "arena" /* the superuser role initdb creates */
-#define CLUSTER_DB "arena"
+#define CLUSTER_DB   "arena"
 
 struct db_cluster {
-    pid_t pid;                /* the postmaster, our child */
-    int lock_fd;              /* D/arena.lock, flock()ed */
-    char dir[PATH_MAX];       /* D/pg, absolute */
-    char log_path[PATH_MAX];  /* D/pg.log */
+    pid_t pid;               /* the postmaster, our child */
+    int lock_fd;             /* D/arena.lock, flock()ed */
+    char dir[PATH_MAX];      /* D/pg, absolute */
+    char log_path[PATH_MAX]; /* D/pg.log */
     char conninfo[PATH_MAX + 96];
 };
 
@@ -296,15 +296,17 @@ static int check_reachable(const struct run_as *as, const char *dir,
     if (pid > 0)
         waitpid(pid, &st, 0);
     if (pid < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 126) {
-        db__err_set(err, "cannot switch to the postgres account to check "
-                         "%s",
+        db__err_set(err,
+                    "cannot switch to the postgres account to check "
+                    "%s",
                     dir);
         return DB_ERR_CLUSTER;
     }
     if (got == 1 && idx < n) {
-        db__err_set(err, "the postgres account cannot enter %s (needed to "
-                         "reach %s); run chmod o+x on it or choose another "
-                         "--data-dir",
+        db__err_set(err,
+                    "the postgres account cannot enter %s (needed to "
+                    "reach %s); run chmod o+x on it or choose another "
+                    "--data-dir",
                     prefixes[idx], dir);
         return DB_ERR_CLUSTER;
     }
@@ -319,8 +321,8 @@ static int do_initdb(const struct run_as *as, const char *bindir,
                      struct db_err *err)
 {
     char tmp[PATH_MAX];
-    if (!path_join(tmp, sizeof(tmp), data_dir, "/pg.init") ||
-        rm_rf(tmp) != 0 || mkdir(tmp, 0700) != 0) {
+    if (!path_join(tmp, sizeof(tmp), data_dir, "/pg.init") || rm_rf(tmp) != 0 ||
+        mkdir(tmp, 0700) != 0) {
         db__err_set(err, "cannot create %s: %s", tmp, strerror(errno));
         return DB_ERR_CLUSTER;
     }
@@ -330,10 +332,8 @@ static int do_initdb(const struct run_as *as, const char *bindir,
     }
     char prog[PATH_MAX + 16];
     snprintf(prog, sizeof(prog), "%s/initdb", bindir);
-    char *argv[] = {prog,           "-D",         tmp,
-                    "-U",           CLUSTER_USER, "-A",
-                    "trust",        "-E",         "UTF8",
-                    "--locale=C",   NULL};
+    char *argv[] = {prog,    "-D", tmp,    "-U",         CLUSTER_USER, "-A",
+                    "trust", "-E", "UTF8", "--locale=C", NULL};
     db__log(DB_LOG_INFO, "db: creating PostgreSQL cluster in %s", pgdir);
     int st = run_wait(as, argv, log_fd);
     if (st != 0) {
@@ -438,8 +438,8 @@ static int clear_leftover(const char *pgdir, struct db_err *err)
                 "arena",
                 (int)pid);
         if (!stop_pid(pid)) {
-            db__err_set(err, "PostgreSQL %d (from %s) does not stop",
-                        (int)pid, pgdir);
+            db__err_set(err, "PostgreSQL %d (from %s) does not stop", (int)pid,
+                        pgdir);
             return DB_ERR_CLUSTER;
         }
     }
@@ -453,13 +453,12 @@ static int clear_leftover(const char *pgdir, struct db_err *err)
 }
 
 static pid_t spawn_postgres(const struct run_as *as, const char *bindir,
-                            const char *pgdir, int log_fd,
-                            struct db_err *err)
+                            const char *pgdir, int log_fd, struct db_err *err)
 {
     char prog[PATH_MAX + 16], sockdir[PATH_MAX + 32];
     snprintf(prog, sizeof(prog), "%s/postgres", bindir);
     snprintf(sockdir, sizeof(sockdir), "unix_socket_directories=%s", pgdir);
-    char *argv[] = {prog, "-D", (char *)pgdir, "-c", "listen_addresses=",
+    char *argv[] = {prog, "-D",    (char *)pgdir, "-c", "listen_addresses=",
                     "-c", sockdir, NULL};
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -500,8 +499,9 @@ static int wait_ready(struct db_cluster *c, const char *admin_conninfo,
         if (PQping(admin_conninfo) == PQPING_OK)
             return DB_OK;
         if (now_s() > end) {
-            db__err_set(err, "postgres did not accept connections within "
-                             "%d s; see %s",
+            db__err_set(err,
+                        "postgres did not accept connections within "
+                        "%d s; see %s",
                         wait_s, c->log_path);
             return DB_ERR_CLUSTER;
         }
@@ -557,8 +557,9 @@ static int prepare(struct db_cluster *c, const char *data_dir, char *abs,
         return DB_ERR_CLUSTER;
     }
     if (flock(c->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        db__err_set(err, "data directory %s is in use by another arena "
-                         "process",
+        db__err_set(err,
+                    "data directory %s is in use by another arena "
+                    "process",
                     abs);
         return DB_ERR_BUSY;
     }
@@ -566,9 +567,10 @@ static int prepare(struct db_cluster *c, const char *data_dir, char *abs,
     if (!path_join(c->dir, sizeof(c->dir), abs, "/pg") ||
         !path_join(c->log_path, sizeof(c->log_path), abs, "/pg.log") ||
         strlen(c->dir) + strlen("/.s.PGSQL.5432") >= sizeof(sun.sun_path)) {
-        db__err_set(err, "data directory path %s is too long for a Unix "
-                         "socket (at most %zu bytes); choose a shorter "
-                         "--data-dir",
+        db__err_set(err,
+                    "data directory path %s is too long for a Unix "
+                    "socket (at most %zu bytes); choose a shorter "
+                    "--data-dir",
                     abs, sizeof(sun.sun_path) - 18);
         return DB_ERR_CLUSTER;
     }
@@ -587,8 +589,8 @@ static int prepare(struct db_cluster *c, const char *data_dir, char *abs,
     return DB_OK;
 }
 
-int db_cluster_start(const char *data_dir, int wait_s,
-                     struct db_cluster **out, struct db_err *err)
+int db_cluster_start(const char *data_dir, int wait_s, struct db_cluster **out,
+                     struct db_err *err)
 {
     *out = NULL;
     struct db_cluster *c = calloc(1, sizeof(*c));
@@ -606,8 +608,7 @@ int db_cluster_start(const char *data_dir, int wait_s,
         rc = find_bindir(bindir, sizeof(bindir), err);
     if (rc != DB_OK)
         goto fail;
-    log_fd = open(c->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                  0640);
+    log_fd = open(c->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (log_fd < 0) {
         db__err_set(err, "cannot open %s: %s", c->log_path, strerror(errno));
         rc = DB_ERR_CLUSTER;
@@ -617,8 +618,9 @@ int db_cluster_start(const char *data_dir, int wait_s,
     snprintf(version, sizeof(version), "%s/PG_VERSION", c->dir);
     if (!file_exists(version)) {
         if (file_exists(c->dir) && !dir_empty(c->dir)) {
-            db__err_set(err, "%s exists but is not a PostgreSQL cluster; "
-                             "move it away",
+            db__err_set(err,
+                        "%s exists but is not a PostgreSQL cluster; "
+                        "move it away",
                         c->dir);
             rc = DB_ERR_CLUSTER;
             goto fail;
@@ -651,8 +653,8 @@ int db_cluster_start(const char *data_dir, int wait_s,
     if (rc != DB_OK)
         goto fail;
     close(log_fd);
-    db__log(DB_LOG_INFO, "db: PostgreSQL %d running on socket %s",
-            (int)c->pid, c->dir);
+    db__log(DB_LOG_INFO, "db: PostgreSQL %d running on socket %s", (int)c->pid,
+            c->dir);
     *out = c;
     return DB_OK;
 

@@ -55,8 +55,9 @@ int db_cmd_migrate(int argc, char **argv)
         } else if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
             data_dir = argv[++i];
         } else {
-            fprintf(stderr, "arena: migrate: unknown option '%s'; see "
-                            "'arena migrate --help'\n",
+            fprintf(stderr,
+                    "arena: migrate: unknown option '%s'; see "
+                    "'arena migrate --help'\n",
                     argv[i]);
             return 2;
         }
@@ -73,8 +74,8 @@ int db_cmd_migrate(int argc, char **argv)
         if (rc == DB_OK)
             url = db_cluster_conninfo(cluster);
     }
-    struct db_pool_config pc = {.conninfo = url, .size = 1,
-                                .connect_timeout_s = 10};
+    struct db_pool_config pc = {
+        .conninfo = url, .size = 1, .connect_timeout_s = 10};
     if (rc == DB_OK)
         rc = db_pool_new(&pc, &pool, &err);
     if (rc == DB_OK)

@@ -41,15 +41,14 @@ static int ensure_table(struct db_conn *c, struct db_err *err)
 }
 
 /* Whether version v is recorded. *done gets the answer. */
-static int is_applied(struct db_conn *c, int v, bool *done,
-                      struct db_err *err)
+static int is_applied(struct db_conn *c, int v, bool *done, struct db_err *err)
 {
     char vs[16];
     snprintf(vs, sizeof(vs), "%d", v);
     const char *params[] = {vs};
     PGresult *r = NULL;
-    int rc = db_exec(c, "SELECT 1 FROM schema_migrations WHERE version = $1",
-                     1, params, &r, err);
+    int rc = db_exec(c, "SELECT 1 FROM schema_migrations WHERE version = $1", 1,
+                     params, &r, err);
     if (rc == DB_OK)
         *done = PQntuples(r) > 0;
     PQclear(r);
@@ -126,8 +125,8 @@ int db_migrate(struct db_conn *c, int *applied, struct db_err *err)
     /* Closing the session would release the lock too; unlock explicitly
      * because the connection goes back to the pool. */
     struct db_err uerr;
-    if (db_exec(c, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", 0,
-                NULL, NULL, &uerr) != DB_OK)
+    if (db_exec(c, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", 0, NULL,
+                NULL, &uerr) != DB_OK)
         db_conn_mark_broken(c);
     return rc;
 }
@@ -139,10 +138,9 @@ int db_migrate_pending(struct db_conn *c, int *pending, struct db_err *err)
     char list[2048];
     size_t n = 0;
     list[n++] = '{';
-    for (size_t i = 0; i < db__migrations_count && n < sizeof(list) - 16;
-         i++)
-        n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%d",
-                              i ? "," : "", db__migrations[i].version);
+    for (size_t i = 0; i < db__migrations_count && n < sizeof(list) - 16; i++)
+        n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%d", i ? "," : "",
+                              db__migrations[i].version);
     snprintf(list + n, sizeof(list) - n, "}");
     const char *params[] = {list};
     PGresult *r = NULL;

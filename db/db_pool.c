@@ -10,8 +10,9 @@
  *
  * Broken connections: a query that fails with CONNECTION_BAD marks the
  * slot; at acquire, a slot whose socket turned readable while idle (the
- * server closed it, e.g. on restart) is closed and reconnected. So after a database restart the next
- * acquire hands out a fresh connection, with no restart of Arena.
+ * server closed it, e.g. on restart) is closed and reconnected. So after a
+ * database restart the next acquire hands out a fresh connection, with no
+ * restart of Arena.
  */
 #include <errno.h>
 #include <poll.h>
@@ -130,8 +131,7 @@ int db_pool_new(const struct db_pool_config *cfg, struct db_pool **out,
 {
     *out = NULL;
     if (cfg->size < 1 || cfg->size > 1000) {
-        db__err_set(err, "pool size %d is not between 1 and 1000",
-                    cfg->size);
+        db__err_set(err, "pool size %d is not between 1 and 1000", cfg->size);
         return DB_ERR;
     }
     char *perr = NULL;
@@ -263,15 +263,14 @@ static int conn_open(struct db_pool *p, struct db_conn *c, struct db_err *err)
     /* Pin the session settings with a parameterised call. The timeout
      * is in milliseconds when given without a unit. */
     const char *params[] = {p->search_path, p->statement_timeout};
-    PGresult *r = PQexecParams(
-        c->pg,
-        "SELECT pg_catalog.set_config('search_path', $1, false),"
-        " pg_catalog.set_config('statement_timeout', $2, false)",
-        2, NULL, params, NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(c->pg,
+                     "SELECT pg_catalog.set_config('search_path', $1, false),"
+                     " pg_catalog.set_config('statement_timeout', $2, false)",
+                     2, NULL, params, NULL, NULL, 0);
     int rc = DB_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        db__err_set(err, "session setup failed: %s",
-                    PQresultErrorMessage(r));
+        db__err_set(err, "session setup failed: %s", PQresultErrorMessage(r));
         rc = DB_ERR_CONNECT;
         PQfinish(c->pg);
         c->pg = NULL;

@@ -24,10 +24,10 @@ enum infer_status {
     INFER_ERR_FORMAT = -2,      /* malformed, truncated or hostile file */
     INFER_ERR_UNSUPPORTED = -3, /* valid but not supported (arch, type) */
     INFER_ERR_NOMEM = -4,
-    INFER_ERR_ARG = -5,       /* bad argument from the caller */
-    INFER_ERR_BUSY = -6,      /* queue or pool full (scheduler) */
+    INFER_ERR_ARG = -5,  /* bad argument from the caller */
+    INFER_ERR_BUSY = -6, /* queue or pool full (scheduler) */
     INFER_ERR_CANCELLED = -7,
-    INFER_ERR_TOO_LONG = -8,  /* prompt does not fit the context */
+    INFER_ERR_TOO_LONG = -8, /* prompt does not fit the context */
 };
 
 /* A static English description of a status. Cannot fail. */
@@ -119,8 +119,8 @@ const char *infer_tok_text(const struct infer_tok *t, int id, size_t *len);
  * and returns the full length. Where encode added a SentencePiece space
  * prefix (at the start and after a special token), one leading space is
  * dropped, so decode(encode(x)) == x. */
-size_t infer_tok_decode(const struct infer_tok *t, const int32_t *ids,
-                        size_t n, bool render_special, char *out, size_t cap);
+size_t infer_tok_decode(const struct infer_tok *t, const int32_t *ids, size_t n,
+                        bool render_special, char *out, size_t cap);
 
 /* Streaming UTF-8: push token pieces as they come; only whole characters
  * come out (a split character waits for its continuation bytes), and each
@@ -175,7 +175,8 @@ char *infer_chat_render(enum infer_chat_format f,
                         bool add_assistant);
 
 /* ---- engines, streams, waiters and the hub (infer_engine*.c, ---------------
- * ---- infer_sched*.c, infer_remote*.c, infer_hub*.c) ------------------------- */
+ * ---- infer_sched*.c, infer_remote*.c, infer_hub*.c) -------------------------
+ */
 
 /*
  * An engine is one loaded local model with its own scheduler thread
@@ -242,33 +243,33 @@ enum infer_chat_format infer_engine_chat_format(const struct infer_engine *e);
 /* A snapshot of an engine's state (tests, /v1/models, the bench). */
 struct infer_engine_info {
     bool remote;
-    int ctx_len;                /* max tokens per sequence (0 if remote) */
-    int kv_blocks, kv_free;     /* pool size and free blocks now, blocks
-                                   held by cached sessions count as used */
+    int ctx_len;            /* max tokens per sequence (0 if remote) */
+    int kv_blocks, kv_free; /* pool size and free blocks now, blocks
+                               held by cached sessions count as used */
     int cached_sessions;
-    int running, queued;        /* requests */
-    long long steps;            /* forward passes run so far */
+    int running, queued; /* requests */
+    long long steps;     /* forward passes run so far */
 };
 void infer_engine_info(struct infer_engine *e, struct infer_engine_info *out);
 
-struct infer_params {          /* zero-initialised = greedy, defaults */
+struct infer_params {                  /* zero-initialised = greedy, defaults */
     const struct infer_chat_msg *msgs; /* chat: rendered with the model's */
     size_t n_msgs;                     /* template (ChatML gets its default
                                           system prompt if none is given) */
-    const char *prompt;        /* or a raw completion prompt (msgs NULL) */
-    int max_tokens;            /* <= 0: up to the context length */
-    float temperature;         /* <= 0: greedy */
-    float top_p;               /* 0 or >= 1: off */
-    float min_p;               /* <= 0: off */
-    float repeat_penalty;      /* 0 or 1: off */
-    int top_k;                 /* <= 0: off */
+    const char *prompt;   /* or a raw completion prompt (msgs NULL) */
+    int max_tokens;       /* <= 0: up to the context length */
+    float temperature;    /* <= 0: greedy */
+    float top_p;          /* 0 or >= 1: off */
+    float min_p;          /* <= 0: off */
+    float repeat_penalty; /* 0 or 1: off */
+    int top_k;            /* <= 0: off */
     uint64_t seed;
-    const char *const *stop;   /* stop strings (copied at submit) */
+    const char *const *stop; /* stop strings (copied at submit) */
     size_t n_stop;
-    uint64_t session;          /* != 0: keep this conversation's KV after it
-                                  ends and reuse its longest common token
-                                  prefix in the next request with the same
-                                  session (stats.cached_tokens) */
+    uint64_t session; /* != 0: keep this conversation's KV after it
+                         ends and reuse its longest common token
+                         prefix in the next request with the same
+                         session (stats.cached_tokens) */
 };
 
 /* Lets one thread wait on several streams (both sides of a battle): a
@@ -330,8 +331,8 @@ struct infer_hub *infer_hub_new(const struct infer_engine_opts *defaults);
 void infer_hub_free(struct infer_hub *h); /* frees every engine; NULL ok */
 /* Adds e under a unique name; the hub owns e from then on (also on
  * failure: INFER_ERR_ARG if the name is taken or empty, e is freed). */
-int infer_hub_add(struct infer_hub *h, const char *name,
-                  struct infer_engine *e, struct infer_err *err);
+int infer_hub_add(struct infer_hub *h, const char *name, struct infer_engine *e,
+                  struct infer_err *err);
 /* Borrowed; NULL if none. */
 struct infer_engine *infer_hub_get(struct infer_hub *h, const char *name);
 /* Writes up to cap borrowed names (sorted) and returns how many there are. */

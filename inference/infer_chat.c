@@ -11,7 +11,8 @@
 
 #include "infer.h"
 
-/* ---- a growable string ----------------------------------------------------- */
+/* ---- a growable string -----------------------------------------------------
+ */
 
 struct sb {
     char *s; /* (cap,) NUL-terminated */
@@ -64,7 +65,8 @@ static void sb_trimmed(struct sb *b, const char *p)
     sb_put(b, p, len);
 }
 
-/* ---- detection and names ------------------------------------------------------ */
+/* ---- detection and names
+ * ------------------------------------------------------ */
 
 enum infer_chat_format infer_chat_detect(const char *t)
 {
@@ -145,7 +147,8 @@ char *infer_chat_default_system(const char *t)
     return NULL;
 }
 
-/* ---- renderers ------------------------------------------------------------- */
+/* ---- renderers -------------------------------------------------------------
+ */
 
 static bool role_ok(const char *r)
 {
@@ -242,8 +245,8 @@ static void render_zephyr(struct sb *b, const struct infer_chat_msg *m,
 
 /* Phi-3: <|{role}|>\n{content}<|end|>\n ... <|assistant|>\n (BOS comes
  * from the vocabulary's add_bos). */
-static void render_phi3(struct sb *b, const struct infer_chat_msg *m,
-                        size_t n, bool add_assistant)
+static void render_phi3(struct sb *b, const struct infer_chat_msg *m, size_t n,
+                        bool add_assistant)
 {
     for (size_t i = 0; i < n; i++) {
         sb_cat(b, "<|");
@@ -259,8 +262,8 @@ static void render_phi3(struct sb *b, const struct infer_chat_msg *m,
 /* Gemma: <bos><start_of_turn>{user|model}\n{content|trim}<end_of_turn>\n.
  * Gemma's template rejects a system role; like llama.cpp, we put the system
  * prompt at the head of the next user turn instead. */
-static void render_gemma(struct sb *b, const struct infer_chat_msg *m,
-                         size_t n, bool add_assistant)
+static void render_gemma(struct sb *b, const struct infer_chat_msg *m, size_t n,
+                         bool add_assistant)
 {
     sb_cat(b, "<bos>");
     const char *sys = NULL;
@@ -286,8 +289,7 @@ static void render_gemma(struct sb *b, const struct infer_chat_msg *m,
 }
 
 /* Completion mode: the contents, one per line. */
-static void render_plain(struct sb *b, const struct infer_chat_msg *m,
-                         size_t n)
+static void render_plain(struct sb *b, const struct infer_chat_msg *m, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (i > 0)

@@ -13,7 +13,7 @@
 #include "infer_model.h"
 
 #define PROMPT_CHUNK 64 /* prompt tokens per forward call */
-#define MAX_STOPS 8
+#define MAX_STOPS    8
 
 double infer_now(void)
 {
@@ -22,7 +22,8 @@ double infer_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* ---- option parsing helpers ------------------------------------------------------ */
+/* ---- option parsing helpers
+ * ------------------------------------------------------ */
 
 static bool parse_int(const char *s, long lo, long hi, long *out)
 {
@@ -52,7 +53,8 @@ static int usage_error(const char *cmd, const char *what)
     return 2;
 }
 
-/* ---- generate ---------------------------------------------------------------------- */
+/* ---- generate
+ * ---------------------------------------------------------------------- */
 
 struct gen_opts {
     const char *model, *prompt, *kernels;
@@ -76,26 +78,25 @@ struct gen_state {
 
 static void gen_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: arena generate --model FILE [options]\n\n"
-            "Generates text from a prompt (or from BOS) and prints it as it "
-            "comes.\n"
-            "  --prompt TEXT          prompt (default: empty)\n"
-            "  --chat                 wrap the prompt in the model's chat "
-            "template\n"
-            "  --max-tokens N         tokens to generate (default 128)\n"
-            "  --temperature T        0 is greedy (default 0)\n"
-            "  --top-k K --top-p P --min-p P   sampling filters (40, 0.95, "
-            "0.05)\n"
-            "  --repeat-penalty R --repeat-last-n N   (1.0, 64)\n"
-            "  --seed S               sampling seed (default 1)\n"
-            "  --stop TEXT            stop before TEXT (repeatable)\n"
-            "  --threads N            compute threads (default: all CPUs)\n"
-            "  --kernels NAME         scalar | avx2 | avx512 (default: "
-            "best)\n"
-            "  --ids                  print generated ids on one line, not "
-            "text\n"
-            "  --stats, --verbose     print bandwidth figures to stderr\n");
+    fprintf(f, "usage: arena generate --model FILE [options]\n\n"
+               "Generates text from a prompt (or from BOS) and prints it as it "
+               "comes.\n"
+               "  --prompt TEXT          prompt (default: empty)\n"
+               "  --chat                 wrap the prompt in the model's chat "
+               "template\n"
+               "  --max-tokens N         tokens to generate (default 128)\n"
+               "  --temperature T        0 is greedy (default 0)\n"
+               "  --top-k K --top-p P --min-p P   sampling filters (40, 0.95, "
+               "0.05)\n"
+               "  --repeat-penalty R --repeat-last-n N   (1.0, 64)\n"
+               "  --seed S               sampling seed (default 1)\n"
+               "  --stop TEXT            stop before TEXT (repeatable)\n"
+               "  --threads N            compute threads (default: all CPUs)\n"
+               "  --kernels NAME         scalar | avx2 | avx512 (default: "
+               "best)\n"
+               "  --ids                  print generated ids on one line, not "
+               "text\n"
+               "  --stats, --verbose     print bandwidth figures to stderr\n");
 }
 
 static int gen_parse(int argc, char **argv, struct gen_opts *o)
@@ -120,37 +121,76 @@ static int gen_parse(int argc, char **argv, struct gen_opts *o)
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    *o = (struct gen_opts){.prompt = "", .max_tokens = 128, .top_k = 40,
-                           .repeat_last_n = 64, .seed = 1, .top_p = 0.95,
-                           .min_p = 0.05, .repeat_penalty = 1.0};
+    *o = (struct gen_opts){.prompt = "",
+                           .max_tokens = 128,
+                           .top_k = 40,
+                           .repeat_last_n = 64,
+                           .seed = 1,
+                           .top_p = 0.95,
+                           .min_p = 0.05,
+                           .repeat_penalty = 1.0};
     optind = 1;
     opterr = 0;
     int ch;
     bool ok = true;
     while (ok && (ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-        case 'm': o->model = optarg; break;
-        case 'p': o->prompt = optarg; break;
-        case 'n': ok = parse_int(optarg, 0, 1 << 24, &o->max_tokens); break;
-        case 't': ok = parse_float(optarg, 0, 100, &o->temperature); break;
-        case 'k': ok = parse_int(optarg, 0, 1 << 30, &o->top_k); break;
-        case 'P': ok = parse_float(optarg, 0, 1, &o->top_p); break;
-        case 'M': ok = parse_float(optarg, 0, 1, &o->min_p); break;
-        case 'r': ok = parse_float(optarg, 0.01, 100, &o->repeat_penalty); break;
-        case 'R': ok = parse_int(optarg, 0, 1 << 20, &o->repeat_last_n); break;
-        case 's': ok = parse_int(optarg, 0, 0x7fffffffL, &o->seed); break;
-        case 'T': ok = parse_int(optarg, 1, 256, &o->threads); break;
-        case 'K': o->kernels = optarg; break;
+        case 'm':
+            o->model = optarg;
+            break;
+        case 'p':
+            o->prompt = optarg;
+            break;
+        case 'n':
+            ok = parse_int(optarg, 0, 1 << 24, &o->max_tokens);
+            break;
+        case 't':
+            ok = parse_float(optarg, 0, 100, &o->temperature);
+            break;
+        case 'k':
+            ok = parse_int(optarg, 0, 1 << 30, &o->top_k);
+            break;
+        case 'P':
+            ok = parse_float(optarg, 0, 1, &o->top_p);
+            break;
+        case 'M':
+            ok = parse_float(optarg, 0, 1, &o->min_p);
+            break;
+        case 'r':
+            ok = parse_float(optarg, 0.01, 100, &o->repeat_penalty);
+            break;
+        case 'R':
+            ok = parse_int(optarg, 0, 1 << 20, &o->repeat_last_n);
+            break;
+        case 's':
+            ok = parse_int(optarg, 0, 0x7fffffffL, &o->seed);
+            break;
+        case 'T':
+            ok = parse_int(optarg, 1, 256, &o->threads);
+            break;
+        case 'K':
+            o->kernels = optarg;
+            break;
         case 'S':
             ok = o->n_stops < MAX_STOPS;
             if (ok)
                 o->stops[o->n_stops++] = optarg;
             break;
-        case 'i': o->ids = true; break;
-        case 'c': o->chat = true; break;
-        case 'v': o->stats = true; break;
-        case 'h': gen_usage(stdout); return 0;
-        default: ok = false; break;
+        case 'i':
+            o->ids = true;
+            break;
+        case 'c':
+            o->chat = true;
+            break;
+        case 'v':
+            o->stats = true;
+            break;
+        case 'h':
+            gen_usage(stdout);
+            return 0;
+        default:
+            ok = false;
+            break;
         }
     }
     if (!ok)
@@ -185,8 +225,8 @@ static int gen_encode(struct gen_state *g, const struct gen_opts *o,
             return infer_err_set(err, INFER_ERR_NOMEM, "cannot render chat");
         src = text;
     }
-    int n = infer_tok_encode(g->m->tok, src, strlen(src), true, o->chat,
-                             g->ids, g->cap);
+    int n = infer_tok_encode(g->m->tok, src, strlen(src), true, o->chat, g->ids,
+                             g->cap);
     free(text);
     if (n < 0)
         return infer_err_set(err, n, "cannot tokenize the prompt");
@@ -226,11 +266,14 @@ static int gen_setup(struct gen_state *g, const struct gen_opts *o,
     if (st == INFER_OK && (infer_seq_init(&g->seq, g->kv, max_ctx) != 0 ||
                            infer_kv_reserve(g->kv, &g->seq, max_ctx) != 0))
         st = infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
-    struct infer_sampler_params sp = {
-        .temperature = (float)o->temperature, .top_k = (int)o->top_k,
-        .top_p = (float)o->top_p, .min_p = (float)o->min_p,
-        .repeat_penalty = (float)o->repeat_penalty,
-        .repeat_last_n = (int)o->repeat_last_n, .seed = (uint64_t)o->seed};
+    struct infer_sampler_params sp = {.temperature = (float)o->temperature,
+                                      .top_k = (int)o->top_k,
+                                      .top_p = (float)o->top_p,
+                                      .min_p = (float)o->min_p,
+                                      .repeat_penalty =
+                                          (float)o->repeat_penalty,
+                                      .repeat_last_n = (int)o->repeat_last_n,
+                                      .seed = (uint64_t)o->seed};
     if (st == INFER_OK &&
         infer_sampler_new(&sp, g->m->cfg.n_vocab, &g->smp) != INFER_OK)
         st = infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
@@ -374,7 +417,8 @@ int infer_cmd_generate(int argc, char **argv)
     return st == INFER_OK ? 0 : 1;
 }
 
-/* ---- tokenize ------------------------------------------------------------------------ */
+/* ---- tokenize
+ * ------------------------------------------------------------------------ */
 
 int infer_cmd_tokenize(int argc, char **argv)
 {
@@ -392,10 +436,18 @@ int infer_cmd_tokenize(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-        case 'm': model = optarg; break;
-        case 't': text = optarg; break;
-        case 'b': bos = false; break;
-        case 's': special = true; break;
+        case 'm':
+            model = optarg;
+            break;
+        case 't':
+            text = optarg;
+            break;
+        case 'b':
+            bos = false;
+            break;
+        case 's':
+            special = true;
+            break;
         case 'h':
             printf("usage: arena tokenize --model FILE --text TEXT "
                    "[--no-bos] [--special]\n\n"
@@ -403,7 +455,8 @@ int infer_cmd_tokenize(int argc, char **argv)
                    "  --no-bos   do not add BOS\n"
                    "  --special  parse special tokens written in TEXT\n");
             return 0;
-        default: return usage_error(argv[0], "bad option");
+        default:
+            return usage_error(argv[0], "bad option");
         }
     }
     if (model == NULL || text == NULL || optind < argc)
@@ -430,7 +483,8 @@ int infer_cmd_tokenize(int argc, char **argv)
     return n >= 0 ? 0 : 1;
 }
 
-/* ---- model-info ---------------------------------------------------------------------- */
+/* ---- model-info
+ * ---------------------------------------------------------------------- */
 
 static void info_types(const struct infer_model *m)
 {
@@ -443,8 +497,8 @@ static void info_types(const struct infer_model *m)
         }
     } else {
         size_t sz = m->map_size;
-        count[INFER_TYPE_F32] = 2 + 9 * (uint64_t)m->cfg.n_layers +
-                                !m->cfg.tied_output;
+        count[INFER_TYPE_F32] =
+            2 + 9 * (uint64_t)m->cfg.n_layers + !m->cfg.tied_output;
         bytes[INFER_TYPE_F32] = sz - 28;
     }
     printf("tensors:");
@@ -482,8 +536,8 @@ int infer_cmd_model_info(int argc, char **argv)
            c->hidden, c->n_vocab, c->n_ctx_train);
     printf("rope: base %g, %d dims, %s pairing; rms eps %g; output %s; qkv "
            "bias %s\n",
-           c->rope_base, c->n_rot, c->rope_neox ? "neox" : "normal",
-           c->rms_eps, c->tied_output ? "tied" : "separate",
+           c->rope_base, c->n_rot, c->rope_neox ? "neox" : "normal", c->rms_eps,
+           c->tied_output ? "tied" : "separate",
            c->has_qkv_bias ? "yes" : "no");
     printf("parameters: %.1f M; weights read per token: %.2f MB\n",
            m->n_params / 1e6, m->weight_bytes / 1e6);
@@ -494,8 +548,8 @@ int infer_cmd_model_info(int argc, char **argv)
                                       : "none (completion)");
     struct infer_tok *tok;
     if (infer_tok_load_for_model(argv[1], &tok, &err) == INFER_OK) {
-        printf("tokenizer: %d tokens, bos %d, eos %d\n",
-               infer_tok_n_vocab(tok), infer_tok_bos(tok), infer_tok_eos(tok));
+        printf("tokenizer: %d tokens, bos %d, eos %d\n", infer_tok_n_vocab(tok),
+               infer_tok_bos(tok), infer_tok_eos(tok));
         infer_tok_free(tok);
     } else {
         printf("tokenizer: unavailable (%s)\n", err.msg);

@@ -28,10 +28,10 @@
 #error "the GGUF reader assumes a little-endian host"
 #endif
 
-#define GGUF_MAGIC 0x46554747u /* "GGUF" read as a little-endian u32 */
+#define GGUF_MAGIC             0x46554747u /* "GGUF" read as a little-endian u32 */
 #define GGUF_DEFAULT_ALIGNMENT 32
-#define GGUF_MAX_DEPTH 4        /* nested arrays beyond this are rejected */
-#define GGUF_MAX_NAME 256       /* longest tensor name accepted, bytes */
+#define GGUF_MAX_DEPTH         4   /* nested arrays beyond this are rejected */
+#define GGUF_MAX_NAME          256 /* longest tensor name accepted, bytes */
 
 /* ---- tensor types ------------------------------------------------------- */
 
@@ -42,16 +42,26 @@ struct type_info {
 };
 
 static const struct type_info type_table[INFER_TYPE_COUNT] = {
-    [INFER_TYPE_F32] = {"F32", 1, 4},       [INFER_TYPE_F16] = {"F16", 1, 2},
-    [INFER_TYPE_Q4_0] = {"Q4_0", 32, 18},   [INFER_TYPE_Q4_1] = {"Q4_1", 32, 20},
-    [INFER_TYPE_Q5_0] = {"Q5_0", 32, 22},   [INFER_TYPE_Q5_1] = {"Q5_1", 32, 24},
-    [INFER_TYPE_Q8_0] = {"Q8_0", 32, 34},   [INFER_TYPE_Q8_1] = {"Q8_1", 32, 36},
-    [INFER_TYPE_Q2_K] = {"Q2_K", 256, 84},  [INFER_TYPE_Q3_K] = {"Q3_K", 256, 110},
-    [INFER_TYPE_Q4_K] = {"Q4_K", 256, 144}, [INFER_TYPE_Q5_K] = {"Q5_K", 256, 176},
-    [INFER_TYPE_Q6_K] = {"Q6_K", 256, 210}, [INFER_TYPE_Q8_K] = {"Q8_K", 256, 292},
-    [INFER_TYPE_I8] = {"I8", 1, 1},         [INFER_TYPE_I16] = {"I16", 1, 2},
-    [INFER_TYPE_I32] = {"I32", 1, 4},       [INFER_TYPE_I64] = {"I64", 1, 8},
-    [INFER_TYPE_F64] = {"F64", 1, 8},       [INFER_TYPE_BF16] = {"BF16", 1, 2},
+    [INFER_TYPE_F32] = {"F32", 1, 4},
+    [INFER_TYPE_F16] = {"F16", 1, 2},
+    [INFER_TYPE_Q4_0] = {"Q4_0", 32, 18},
+    [INFER_TYPE_Q4_1] = {"Q4_1", 32, 20},
+    [INFER_TYPE_Q5_0] = {"Q5_0", 32, 22},
+    [INFER_TYPE_Q5_1] = {"Q5_1", 32, 24},
+    [INFER_TYPE_Q8_0] = {"Q8_0", 32, 34},
+    [INFER_TYPE_Q8_1] = {"Q8_1", 32, 36},
+    [INFER_TYPE_Q2_K] = {"Q2_K", 256, 84},
+    [INFER_TYPE_Q3_K] = {"Q3_K", 256, 110},
+    [INFER_TYPE_Q4_K] = {"Q4_K", 256, 144},
+    [INFER_TYPE_Q5_K] = {"Q5_K", 256, 176},
+    [INFER_TYPE_Q6_K] = {"Q6_K", 256, 210},
+    [INFER_TYPE_Q8_K] = {"Q8_K", 256, 292},
+    [INFER_TYPE_I8] = {"I8", 1, 1},
+    [INFER_TYPE_I16] = {"I16", 1, 2},
+    [INFER_TYPE_I32] = {"I32", 1, 4},
+    [INFER_TYPE_I64] = {"I64", 1, 8},
+    [INFER_TYPE_F64] = {"F64", 1, 8},
+    [INFER_TYPE_BF16] = {"BF16", 1, 2},
 };
 
 const char *infer_type_name(uint32_t type)
@@ -74,16 +84,26 @@ size_t infer_type_size(uint32_t type)
 const char *infer_strerror(int status)
 {
     switch (status) {
-    case INFER_OK: return "success";
-    case INFER_ERR_IO: return "cannot read file";
-    case INFER_ERR_FORMAT: return "malformed file";
-    case INFER_ERR_UNSUPPORTED: return "unsupported";
-    case INFER_ERR_NOMEM: return "out of memory";
-    case INFER_ERR_ARG: return "bad argument";
-    case INFER_ERR_BUSY: return "busy";
-    case INFER_ERR_CANCELLED: return "cancelled";
-    case INFER_ERR_TOO_LONG: return "prompt too long for the context";
-    default: return "unknown error";
+    case INFER_OK:
+        return "success";
+    case INFER_ERR_IO:
+        return "cannot read file";
+    case INFER_ERR_FORMAT:
+        return "malformed file";
+    case INFER_ERR_UNSUPPORTED:
+        return "unsupported";
+    case INFER_ERR_NOMEM:
+        return "out of memory";
+    case INFER_ERR_ARG:
+        return "bad argument";
+    case INFER_ERR_BUSY:
+        return "busy";
+    case INFER_ERR_CANCELLED:
+        return "cancelled";
+    case INFER_ERR_TOO_LONG:
+        return "prompt too long for the context";
+    default:
+        return "unknown error";
     }
 }
 
@@ -147,11 +167,11 @@ struct infer_gguf {
     uint32_t version;
     uint32_t alignment;
     int64_t n_kv;
-    struct gguf_kv *kv;                     /* (n_kv) */
+    struct gguf_kv *kv; /* (n_kv) */
     int64_t n_tensors;
-    struct infer_gguf_tensor *tensors;      /* (n_tensors) file order */
+    struct infer_gguf_tensor *tensors;        /* (n_tensors) file order */
     const struct infer_gguf_tensor **by_name; /* (n_tensors) sorted */
-    uint64_t data_off; /* start of the data section */
+    uint64_t data_off;                        /* start of the data section */
 };
 
 /* A bounds-checked reading position. */
@@ -207,16 +227,21 @@ static size_t scalar_size(uint32_t t)
     switch (t) {
     case INFER_GGUF_U8:
     case INFER_GGUF_I8:
-    case INFER_GGUF_BOOL: return 1;
+    case INFER_GGUF_BOOL:
+        return 1;
     case INFER_GGUF_U16:
-    case INFER_GGUF_I16: return 2;
+    case INFER_GGUF_I16:
+        return 2;
     case INFER_GGUF_U32:
     case INFER_GGUF_I32:
-    case INFER_GGUF_F32: return 4;
+    case INFER_GGUF_F32:
+        return 4;
     case INFER_GGUF_U64:
     case INFER_GGUF_I64:
-    case INFER_GGUF_F64: return 8;
-    default: return 0;
+    case INFER_GGUF_F64:
+        return 8;
+    default:
+        return 0;
     }
 }
 
@@ -225,8 +250,12 @@ static void scalar_decode(uint32_t t, const uint8_t *p, struct gguf_kv *kv)
 {
     switch (t) {
     case INFER_GGUF_U8:
-    case INFER_GGUF_BOOL: kv->v.u = p[0]; break;
-    case INFER_GGUF_I8: kv->v.i = (int8_t)p[0]; break;
+    case INFER_GGUF_BOOL:
+        kv->v.u = p[0];
+        break;
+    case INFER_GGUF_I8:
+        kv->v.i = (int8_t)p[0];
+        break;
     case INFER_GGUF_U16: {
         uint16_t x;
         memcpy(&x, p, 2);
@@ -257,10 +286,17 @@ static void scalar_decode(uint32_t t, const uint8_t *p, struct gguf_kv *kv)
         kv->v.f = x;
         break;
     }
-    case INFER_GGUF_U64: memcpy(&kv->v.u, p, 8); break;
-    case INFER_GGUF_I64: memcpy(&kv->v.i, p, 8); break;
-    case INFER_GGUF_F64: memcpy(&kv->v.f, p, 8); break;
-    default: break;
+    case INFER_GGUF_U64:
+        memcpy(&kv->v.u, p, 8);
+        break;
+    case INFER_GGUF_I64:
+        memcpy(&kv->v.i, p, 8);
+        break;
+    case INFER_GGUF_F64:
+        memcpy(&kv->v.f, p, 8);
+        break;
+    default:
+        break;
     }
 }
 
@@ -270,7 +306,9 @@ static int scalar_i64(uint32_t t, const struct gguf_kv *kv, int64_t *out)
     case INFER_GGUF_U8:
     case INFER_GGUF_U16:
     case INFER_GGUF_U32:
-    case INFER_GGUF_BOOL: *out = (int64_t)kv->v.u; return INFER_OK;
+    case INFER_GGUF_BOOL:
+        *out = (int64_t)kv->v.u;
+        return INFER_OK;
     case INFER_GGUF_U64:
         if (kv->v.u > (uint64_t)INT64_MAX)
             return INFER_ERR_FORMAT;
@@ -279,8 +317,11 @@ static int scalar_i64(uint32_t t, const struct gguf_kv *kv, int64_t *out)
     case INFER_GGUF_I8:
     case INFER_GGUF_I16:
     case INFER_GGUF_I32:
-    case INFER_GGUF_I64: *out = kv->v.i; return INFER_OK;
-    default: return INFER_ERR_FORMAT;
+    case INFER_GGUF_I64:
+        *out = kv->v.i;
+        return INFER_OK;
+    default:
+        return INFER_ERR_FORMAT;
     }
 }
 
@@ -511,8 +552,7 @@ static int read_kvs(struct cursor *c, struct infer_gguf *g, uint64_t n,
         for (uint64_t i = 1; i < n; i++) {
             if (strcmp(s[i - 1]->key, s[i]->key) == 0) {
                 char nb[72];
-                infer_err_set(err, INFER_ERR_FORMAT,
-                              "gguf: duplicate key '%s'",
+                infer_err_set(err, INFER_ERR_FORMAT, "gguf: duplicate key '%s'",
                               safe_name(s[i]->key, nb, sizeof(nb)));
                 free(s);
                 return INFER_ERR_FORMAT;
@@ -547,8 +587,7 @@ static int read_tensor_info(struct cursor *c, struct infer_gguf_tensor *t,
                             uint64_t i, struct infer_err *err)
 {
     char what[48], nb[72];
-    snprintf(what, sizeof(what), "name of tensor %llu",
-             (unsigned long long)i);
+    snprintf(what, sizeof(what), "name of tensor %llu", (unsigned long long)i);
     size_t len = 0;
     char *name = NULL;
     int st = read_string(c, &name, &len, what, err);
@@ -599,8 +638,8 @@ static int read_tensor_info(struct cursor *c, struct infer_gguf_tensor *t,
         return infer_err_set(err, INFER_ERR_FORMAT,
                              "gguf: tensor '%s': row of %lld elements is not "
                              "a multiple of the %s block (%d)",
-                             tn, (long long)t->ne[0],
-                             infer_type_name(t->type), blk);
+                             tn, (long long)t->ne[0], infer_type_name(t->type),
+                             blk);
     uint64_t nb_bytes;
     if (__builtin_mul_overflow((uint64_t)(nel / blk),
                                (uint64_t)infer_type_size(t->type), &nb_bytes))
@@ -648,10 +687,9 @@ static int check_tensor_set(struct infer_gguf *g, struct infer_err *err)
     qsort(g->by_name, n, sizeof(*g->by_name), cmp_tensor_name);
     for (size_t i = 1; i < n; i++)
         if (strcmp(g->by_name[i - 1]->name, g->by_name[i]->name) == 0)
-            return infer_err_set(err, INFER_ERR_FORMAT,
-                                 "gguf: duplicate tensor '%s'",
-                                 safe_name(g->by_name[i]->name, nb,
-                                           sizeof(nb)));
+            return infer_err_set(
+                err, INFER_ERR_FORMAT, "gguf: duplicate tensor '%s'",
+                safe_name(g->by_name[i]->name, nb, sizeof(nb)));
     return INFER_OK;
 }
 
@@ -784,8 +822,8 @@ int infer_gguf_open(const char *path, struct infer_gguf **out,
     int e = errno;
     close(fd);
     if (p == MAP_FAILED)
-        return infer_err_set(err, INFER_ERR_IO, "gguf: cannot map %s: %s",
-                             path, strerror(e));
+        return infer_err_set(err, INFER_ERR_IO, "gguf: cannot map %s: %s", path,
+                             strerror(e));
     struct infer_gguf *g = calloc(1, sizeof(*g));
     if (g == NULL) {
         munmap(p, (size_t)sb.st_size);
@@ -860,7 +898,7 @@ enum infer_gguf_type infer_gguf_key_type(const struct infer_gguf *g,
                                          int64_t key)
 {
     if (key < 0 || key >= g->n_kv)
-        return (enum infer_gguf_type)-1;
+        return (enum infer_gguf_type) - 1;
     return (enum infer_gguf_type)g->kv[key].type;
 }
 
@@ -873,8 +911,7 @@ int infer_gguf_get_i64(const struct infer_gguf *g, const char *key,
     return scalar_i64(g->kv[k].type, &g->kv[k], out);
 }
 
-int infer_gguf_get_f64(const struct infer_gguf *g, const char *key,
-                       double *out)
+int infer_gguf_get_f64(const struct infer_gguf *g, const char *key, double *out)
 {
     int64_t k = infer_gguf_find_key(g, key);
     if (k < 0)
@@ -894,7 +931,7 @@ enum infer_gguf_type infer_gguf_arr_type(const struct infer_gguf *g,
                                          int64_t key)
 {
     if (key < 0 || key >= g->n_kv || g->kv[key].type != INFER_GGUF_ARRAY)
-        return (enum infer_gguf_type)-1;
+        return (enum infer_gguf_type) - 1;
     return (enum infer_gguf_type)g->kv[key].arr_type;
 }
 

@@ -74,13 +74,13 @@ struct infer_gguf; /* an opened, memory-mapped, fully validated GGUF file */
  * innermost (contiguous) dimension: a matrix of n rows of k elements has
  * ne = {k, n}. Unused trailing ne[] are 1. */
 struct infer_gguf_tensor {
-    const char *name;   /* NUL-terminated copy */
-    uint32_t type;      /* enum infer_type; always one the reader knows */
-    int n_dims;         /* 1..4 */
-    int64_t ne[4];      /* each >= 1; product fits in int64 */
-    uint64_t nbytes;    /* bytes of data */
-    uint64_t offset;    /* from the start of the data section */
-    const void *data;   /* nbytes bytes inside the file */
+    const char *name; /* NUL-terminated copy */
+    uint32_t type;    /* enum infer_type; always one the reader knows */
+    int n_dims;       /* 1..4 */
+    int64_t ne[4];    /* each >= 1; product fits in int64 */
+    uint64_t nbytes;  /* bytes of data */
+    uint64_t offset;  /* from the start of the data section */
+    const void *data; /* nbytes bytes inside the file */
 };
 
 /* Opens and validates path (mmap'd read-only). On failure returns

@@ -18,7 +18,8 @@
 
 #define ALIGN 32
 
-/* ---- shapes ------------------------------------------------------------------- */
+/* ---- shapes
+ * ------------------------------------------------------------------- */
 
 int infer_mkmodel_shape(const char *shape, struct infer_mkmodel_spec *s)
 {
@@ -31,30 +32,55 @@ int infer_mkmodel_shape(const char *shape, struct infer_mkmodel_spec *s)
     s->seed = 1;
     if (shape != NULL && strcmp(shape, "smollm2-135m") == 0) {
         /* HuggingFaceTB/SmolLM2-135M */
-        *c = (struct infer_config){
-            .arch = INFER_ARCH_LLAMA, .n_vocab = 49152, .dim = 576,
-            .n_layers = 30, .n_heads = 9, .n_kv_heads = 3, .head_dim = 64,
-            .hidden = 1536, .n_rot = 64, .n_ctx_train = 8192,
-            .rope_base = 100000.0f, .rms_eps = 1e-5f, .tied_output = true};
+        *c = (struct infer_config){.arch = INFER_ARCH_LLAMA,
+                                   .n_vocab = 49152,
+                                   .dim = 576,
+                                   .n_layers = 30,
+                                   .n_heads = 9,
+                                   .n_kv_heads = 3,
+                                   .head_dim = 64,
+                                   .hidden = 1536,
+                                   .n_rot = 64,
+                                   .n_ctx_train = 8192,
+                                   .rope_base = 100000.0f,
+                                   .rms_eps = 1e-5f,
+                                   .tied_output = true};
         s->name = "SmolLM2-135M (random weights)";
         s->chatml = true;
     } else if (shape != NULL && strcmp(shape, "qwen2.5-0.5b") == 0) {
         /* Qwen/Qwen2.5-0.5B */
-        *c = (struct infer_config){
-            .arch = INFER_ARCH_QWEN2, .n_vocab = 151936, .dim = 896,
-            .n_layers = 24, .n_heads = 14, .n_kv_heads = 2, .head_dim = 64,
-            .hidden = 4864, .n_rot = 64, .n_ctx_train = 32768,
-            .rope_base = 1000000.0f, .rms_eps = 1e-6f, .rope_neox = true,
-            .tied_output = true, .has_qkv_bias = true};
+        *c = (struct infer_config){.arch = INFER_ARCH_QWEN2,
+                                   .n_vocab = 151936,
+                                   .dim = 896,
+                                   .n_layers = 24,
+                                   .n_heads = 14,
+                                   .n_kv_heads = 2,
+                                   .head_dim = 64,
+                                   .hidden = 4864,
+                                   .n_rot = 64,
+                                   .n_ctx_train = 32768,
+                                   .rope_base = 1000000.0f,
+                                   .rms_eps = 1e-6f,
+                                   .rope_neox = true,
+                                   .tied_output = true,
+                                   .has_qkv_bias = true};
         s->name = "Qwen2.5-0.5B (random weights)";
         s->chatml = true;
     } else if (shape != NULL && strcmp(shape, "tiny") == 0) {
         /* Small, but every row a multiple of 256 so K-quants apply. */
-        *c = (struct infer_config){
-            .arch = INFER_ARCH_LLAMA, .n_vocab = 512, .dim = 256,
-            .n_layers = 2, .n_heads = 8, .n_kv_heads = 4, .head_dim = 32,
-            .hidden = 768, .n_rot = 32, .n_ctx_train = 512,
-            .rope_base = 10000.0f, .rms_eps = 1e-5f, .tied_output = false};
+        *c = (struct infer_config){.arch = INFER_ARCH_LLAMA,
+                                   .n_vocab = 512,
+                                   .dim = 256,
+                                   .n_layers = 2,
+                                   .n_heads = 8,
+                                   .n_kv_heads = 4,
+                                   .head_dim = 32,
+                                   .hidden = 768,
+                                   .n_rot = 32,
+                                   .n_ctx_train = 512,
+                                   .rope_base = 10000.0f,
+                                   .rms_eps = 1e-5f,
+                                   .tied_output = false};
         s->name = "tiny (random weights)";
     } else {
         return INFER_ERR_ARG;
@@ -62,7 +88,8 @@ int infer_mkmodel_shape(const char *shape, struct infer_mkmodel_spec *s)
     return INFER_OK;
 }
 
-/* ---- a growable byte buffer for the header ------------------------------------------ */
+/* ---- a growable byte buffer for the header
+ * ------------------------------------------ */
 
 struct buf {
     unsigned char *p;
@@ -148,7 +175,8 @@ static void kv_arch_u32(struct buf *b, const char *arch, const char *k,
     kv_u32(b, full, v);
 }
 
-/* ---- the vocabulary ---------------------------------------------------------------- */
+/* ---- the vocabulary
+ * ---------------------------------------------------------------- */
 
 #define N_SPECIAL 5 /* <unk> <s> </s> <|im_start|> <|im_end|> */
 
@@ -157,8 +185,8 @@ static void vocab_piece(int id, char *out, size_t cap)
     static const char *const special[N_SPECIAL] = {
         "<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"};
     static const char *const words[] = {
-        "the", "a", "and", "to", "of", "in", "is", "it", "you", "that",
-        "he", "was", "for", "on", "are", "with", "as", "I", "his", "they"};
+        "the", "a",   "and", "to", "of",  "in",   "is", "it", "you", "that",
+        "he",  "was", "for", "on", "are", "with", "as", "I",  "his", "they"};
     if (id < N_SPECIAL)
         snprintf(out, cap, "%s", special[id]);
     else if (id < N_SPECIAL + 256)
@@ -196,7 +224,10 @@ static void put_vocab(struct buf *b, const struct infer_mkmodel_spec *s)
     put_u64(b, (uint64_t)n);
     for (int i = 0; i < n; i++) {
         /* 1 normal, 2 unknown, 3 control, 6 byte */
-        int32_t t = i == 0 ? 2 : i < N_SPECIAL ? 3 : i < N_SPECIAL + 256 ? 6 : 1;
+        int32_t t = i == 0                ? 2
+                    : i < N_SPECIAL       ? 3
+                    : i < N_SPECIAL + 256 ? 6
+                                          : 1;
         put(b, &t, 4);
     }
     kv_str(b, "tokenizer.ggml.model", "llama");
@@ -213,7 +244,8 @@ static void put_vocab(struct buf *b, const struct infer_mkmodel_spec *s)
                "{% endif %}");
 }
 
-/* ---- tensors ------------------------------------------------------------------------ */
+/* ---- tensors
+ * ------------------------------------------------------------------------ */
 
 enum tkind { T_EMBD, T_OUT, T_NORM, T_BIAS, T_ATTN, T_ATTN_V, T_FFN, T_DOWN };
 
@@ -343,8 +375,9 @@ static int write_tensor(FILE *f, const struct tdesc *t, uint64_t *rng,
                         float *row, void *qrow)
 {
     /* Scales keep activations of a random network in a sane range. */
-    float amp = t->kind == T_EMBD ? 1.0f : t->kind == T_BIAS ? 0.1f
-                                                             : 1.0f / sqrtf((float)t->cols);
+    float amp = t->kind == T_EMBD   ? 1.0f
+                : t->kind == T_BIAS ? 0.1f
+                                    : 1.0f / sqrtf((float)t->cols);
     size_t rb = infer_row_bytes(t->type, t->cols);
     for (int64_t r = 0; r < t->rows; r++) {
         for (int64_t j = 0; j < t->cols; j++) {
@@ -460,19 +493,19 @@ out:
     return st;
 }
 
-/* ---- the command --------------------------------------------------------------------- */
+/* ---- the command
+ * --------------------------------------------------------------------- */
 
 static void mkmodel_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: arena mkmodel --shape SHAPE --type TYPE --out FILE "
-            "[--seed S]\n\n"
-            "Writes a GGUF v3 model of a real shape with random weights.\n"
-            "  --shape  smollm2-135m | qwen2.5-0.5b | tiny\n"
-            "  --type   f32 | f16 | bf16 | q8_0 | q4_0 | q4_k | q6_k | "
-            "q4_k_m\n"
-            "  --out    file to write\n"
-            "  --seed   random seed (default 1)\n");
+    fprintf(f, "usage: arena mkmodel --shape SHAPE --type TYPE --out FILE "
+               "[--seed S]\n\n"
+               "Writes a GGUF v3 model of a real shape with random weights.\n"
+               "  --shape  smollm2-135m | qwen2.5-0.5b | tiny\n"
+               "  --type   f32 | f16 | bf16 | q8_0 | q4_0 | q4_k | q6_k | "
+               "q4_k_m\n"
+               "  --out    file to write\n"
+               "  --seed   random seed (default 1)\n");
 }
 
 int infer_cmd_mkmodel(int argc, char **argv)
@@ -491,9 +524,15 @@ int infer_cmd_mkmodel(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-        case 's': shape = optarg; break;
-        case 't': type = optarg; break;
-        case 'o': out = optarg; break;
+        case 's':
+            shape = optarg;
+            break;
+        case 't':
+            type = optarg;
+            break;
+        case 'o':
+            out = optarg;
+            break;
         case 'S': {
             char *end;
             errno = 0;
@@ -504,10 +543,13 @@ int infer_cmd_mkmodel(int argc, char **argv)
             }
             break;
         }
-        case 'h': mkmodel_usage(stdout); return 0;
+        case 'h':
+            mkmodel_usage(stdout);
+            return 0;
         default:
-            fprintf(stderr, "arena mkmodel: bad option '%s'; see 'arena "
-                            "mkmodel --help'\n",
+            fprintf(stderr,
+                    "arena mkmodel: bad option '%s'; see 'arena "
+                    "mkmodel --help'\n",
                     argv[optind - 1]);
             return 2;
         }

@@ -5,6 +5,8 @@
  * type is checked against the hyperparameters before anything uses it;
  * small vectors (norms, biases) are converted to float copies.
  */
+#include "infer_model.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,14 +17,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "infer_model.h"
-
 /* Sanity bounds on hyperparameters; real models are far inside them. */
-#define MAX_DIM (1 << 16)
+#define MAX_DIM    (1 << 16)
 #define MAX_LAYERS 1024
-#define MAX_VOCAB (1 << 22)
+#define MAX_VOCAB  (1 << 22)
 #define MAX_HIDDEN (1 << 20)
-#define MAX_HEADS 1024
+#define MAX_HEADS  1024
 
 const char *infer_arch_name(enum infer_arch a)
 {
@@ -51,7 +51,8 @@ static float *owned_take(struct infer_model *m, size_t n)
     return p;
 }
 
-/* ---- GGUF ------------------------------------------------------------------- */
+/* ---- GGUF -------------------------------------------------------------------
+ */
 
 static int get_int(const struct infer_gguf *g, const char *arch,
                    const char *key, int def, int lo, int hi, int *out,
@@ -62,8 +63,8 @@ static int get_int(const struct infer_gguf *g, const char *arch,
     int64_t v;
     if (infer_gguf_find_key(g, full) < 0) {
         if (def < 0)
-            return infer_err_set(err, INFER_ERR_FORMAT,
-                                 "model: missing key %s", full);
+            return infer_err_set(err, INFER_ERR_FORMAT, "model: missing key %s",
+                                 full);
         *out = def;
         return INFER_OK;
     }
@@ -129,8 +130,8 @@ static int gguf_config(const struct infer_gguf *g, struct infer_config *c,
         st = get_int(g, arch, "attention.key_length", c->dim / c->n_heads, 1,
                      MAX_DIM, &c->head_dim, err);
     if (st == INFER_OK)
-        st = get_int(g, arch, "rope.dimension_count", c->head_dim, 0,
-                     MAX_DIM, &c->n_rot, err);
+        st = get_int(g, arch, "rope.dimension_count", c->head_dim, 0, MAX_DIM,
+                     &c->n_rot, err);
     if (st == INFER_OK)
         st = get_float(g, arch, "rope.freq_base", 10000.0, 1.0, 1e12,
                        &c->rope_base, err);
@@ -199,8 +200,7 @@ static int gguf_matrix(const struct infer_gguf *g, const char *name,
 
 /* A vector of n floats: F32 in place, F16/BF16 converted into m->owned. */
 static int gguf_vector(struct infer_model *m, const char *name, int64_t n,
-                       bool optional, const float **out,
-                       struct infer_err *err)
+                       bool optional, const float **out, struct infer_err *err)
 {
     *out = NULL;
     const struct infer_gguf_tensor *t = infer_gguf_find_tensor(m->gguf, name);
@@ -212,8 +212,8 @@ static int gguf_vector(struct infer_model *m, const char *name, int64_t n,
     }
     if (t->ne[0] != n || t->ne[1] != 1 || t->ne[2] != 1 || t->ne[3] != 1)
         return infer_err_set(err, INFER_ERR_FORMAT,
-                             "model: tensor '%s' is not a vector of %lld",
-                             name, (long long)n);
+                             "model: tensor '%s' is not a vector of %lld", name,
+                             (long long)n);
     if (t->type != INFER_TYPE_F32 && t->type != INFER_TYPE_F16 &&
         t->type != INFER_TYPE_BF16)
         return infer_err_set(err, INFER_ERR_UNSUPPORTED,
@@ -260,8 +260,8 @@ static int gguf_layer(struct infer_model *m, int i, struct infer_err *err)
         st = gguf_matrix(m->gguf, NM("ffn_gate.weight"), c->hidden, c->dim,
                          false, &L->w_gate, err);
     if (st == INFER_OK)
-        st = gguf_matrix(m->gguf, NM("ffn_up.weight"), c->hidden, c->dim,
-                         false, &L->w_up, err);
+        st = gguf_matrix(m->gguf, NM("ffn_up.weight"), c->hidden, c->dim, false,
+                         &L->w_up, err);
     if (st == INFER_OK)
         st = gguf_matrix(m->gguf, NM("ffn_down.weight"), c->dim, c->hidden,
                          false, &L->w_down, err);
@@ -326,7 +326,8 @@ static int gguf_load(struct infer_model *m, struct infer_err *err)
     return INFER_OK;
 }
 
-/* ---- llama2.c ---------------------------------------------------------------- */
+/* ---- llama2.c
+ * ---------------------------------------------------------------- */
 
 /* Version-0 header: dim, hidden_dim, n_layers, n_heads, n_kv_heads,
  * vocab_size (negative: separate classifier), seq_len; then float32 arrays
@@ -349,9 +350,8 @@ static int llama2c_load(struct infer_model *m, struct infer_err *err)
     c->n_vocab = h[5] == INT32_MIN ? 0 : abs(h[5]);
     c->n_ctx_train = h[6];
     if (c->dim < 1 || c->dim > MAX_DIM || c->hidden < 1 ||
-        c->hidden > MAX_HIDDEN || c->n_layers < 1 ||
-        c->n_layers > MAX_LAYERS || c->n_heads < 1 ||
-        c->n_heads > MAX_HEADS || c->n_kv_heads < 1 ||
+        c->hidden > MAX_HIDDEN || c->n_layers < 1 || c->n_layers > MAX_LAYERS ||
+        c->n_heads < 1 || c->n_heads > MAX_HEADS || c->n_kv_heads < 1 ||
         c->n_kv_heads > MAX_HEADS || c->n_ctx_train < 1 ||
         c->n_ctx_train > (1 << 24) || c->dim % c->n_heads != 0)
         return infer_err_set(err, INFER_ERR_FORMAT,
@@ -370,12 +370,12 @@ static int llama2c_load(struct infer_model *m, struct infer_err *err)
     uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim;
     uint64_t H = (uint64_t)c->hidden, V = (uint64_t)c->n_vocab;
     /* All products are far below 2^64 given the bounds above. */
-    uint64_t need = (V * D + L * D + L * D * D + 2 * L * D * kvd +
-                     L * D * D + L * D + 3 * L * D * H + D +
-                     (uint64_t)c->n_ctx_train * c->head_dim +
-                     (shared ? 0 : V * D)) *
-                        4 +
-                    sizeof(h);
+    uint64_t need =
+        (V * D + L * D + L * D * D + 2 * L * D * kvd + L * D * D + L * D +
+         3 * L * D * H + D + (uint64_t)c->n_ctx_train * c->head_dim +
+         (shared ? 0 : V * D)) *
+            4 +
+        sizeof(h);
     if (need > m->map_size)
         return infer_err_set(err, INFER_ERR_FORMAT,
                              "llama2c: file has %zu bytes, the header needs "
@@ -387,7 +387,7 @@ static int llama2c_load(struct infer_model *m, struct infer_err *err)
     const float *p = (const float *)((const char *)m->map + sizeof(h));
 #define W(rows_, cols_)                                                        \
     ((struct infer_weight){NULL, INFER_TYPE_F32, (int64_t)(rows_),             \
-                           (int64_t)(cols_), (size_t)(cols_) * 4})
+                           (int64_t)(cols_), (size_t)(cols_)*4})
     m->tok_embd = W(V, D);
     m->tok_embd.data = p;
     p += V * D;
@@ -442,7 +442,8 @@ static int llama2c_load(struct infer_model *m, struct infer_err *err)
     return INFER_OK;
 }
 
-/* ---- tokenizer ----------------------------------------------------------------- */
+/* ---- tokenizer
+ * ----------------------------------------------------------------- */
 
 /* dir of path + name into buf; false if it does not fit. */
 static bool sibling(const char *path, const char *name, char *buf, size_t cap)
@@ -498,7 +499,8 @@ static int load_tokenizer(struct infer_model *m, const char *path,
     return INFER_OK;
 }
 
-/* ---- entry points ---------------------------------------------------------------- */
+/* ---- entry points
+ * ---------------------------------------------------------------- */
 
 static void account(struct infer_model *m)
 {
@@ -506,9 +508,9 @@ static void account(struct infer_model *m)
     uint64_t bytes = 0, params = 0;
     for (int i = 0; i < c->n_layers; i++) {
         const struct infer_weight *w[7] = {
-            &m->layers[i].wq,     &m->layers[i].wk,   &m->layers[i].wv,
-            &m->layers[i].wo,     &m->layers[i].w_gate,
-            &m->layers[i].w_up,   &m->layers[i].w_down};
+            &m->layers[i].wq,    &m->layers[i].wk,     &m->layers[i].wv,
+            &m->layers[i].wo,    &m->layers[i].w_gate, &m->layers[i].w_up,
+            &m->layers[i].w_down};
         for (int j = 0; j < 7; j++) {
             bytes += (uint64_t)w[j]->rows * w[j]->row_bytes;
             params += (uint64_t)w[j]->rows * (uint64_t)w[j]->cols;

@@ -26,7 +26,8 @@
 #include "infer_internal.h"
 #include "infer_kernels.h"
 
-/* ---- the model ------------------------------------------------------------ */
+/* ---- the model ------------------------------------------------------------
+ */
 
 enum infer_arch {
     INFER_ARCH_LLAMA = 0,
@@ -41,17 +42,17 @@ enum infer_source {
 struct infer_config {
     enum infer_arch arch;
     int n_vocab;
-    int dim;         /* residual width */
+    int dim; /* residual width */
     int n_layers;
     int n_heads;
-    int n_kv_heads;  /* divides n_heads (GQA) */
+    int n_kv_heads; /* divides n_heads (GQA) */
     int head_dim;
     int hidden;      /* MLP width */
     int n_rot;       /* dims rotated per head, even, <= head_dim */
     int n_ctx_train; /* context length the model was trained for */
     float rope_base;
     float rms_eps;
-    bool rope_neox;  /* pairs (i, i + n_rot/2); else (2i, 2i + 1) */
+    bool rope_neox; /* pairs (i, i + n_rot/2); else (2i, 2i + 1) */
     bool tied_output;
     bool has_qkv_bias;
 };
@@ -59,37 +60,37 @@ struct infer_config {
 /* A matrix of rows x cols (cols contiguous) in its file type. */
 struct infer_weight {
     const void *data;
-    uint32_t type;     /* enum infer_type, one infer_type_supported() */
+    uint32_t type; /* enum infer_type, one infer_type_supported() */
     int64_t rows, cols;
     size_t row_bytes;
 };
 
 struct infer_layer {
-    const float *attn_norm, *ffn_norm;    /* (dim) */
-    struct infer_weight wq, wk, wv, wo;   /* (q_dim|kv_dim, dim), (dim, q_dim) */
-    const float *bq, *bk, *bv;            /* (q_dim), (kv_dim); NULL if none */
-    struct infer_weight w_gate, w_up;     /* (hidden, dim) */
-    struct infer_weight w_down;           /* (dim, hidden) */
+    const float *attn_norm, *ffn_norm;  /* (dim) */
+    struct infer_weight wq, wk, wv, wo; /* (q_dim|kv_dim, dim), (dim, q_dim) */
+    const float *bq, *bk, *bv;          /* (q_dim), (kv_dim); NULL if none */
+    struct infer_weight w_gate, w_up;   /* (hidden, dim) */
+    struct infer_weight w_down;         /* (dim, hidden) */
 };
 
 struct infer_model {
     /* read-only after load */
     struct infer_config cfg;
     enum infer_source source;
-    struct infer_weight tok_embd;   /* (n_vocab, dim) */
-    struct infer_weight output;     /* (n_vocab, dim); = tok_embd if tied */
-    const float *output_norm;       /* (dim) */
-    struct infer_layer *layers;     /* (n_layers) */
-    struct infer_tok *tok;          /* NULL if loaded without tokenizer */
-    const char *name;               /* general.name or the file name */
-    const char *chat_template;      /* NULL if none */
-    uint64_t weight_bytes;          /* bytes read per decode step */
+    struct infer_weight tok_embd; /* (n_vocab, dim) */
+    struct infer_weight output;   /* (n_vocab, dim); = tok_embd if tied */
+    const float *output_norm;     /* (dim) */
+    struct infer_layer *layers;   /* (n_layers) */
+    struct infer_tok *tok;        /* NULL if loaded without tokenizer */
+    const char *name;             /* general.name or the file name */
+    const char *chat_template;    /* NULL if none */
+    uint64_t weight_bytes;        /* bytes read per decode step */
     uint64_t n_params;
     /* private */
     struct infer_gguf *gguf;
     void *map;
     size_t map_size;
-    float *owned;                   /* converted norms and biases */
+    float *owned; /* converted norms and biases */
     size_t n_owned, cap_owned;
     char *name_buf;
 };
@@ -107,17 +108,18 @@ int infer_model_load(const char *path, const struct infer_model_params *p,
 void infer_model_free(struct infer_model *m); /* NULL is a no-op */
 const char *infer_arch_name(enum infer_arch a);
 
-/* ---- paged KV cache -------------------------------------------------------- */
+/* ---- paged KV cache --------------------------------------------------------
+ */
 
 struct infer_kv {
     /* read-only */
-    int block_size;  /* positions per block */
+    int block_size; /* positions per block */
     int n_blocks;
     int n_layers, kv_dim;
     /* private */
     int head_dim;
-    float *k, *v;    /* (n_blocks, n_layers, n_kv_heads, block_size,
-                        head_dim) each */
+    float *k, *v;      /* (n_blocks, n_layers, n_kv_heads, block_size,
+                          head_dim) each */
     int32_t *free_ids; /* (n_blocks) stack of free block ids */
     int n_free;
 };
@@ -135,8 +137,7 @@ int infer_kv_new(const struct infer_model *m, int n_blocks, int block_size,
 void infer_kv_free(struct infer_kv *kv);
 int infer_kv_n_free(const struct infer_kv *kv);
 /* Table for sequences of up to max_pos positions (allocates once). */
-int infer_seq_init(struct infer_seq *s, const struct infer_kv *kv,
-                   int max_pos);
+int infer_seq_init(struct infer_seq *s, const struct infer_kv *kv, int max_pos);
 void infer_seq_cleanup(struct infer_seq *s);
 /* Backs positions [0, n_pos): takes blocks from the pool as needed.
  * INFER_ERR_BUSY if the pool has too few (nothing taken), INFER_ERR_ARG if
@@ -146,21 +147,21 @@ int infer_kv_reserve(struct infer_kv *kv, struct infer_seq *s, int n_pos);
  * pool (keep_pos 0 frees all). Cannot fail. */
 void infer_kv_release(struct infer_kv *kv, struct infer_seq *s, int keep_pos);
 
-/* ---- forward pass ------------------------------------------------------------ */
+/* ---- forward pass
+ * ------------------------------------------------------------ */
 
 struct infer_ctx_params {
-    int max_batch;  /* tokens per infer_forward() call */
-    int max_ctx;    /* positions per sequence (attention scratch) */
-    int n_threads;  /* <= 0: one per online CPU; ignored if pool given */
+    int max_batch; /* tokens per infer_forward() call */
+    int max_ctx;   /* positions per sequence (attention scratch) */
+    int n_threads; /* <= 0: one per online CPU; ignored if pool given */
     struct infer_pool *pool; /* shared pool (not owned), or NULL */
     const char *kernels;     /* kernel set name, or NULL for the best */
 };
 
 struct infer_ctx;
 
-int infer_ctx_new(const struct infer_model *m,
-                  const struct infer_ctx_params *p, struct infer_ctx **out,
-                  struct infer_err *err);
+int infer_ctx_new(const struct infer_model *m, const struct infer_ctx_params *p,
+                  struct infer_ctx **out, struct infer_err *err);
 void infer_ctx_free(struct infer_ctx *c);
 const char *infer_ctx_kernels(const struct infer_ctx *c);
 int infer_ctx_threads(const struct infer_ctx *c);
@@ -173,7 +174,7 @@ struct infer_batch_entry {
     struct infer_seq *seq; /* backed up to pos (infer_kv_reserve) */
     int32_t pos;
     int32_t token;
-    bool logits;           /* want this entry's logits */
+    bool logits; /* want this entry's logits */
 };
 
 /* Runs the model on n entries (n <= max_batch) and writes, for each entry
@@ -186,7 +187,8 @@ int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
 
 #endif
 
-/* ---- sampling (infer_sample.c) ------------------------------------------------ */
+/* ---- sampling (infer_sample.c)
+ * ------------------------------------------------ */
 
 struct infer_sampler_params {
     float temperature;    /* <= 0: greedy (argmax) */
@@ -218,14 +220,15 @@ int infer_sampler_sample(struct infer_sampler *s, float *logits);
 long infer_stop_find(const char *text, size_t len, const char *const *stops,
                      int n_stops, size_t *hold);
 
-/* ---- random models of real shapes (infer_mkmodel.c) -------------------------- */
+/* ---- random models of real shapes (infer_mkmodel.c)
+ * -------------------------- */
 
 struct infer_mkmodel_spec {
     struct infer_config cfg; /* arch, sizes, rope, eps, tied, bias */
     const char *type;        /* f32 f16 bf16 q8_0 q4_0 q4_k q6_k q4_k_m */
     uint64_t seed;
-    const char *name;        /* general.name */
-    bool chatml;             /* add <|im_start|>/<|im_end|> and a template */
+    const char *name; /* general.name */
+    bool chatml;      /* add <|im_start|>/<|im_end|> and a template */
 };
 /* The spec of a named shape (smollm2-135m, qwen2.5-0.5b, tiny);
  * INFER_ERR_ARG if unknown. */
@@ -233,5 +236,5 @@ int infer_mkmodel_shape(const char *shape, struct infer_mkmodel_spec *spec);
 /* Writes a GGUF v3 file with random weights and a small valid SentencePiece
  * vocabulary (cfg.n_vocab tokens, byte fallback). K-quant types fall back
  * to Q4_0 / Q8_0 for rows that are not a multiple of 256. */
-int infer_mkmodel_write(const struct infer_mkmodel_spec *spec,
-                        const char *path, struct infer_err *err);
+int infer_mkmodel_write(const struct infer_mkmodel_spec *spec, const char *path,
+                        struct infer_err *err);

@@ -24,7 +24,7 @@ struct infer_sampler {
     uint64_t rng[4];
     int32_t *window; /* (repeat_last_n) ring of recent tokens */
     int n_window, head;
-    struct cand *c;  /* (n_vocab) */
+    struct cand *c; /* (n_vocab) */
 };
 
 static uint64_t splitmix64(uint64_t *x)

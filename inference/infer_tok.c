@@ -77,8 +77,7 @@ static const char *tok_text(const struct infer_tok *t, int32_t id, size_t *len)
     return t->text + t->text_off[id];
 }
 
-int32_t infer_tok_find(const struct infer_tok *t, const char *text,
-                       size_t len)
+int32_t infer_tok_find(const struct infer_tok *t, const char *text, size_t len)
 {
     if (t->hash == NULL)
         return -1;
@@ -191,9 +190,9 @@ int infer_tok_set(struct infer_tok *t, int id, const char *text, size_t len,
     t->text_len[id] = (uint32_t)len;
     t->text_size += len + 1;
     t->score[id] = score;
-    t->type[id] = (uint8_t)(type >= 0 && type <= INFER_TOK_BYTE
-                                ? type
-                                : INFER_TOK_NORMAL);
+    t->type[id] =
+        (uint8_t)(type >= 0 && type <= INFER_TOK_BYTE ? type
+                                                      : INFER_TOK_NORMAL);
     return INFER_OK;
 }
 
@@ -396,10 +395,8 @@ static void build_specials(struct infer_tok *t)
     t->n_specials = n;
     for (int i = 0; i < n; i++) {
         unsigned char c = (unsigned char)t->text[t->text_off[t->specials[i]]];
-        t->special_first[c] |= t->type[t->specials[i]] ==
-                                       INFER_TOK_USER_DEFINED
-                                   ? 3
-                                   : 1;
+        t->special_first[c] |=
+            t->type[t->specials[i]] == INFER_TOK_USER_DEFINED ? 3 : 1;
     }
     /* Longest first, then by id; an insertion sort because qsort's
      * comparator could not see t without a global. */
@@ -421,9 +418,9 @@ static void build_specials(struct infer_tok *t)
 /* Texts of tokens that end a turn in the chat formats we know (llama.cpp
  * marks the same ones as end-of-generation). */
 static const char *const eog_texts[] = {
-    "<|eot_id|>",     "<|im_end|>", "<|end|>", "<end_of_turn>",
-    "<|endoftext|>",  "<EOT>",      "</s>",    "<|end_of_text|>",
-    "<|eom_id|>",     "<|end_story|>",
+    "<|eot_id|>",    "<|im_end|>",    "<|end|>", "<end_of_turn>",
+    "<|endoftext|>", "<EOT>",         "</s>",    "<|end_of_text|>",
+    "<|eom_id|>",    "<|end_story|>",
 };
 
 static void build_eog(struct infer_tok *t)
@@ -552,8 +549,8 @@ const char *infer_tok_piece(const struct infer_tok *t, int id,
     return t->raw + t->raw_off[id];
 }
 
-size_t infer_tok_decode(const struct infer_tok *t, const int32_t *ids,
-                        size_t n, bool render_special, char *out, size_t cap)
+size_t infer_tok_decode(const struct infer_tok *t, const int32_t *ids, size_t n,
+                        bool render_special, char *out, size_t cap)
 {
     size_t total = 0;
     bool at_start = true; /* where encode put the SPM space prefix */
@@ -925,8 +922,8 @@ static int32_t match_special(const struct infer_tok *t, const char *text,
 
 /* One plain fragment: the space prefix and U+2581 escape where the
  * vocabulary wants them, then the algorithm. */
-static int encode_fragment(const struct infer_tok *t, const char *p,
-                           size_t len, bool prefix, struct ids *out)
+static int encode_fragment(const struct infer_tok *t, const char *p, size_t len,
+                           bool prefix, struct ids *out)
 {
     if (len == 0)
         return INFER_OK;
@@ -982,8 +979,7 @@ int infer_tok_encode(const struct infer_tok *t, const char *text, size_t len,
             continue;
         }
         rc = encode_fragment(t, text + start, i - start,
-                             t->add_space_prefix && prev_special &&
-                                 i > start,
+                             t->add_space_prefix && prev_special && i > start,
                              &out);
         if (i > start)
             prev_special = false;

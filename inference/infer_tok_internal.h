@@ -37,10 +37,10 @@ enum infer_tok_algo {
 /* The pre-tokenizer regex of a byte-level BPE vocabulary, hand-coded. */
 enum infer_tok_pre {
     INFER_TOK_PRE_NONE = 0, /* the whole text is one word */
-    INFER_TOK_PRE_GPT2,     /* 's|'t|..| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+.. */
-    INFER_TOK_PRE_LLAMA3,   /* (?i:'s..)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}.. */
-    INFER_TOK_PRE_QWEN2,    /* llama3's with \p{N} one digit at a time */
-    INFER_TOK_PRE_SMOLLM,   /* digits isolated, then GPT-2's */
+    INFER_TOK_PRE_GPT2,   /* 's|'t|..| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+.. */
+    INFER_TOK_PRE_LLAMA3, /* (?i:'s..)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}.. */
+    INFER_TOK_PRE_QWEN2,  /* llama3's with \p{N} one digit at a time */
+    INFER_TOK_PRE_SMOLLM, /* digits isolated, then GPT-2's */
 };
 
 /* One merge rule of a BPE vocabulary: left + right -> result, by rank. */
@@ -58,7 +58,7 @@ struct infer_tok {
     /* Token i's text as the vocabulary spells it (with U+2581 for spaces, or
      * GPT-2's byte-to-Unicode mapping) is text[text_off[i] ..
      * text_off[i] + text_len[i]]; its decoded bytes are likewise in raw. */
-    char *text;         /* (text_size,) NUL after each token */
+    char *text; /* (text_size,) NUL after each token */
     size_t text_size, text_cap;
     uint32_t *text_off; /* (n_vocab,) */
     uint32_t *text_len; /* (n_vocab,) */
@@ -101,7 +101,7 @@ struct infer_tok {
     bool hf_bpe;           /* HF BPE: characters, then byte fallback/unk */
     bool add_bos, add_eos;
     int32_t bos, eos, eot, eom, unk; /* -1 if none */
-    uint8_t *eog;               /* (n_vocab,) 1 if it ends generation */
+    uint8_t *eog;                    /* (n_vocab,) 1 if it ends generation */
 };
 
 /* ---- infer_tok.c ------------------------------------------------------- */
@@ -123,8 +123,7 @@ int infer_tok_index(struct infer_tok *t);
  * set. INFER_ERR_FORMAT (with err) on duplicate or invalid data. */
 int infer_tok_finish(struct infer_tok *t, struct infer_err *err);
 /* Id of a token text, or -1. */
-int32_t infer_tok_find(const struct infer_tok *t, const char *text,
-                       size_t len);
+int32_t infer_tok_find(const struct infer_tok *t, const char *text, size_t len);
 
 /* ---- infer_tok_pre.c --------------------------------------------------- */
 

@@ -21,7 +21,7 @@
 #include "infer_tok_internal.h"
 
 #define MAX_VOCAB (1 << 24)
-#define MAX_FILE ((size_t)1 << 30)
+#define MAX_FILE  ((size_t)1 << 30)
 
 /* ---- files --------------------------------------------------------------- */
 
@@ -108,8 +108,8 @@ int infer_tok_from_llama2c_mem(const void *data, size_t size, int vocab_size,
         int32_t len;
         if (size - off < 8) {
             rc = infer_err_set(err, INFER_ERR_FORMAT,
-                               "tokenizer.bin: truncated at token %d of %d",
-                               i, n);
+                               "tokenizer.bin: truncated at token %d of %d", i,
+                               n);
             break;
         }
         memcpy(&score, p + off, 4);
@@ -118,8 +118,8 @@ int infer_tok_from_llama2c_mem(const void *data, size_t size, int vocab_size,
         if (len < 0 || (size_t)len > size - off || len > (1 << 20) ||
             (max_len > 0 && len > max_len)) {
             rc = infer_err_set(err, INFER_ERR_FORMAT,
-                               "tokenizer.bin: token %d has bad length %d",
-                               i, (int)len);
+                               "tokenizer.bin: token %d has bad length %d", i,
+                               (int)len);
             break;
         }
         const char *s = (const char *)p + off;
@@ -194,11 +194,16 @@ static enum infer_tok_pre pre_from_name(const char *pre, bool *ignore_merges)
         const char *name;
         enum infer_tok_pre pre;
     } names[] = {
-        {"default", INFER_TOK_PRE_GPT2},    {"gpt-2", INFER_TOK_PRE_GPT2},
-        {"gpt2", INFER_TOK_PRE_GPT2},       {"llama3", INFER_TOK_PRE_LLAMA3},
-        {"llama-v3", INFER_TOK_PRE_LLAMA3}, {"llama-bpe", INFER_TOK_PRE_LLAMA3},
-        {"qwen2", INFER_TOK_PRE_QWEN2},     {"smollm", INFER_TOK_PRE_SMOLLM},
-        {"starcoder", INFER_TOK_PRE_SMOLLM}, {"refact", INFER_TOK_PRE_SMOLLM},
+        {"default", INFER_TOK_PRE_GPT2},
+        {"gpt-2", INFER_TOK_PRE_GPT2},
+        {"gpt2", INFER_TOK_PRE_GPT2},
+        {"llama3", INFER_TOK_PRE_LLAMA3},
+        {"llama-v3", INFER_TOK_PRE_LLAMA3},
+        {"llama-bpe", INFER_TOK_PRE_LLAMA3},
+        {"qwen2", INFER_TOK_PRE_QWEN2},
+        {"smollm", INFER_TOK_PRE_SMOLLM},
+        {"starcoder", INFER_TOK_PRE_SMOLLM},
+        {"refact", INFER_TOK_PRE_SMOLLM},
     };
     *ignore_merges = false;
     if (pre == NULL)
@@ -340,7 +345,8 @@ int infer_tok_from_gguf(const struct infer_gguf *g, struct infer_tok **out,
     return INFER_OK;
 }
 
-/* ---- Hugging Face tokenizer.json ------------------------------------------ */
+/* ---- Hugging Face tokenizer.json ------------------------------------------
+ */
 
 static const char *jstr(const json_t *o, const char *key)
 {
@@ -444,8 +450,9 @@ static int hf_normalizer(struct infer_tok *t, const json_t *n,
                                  "-> U+2581");
         t->space_escape = true;
     } else if (strcmp(type, "NFC") == 0 || strcmp(type, "NFKC") == 0) {
-        infer_log(INFER_LOG_WARN, "tokenizer.json: %s normalizer skipped "
-                                  "(input is taken as normalized)",
+        infer_log(INFER_LOG_WARN,
+                  "tokenizer.json: %s normalizer skipped "
+                  "(input is taken as normalized)",
                   type);
     } else {
         return infer_err_set(err, INFER_ERR_UNSUPPORTED,
@@ -560,9 +567,9 @@ static void hf_post(struct infer_tok *t, const json_t *post)
         return;
     const json_t *single = json_object_get(post, "single");
     size_t n = json_array_size(single);
-    for (size_t k = 0; k < n; k += n > 1 ? n - 1 : 1) {
-        const json_t *sp = json_object_get(json_array_get(single, k),
-                                           "SpecialToken");
+    for (size_t k = 0; k<n; k += n> 1 ? n - 1 : 1) {
+        const json_t *sp =
+            json_object_get(json_array_get(single, k), "SpecialToken");
         const char *name = jstr(sp, "id");
         if (name == NULL)
             continue;
@@ -583,8 +590,7 @@ static void hf_default_eos(struct infer_tok *t)
 {
     static const char *const names[] = {"<|endoftext|>", "</s>",
                                         "<|end_of_text|>", "<|im_end|>"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && t->eos < 0;
-         i++)
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && t->eos < 0; i++)
         t->eos = infer_tok_find(t, names[i], strlen(names[i]));
 }
 
@@ -706,7 +712,8 @@ int infer_tok_from_hf_json(const char *path, struct infer_tok **out,
     return rc;
 }
 
-/* ---- the tokenizer of a model file ---------------------------------------- */
+/* ---- the tokenizer of a model file ----------------------------------------
+ */
 
 /* True when a GGUF SentencePiece vocabulary cannot drive the merges: every
  * score equal (TinyStories-656K writes -1000 for all). */

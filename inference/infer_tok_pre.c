@@ -195,9 +195,8 @@ static size_t match_llama3(const struct cps *s, size_t i, size_t end,
         return k;
     uint32_t c = s->cp[i];
     size_t j = i;
-    if (infer_tok_is_letter(c) ||
-        (!is_nl(c) && !is_lnum(c) && i + 1 < end &&
-         infer_tok_is_letter(s->cp[i + 1]))) {
+    if (infer_tok_is_letter(c) || (!is_nl(c) && !is_lnum(c) && i + 1 < end &&
+                                   infer_tok_is_letter(s->cp[i + 1]))) {
         j++;
         while (j < end && infer_tok_is_letter(s->cp[j]))
             j++;
@@ -265,8 +264,7 @@ static int split_range(enum infer_tok_pre pre, const struct cps *s,
  * pre-tokenizer with individual_digits tests char::is_ascii_digit, so "½"
  * or "١" stay with their neighbours), and the text between goes through
  * GPT-2's. */
-static int split_smollm(const struct cps *s, infer_tok_word_fn emit,
-                        void *user)
+static int split_smollm(const struct cps *s, infer_tok_word_fn emit, void *user)
 {
     size_t seg = 0;
     for (size_t i = 0; i < s->n; i++) {

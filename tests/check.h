@@ -26,7 +26,10 @@ static int check_failed;  /* the current test failed */
 static int check_skipped; /* the current test skipped itself */
 
 #define TEST(name) static void name(void)
-#define TEST_ENTRY(name) {#name, name}
+#define TEST_ENTRY(name)                                                       \
+    {                                                                          \
+#name, name                                                            \
+    }
 
 #define CHECK_FAIL_(...)                                                       \
     do {                                                                       \
@@ -120,7 +123,8 @@ static inline int check_main(int argc, char **argv,
 #define CHECK_MAIN(table)                                                      \
     int main(int argc, char **argv)                                            \
     {                                                                          \
-        return check_main(argc, argv, table, sizeof(table) / sizeof(table[0])); \
+        return check_main(argc, argv, table,                                   \
+                          sizeof(table) / sizeof(table[0]));                   \
     }
 
 #endif

@@ -18,7 +18,7 @@ struct ctx {
     struct tb_bytes transcript; /* everything alice got about battle 1 */
     char names[16][160];        /* every name, display name, organisation */
     int n_names;
-    char model[2][128];         /* two model names */
+    char model[2][128]; /* two model names */
 };
 
 static void admin_setup(struct ctx *c)
@@ -89,8 +89,7 @@ static void admin_setup(struct ctx *c)
                       "\"closed\", \"enabled\": false, \"api_key_env\": "
                       "\"X_KEY\"}";
     CHECK_EQ(tb_http(&c->admin, "POST", "/api/admin/models", add, &r), 201);
-    CHECK_STREQ(json_string_value(json_object_get(r.json, "kind")),
-                "remote");
+    CHECK_STREQ(json_string_value(json_object_get(r.json, "kind")), "remote");
     CHECK(json_is_false(json_object_get(r.json, "enabled")));
     tb_res_free(&r);
     CHECK_EQ(tb_http(&c->admin, "POST", "/api/admin/models", add, &r), 409);
@@ -128,8 +127,7 @@ static void turn(struct tb_client *cl, const char *id, const char *prompt,
     if (prompt != NULL)
         snprintf(body, sizeof(body), "{\"prompt\": \"%s\"}", prompt);
     struct tb_res r;
-    CHECK_EQ(tb_http(cl, "POST", path, prompt != NULL ? body : NULL, &r),
-             200);
+    CHECK_EQ(tb_http(cl, "POST", path, prompt != NULL ? body : NULL, &r), 200);
     char ctype[128];
     CHECK(tb_header(&r, "Content-Type", ctype, sizeof(ctype)));
     CHECK(strstr(ctype, "text/event-stream") != NULL);
@@ -139,9 +137,9 @@ static void turn(struct tb_client *cl, const char *id, const char *prompt,
     CHECK(ev.n >= 3);
     CHECK_STREQ(ev.ev[0].name, "turn");
     CHECK_STREQ(ev.ev[ev.n - 1].name, "end");
-    CHECK_STREQ(json_string_value(
-                    json_object_get(ev.ev[ev.n - 1].data, "state")),
-                want_state);
+    CHECK_STREQ(
+        json_string_value(json_object_get(ev.ev[ev.n - 1].data, "state")),
+        want_state);
     CHECK_EQ(tb_count(&ev, "error", NULL), 0);
     CHECK_EQ(tb_count(&ev, "done", "a"), 1);
     CHECK_EQ(tb_count(&ev, "done", "b"), n_sides == 2 ? 1 : 0);
@@ -175,8 +173,7 @@ static void check_no_names(struct ctx *c)
     for (int i = 0; i < c->n_names; i++) {
         if (c->transcript.p != NULL &&
             strcasestr(c->transcript.p, c->names[i]) != NULL)
-            CHECK_FAIL_("model name \"%s\" sent before the vote",
-                        c->names[i]);
+            CHECK_FAIL_("model name \"%s\" sent before the vote", c->names[i]);
     }
 }
 
@@ -203,8 +200,8 @@ static void anonymous_flow(struct ctx *c)
 
     char *a1, *b1, *a2, *b2, *a3, *b3;
     int fail;
-    turn(&c->alice, id, "Once upon a time, a cat and a dog", 2,
-         "ready", &a1, &b1, &fail);
+    turn(&c->alice, id, "Once upon a time, a cat and a dog", 2, "ready", &a1,
+         &b1, &fail);
     CHECK(!fail);
     turn(&c->alice, id, "What happened next?", 2, "ready", &a2, &b2, &fail);
     CHECK(!fail);
@@ -261,8 +258,7 @@ static void anonymous_flow(struct ctx *c)
              400);
     CHECK_STREQ(tb_code(&r), "invalid_field");
     tb_res_free(&r);
-    CHECK_EQ(tb_http(&c->alice, "POST", path, "{\"winner\": \"model_a\"}",
-                     &r),
+    CHECK_EQ(tb_http(&c->alice, "POST", path, "{\"winner\": \"model_a\"}", &r),
              200);
     CHECK_STREQ(json_string_value(json_object_get(r.json, "winner")),
                 "model_a");
@@ -275,29 +271,25 @@ static void anonymous_flow(struct ctx *c)
         json_string_value(json_object_get(json_object_get(ms, "b"), "name"));
     CHECK(na != NULL && nb != NULL && strcmp(na, nb) != 0);
     tb_res_free(&r);
-    CHECK_EQ(tb_http(&c->alice, "POST", path, "{\"winner\": \"model_b\"}",
-                     &r),
+    CHECK_EQ(tb_http(&c->alice, "POST", path, "{\"winner\": \"model_b\"}", &r),
              409);
     CHECK_STREQ(tb_code(&r), "already_voted");
     tb_res_free(&r);
     snprintf(path, sizeof(path), "/api/battles/%s/turns", id);
-    CHECK_EQ(tb_http(&c->alice, "POST", path, "{\"prompt\": \"hi\"}", &r),
-             409);
+    CHECK_EQ(tb_http(&c->alice, "POST", path, "{\"prompt\": \"hi\"}", &r), 409);
     CHECK_STREQ(tb_code(&r), "voted");
     tb_res_free(&r);
     snprintf(path, sizeof(path), "/api/battles/%s", id);
     CHECK_EQ(tb_http(&c->alice, "GET", path, NULL, &r), 200);
-    CHECK_STREQ(json_string_value(json_object_get(r.json, "vote")),
-                "model_a");
+    CHECK_STREQ(json_string_value(json_object_get(r.json, "vote")), "model_a");
     CHECK(json_is_object(json_object_get(r.json, "models")));
-    CHECK_STREQ(json_string_value(json_object_get(r.json, "state")),
-                "voted");
+    CHECK_STREQ(json_string_value(json_object_get(r.json, "state")), "voted");
     tb_res_free(&r);
 
     /* What is stored. */
     char sql[512], uuid[40];
-    snprintf(uuid, sizeof(uuid), "%.8s-%.4s-%.4s-%.4s-%.12s", id + 2,
-             id + 10, id + 14, id + 18, id + 22);
+    snprintf(uuid, sizeof(uuid), "%.8s-%.4s-%.4s-%.4s-%.12s", id + 2, id + 10,
+             id + 14, id + 18, id + 22);
 #define Q(...)                                                                 \
     (snprintf(sql, sizeof(sql), __VA_ARGS__), tb_sql_ll(c->conninfo, sql))
     CHECK_EQ(Q("SELECT count(*) FROM votes v JOIN battles b ON b.id = "
@@ -339,16 +331,16 @@ static void named_and_direct(struct ctx *c)
     struct tb_res r;
     char body[512];
     snprintf(body, sizeof(body),
-             "{\"mode\": \"named\", \"models\": [\"%s\", \"%s\"]}",
-             c->model[0], c->model[1]);
+             "{\"mode\": \"named\", \"models\": [\"%s\", \"%s\"]}", c->model[0],
+             c->model[1]);
     CHECK_EQ(tb_http(&c->alice, "POST", "/api/battles", body, &r), 201);
     json_t *ms = json_object_get(r.json, "models");
-    CHECK_STREQ(json_string_value(
-                    json_object_get(json_object_get(ms, "a"), "name")),
-                c->model[0]);
-    CHECK_STREQ(json_string_value(
-                    json_object_get(json_object_get(ms, "b"), "name")),
-                c->model[1]);
+    CHECK_STREQ(
+        json_string_value(json_object_get(json_object_get(ms, "a"), "name")),
+        c->model[0]);
+    CHECK_STREQ(
+        json_string_value(json_object_get(json_object_get(ms, "b"), "name")),
+        c->model[1]);
     char id[64];
     snprintf(id, sizeof(id), "%s",
              json_string_value(json_object_get(r.json, "id")));
@@ -360,9 +352,9 @@ static void named_and_direct(struct ctx *c)
     free(a), free(b);
     char path[128];
     snprintf(path, sizeof(path), "/api/battles/%s/vote", id);
-    CHECK_EQ(tb_http(&c->alice, "POST", path,
-                     "{\"winner\": \"tie (bothbad)\"}", &r),
-             200);
+    CHECK_EQ(
+        tb_http(&c->alice, "POST", path, "{\"winner\": \"tie (bothbad)\"}", &r),
+        200);
     CHECK_STREQ(json_string_value(json_object_get(r.json, "winner")),
                 "tie (bothbad)");
     tb_res_free(&r);
@@ -382,8 +374,7 @@ static void named_and_direct(struct ctx *c)
     CHECK(!fail);
     free(a), free(b);
     snprintf(path, sizeof(path), "/api/battles/%s/vote", id);
-    CHECK_EQ(tb_http(&c->alice, "POST", path, "{\"winner\": \"model_a\"}",
-                     &r),
+    CHECK_EQ(tb_http(&c->alice, "POST", path, "{\"winner\": \"model_a\"}", &r),
              400);
     tb_res_free(&r);
     snprintf(path, sizeof(path), "/api/battles/%s", id);
@@ -395,16 +386,15 @@ static void named_and_direct(struct ctx *c)
     /* A turn left 'answering' by a server that died: busy while it could
      * still be running, taken over once it is stale. */
     char sql[512], uuid[40];
-    snprintf(uuid, sizeof(uuid), "%.8s-%.4s-%.4s-%.4s-%.12s", id + 2,
-             id + 10, id + 14, id + 18, id + 22);
+    snprintf(uuid, sizeof(uuid), "%.8s-%.4s-%.4s-%.4s-%.12s", id + 2, id + 10,
+             id + 14, id + 18, id + 22);
     snprintf(sql, sizeof(sql),
              "UPDATE battles SET state = 'answering', updated_at = now() - "
              "interval '1 minute' WHERE public_id = '%s' RETURNING 1",
              uuid);
     CHECK_EQ(tb_sql_ll(c->conninfo, sql), 1);
     snprintf(path, sizeof(path), "/api/battles/%s/turns", id);
-    CHECK_EQ(tb_http(&c->alice, "POST", path, "{\"prompt\": \"Hi\"}", &r),
-             409);
+    CHECK_EQ(tb_http(&c->alice, "POST", path, "{\"prompt\": \"Hi\"}", &r), 409);
     CHECK_STREQ(tb_code(&r), "busy");
     tb_res_free(&r);
     snprintf(sql, sizeof(sql),
@@ -424,9 +414,9 @@ static void errors(struct ctx *c)
              400);
     CHECK_STREQ(tb_code(&r), "bad_json");
     tb_res_free(&r);
-    CHECK_EQ(tb_http(&c->alice, "POST", "/api/battles",
-                     "{\"mode\": \"duel\"}", &r),
-             400);
+    CHECK_EQ(
+        tb_http(&c->alice, "POST", "/api/battles", "{\"mode\": \"duel\"}", &r),
+        400);
     CHECK_STREQ(tb_code(&r), "invalid_field");
     tb_res_free(&r);
     CHECK_EQ(tb_http(&c->alice, "POST", "/api/battles",
@@ -436,8 +426,8 @@ static void errors(struct ctx *c)
     tb_res_free(&r);
     char body[512];
     snprintf(body, sizeof(body),
-             "{\"mode\": \"named\", \"models\": [\"%s\", \"%s\"]}",
-             c->model[0], c->model[0]);
+             "{\"mode\": \"named\", \"models\": [\"%s\", \"%s\"]}", c->model[0],
+             c->model[0]);
     CHECK_EQ(tb_http(&c->alice, "POST", "/api/battles", body, &r), 400);
     tb_res_free(&r);
     CHECK_EQ(tb_http(&c->alice, "GET",
@@ -485,8 +475,13 @@ TEST(battle_flow)
                     sizeof(c.dbname)) != 0)
         check_skip("no test PostgreSQL (ARENA_TEST_PGCONN)");
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    const char *extra[] = {"--answer-max-tokens", "10", "--battle-max-turns",
-                           "3", "--prompt-max-bytes", "2000", NULL};
+    const char *extra[] = {"--answer-max-tokens",
+                           "10",
+                           "--battle-max-turns",
+                           "3",
+                           "--prompt-max-bytes",
+                           "2000",
+                           NULL};
     if (tb_server_start(&c.srv, c.conninfo, "battle", extra) != 0) {
         tb_drop_db(c.dbname);
         CHECK_FAIL_("arena serve did not start");

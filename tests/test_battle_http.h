@@ -36,8 +36,7 @@ static int tb_fresh_db(char *conninfo, size_t n, char *name, size_t name_n)
     const char *base = getenv("ARENA_TEST_PGCONN");
     if (base == NULL || base[0] == '\0')
         return -1;
-    snprintf(name, name_n, "test_arena_%d_%d", (int)getpid(),
-             ++tb_db_serial);
+    snprintf(name, name_n, "test_arena_%d_%d", (int)getpid(), ++tb_db_serial);
     PGconn *pg = PQconnectdb(base);
     if (PQstatus(pg) != CONNECTION_OK) {
         fprintf(stderr, "test cluster: %s", PQerrorMessage(pg));
@@ -58,8 +57,7 @@ static void tb_drop_db(const char *name)
 {
     PGconn *pg = PQconnectdb(getenv("ARENA_TEST_PGCONN"));
     char sql[160];
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)",
-             name);
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
     PQclear(PQexec(pg, sql));
     PQfinish(pg);
 }
@@ -160,8 +158,7 @@ static int tb_server_start(struct tb_server *s, const char *conninfo,
             fclose(f);
             if (got == 1 && port > 0) {
                 s->port = port;
-                snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d",
-                         port);
+                snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", port);
                 return 0;
             }
         }

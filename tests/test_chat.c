@@ -102,8 +102,7 @@ TEST(bad_arguments)
     struct infer_chat_msg nul[] = {{"user", NULL}};
     CHECK(infer_chat_render(INFER_CHAT_CHATML, nul, 1, true) == NULL);
     CHECK(infer_chat_render(INFER_CHAT_CHATML, NULL, 1, true) == NULL);
-    CHECK(infer_chat_render((enum infer_chat_format)99, conv, 1, true) ==
-          NULL);
+    CHECK(infer_chat_render((enum infer_chat_format)99, conv, 1, true) == NULL);
     CHECK_STREQ(infer_chat_format_name((enum infer_chat_format)99), "none");
 }
 
@@ -210,11 +209,16 @@ TEST(phi3_vocab_end_to_end)
 }
 
 static const struct check_test tests[] = {
-    TEST_ENTRY(chatml),        TEST_ENTRY(llama2),
-    TEST_ENTRY(llama3),        TEST_ENTRY(zephyr),
-    TEST_ENTRY(gemma),         TEST_ENTRY(phi3),
-    TEST_ENTRY(plain),         TEST_ENTRY(bad_arguments),
-    TEST_ENTRY(detect),        TEST_ENTRY(default_system),
+    TEST_ENTRY(chatml),
+    TEST_ENTRY(llama2),
+    TEST_ENTRY(llama3),
+    TEST_ENTRY(zephyr),
+    TEST_ENTRY(gemma),
+    TEST_ENTRY(phi3),
+    TEST_ENTRY(plain),
+    TEST_ENTRY(bad_arguments),
+    TEST_ENTRY(detect),
+    TEST_ENTRY(default_system),
     TEST_ENTRY(phi3_vocab_end_to_end),
 };
 CHECK_MAIN(tests)

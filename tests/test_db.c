@@ -52,8 +52,7 @@ static void drop_db(const char *name)
 {
     PGconn *pg = PQconnectdb(getenv("ARENA_TEST_PGCONN"));
     char sql[160];
-    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)",
-             name);
+    snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
     PQclear(PQexec(pg, sql));
     PQfinish(pg);
 }
@@ -300,8 +299,7 @@ TEST(release_rolls_back)
     struct db_conn *c = NULL;
     struct db_err err;
     CHECK_EQ(db_pool_acquire(p, 1000, &c, &err), DB_OK);
-    CHECK_EQ(db_exec(c, "CREATE TABLE t (x int)", 0, NULL, NULL, &err),
-             DB_OK);
+    CHECK_EQ(db_exec(c, "CREATE TABLE t (x int)", 0, NULL, NULL, &err), DB_OK);
     CHECK_EQ(db_begin(c, &err), DB_OK);
     CHECK_EQ(db_exec(c, "INSERT INTO t VALUES (1)", 0, NULL, NULL, &err),
              DB_OK);

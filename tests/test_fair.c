@@ -239,7 +239,7 @@ TEST(active_weight)
 }
 
 static const struct check_test tests[] = {
-    TEST_ENTRY(key_file),    TEST_ENTRY(visitor_cookie),
+    TEST_ENTRY(key_file),     TEST_ENTRY(visitor_cookie),
     TEST_ENTRY(admin_cookie), TEST_ENTRY(token_buckets),
     TEST_ENTRY(daily_cap),    TEST_ENTRY(identity_leak),
     TEST_ENTRY(tags),         TEST_ENTRY(active_weight),

@@ -44,7 +44,8 @@ static char *shared_path(const char *rel, char *buf, size_t cap)
     return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
-/* ---- a minimal GGUF builder for hostile files -------------------------------- */
+/* ---- a minimal GGUF builder for hostile files
+ * -------------------------------- */
 
 struct gb {
     unsigned char p[8192];
@@ -56,8 +57,14 @@ static void gb_put(struct gb *b, const void *d, size_t n)
     memcpy(b->p + b->n, d, n);
     b->n += n;
 }
-static void gb_u32(struct gb *b, uint32_t v) { gb_put(b, &v, 4); }
-static void gb_u64(struct gb *b, uint64_t v) { gb_put(b, &v, 8); }
+static void gb_u32(struct gb *b, uint32_t v)
+{
+    gb_put(b, &v, 4);
+}
+static void gb_u64(struct gb *b, uint64_t v)
+{
+    gb_put(b, &v, 8);
+}
 static void gb_str(struct gb *b, const char *s)
 {
     gb_u64(b, strlen(s));
@@ -65,10 +72,30 @@ static void gb_str(struct gb *b, const char *s)
 }
 
 enum hostile {
-    H_NONE, H_MAGIC, H_VERSION, H_N_TENSORS, H_N_KV, H_KEY_LEN, H_VALUE_TYPE,
-    H_ARRAY_N, H_ARRAY_TYPE, H_NESTED, H_DUP_KEY, H_ALIGN, H_ALIGN_TYPE,
-    H_NDIMS, H_DIM_ZERO, H_DIM_HUGE, H_TYPE, H_BLOCK, H_MISALIGNED, H_PAST_END,
-    H_OVERLAP, H_DUP_NAME, H_NAME_LEN, H_COUNT
+    H_NONE,
+    H_MAGIC,
+    H_VERSION,
+    H_N_TENSORS,
+    H_N_KV,
+    H_KEY_LEN,
+    H_VALUE_TYPE,
+    H_ARRAY_N,
+    H_ARRAY_TYPE,
+    H_NESTED,
+    H_DUP_KEY,
+    H_ALIGN,
+    H_ALIGN_TYPE,
+    H_NDIMS,
+    H_DIM_ZERO,
+    H_DIM_HUGE,
+    H_TYPE,
+    H_BLOCK,
+    H_MISALIGNED,
+    H_PAST_END,
+    H_OVERLAP,
+    H_DUP_NAME,
+    H_NAME_LEN,
+    H_COUNT
 };
 
 /* Two keys, an alignment key and two tensors: "a" F32 [32, 2] and "b" Q8_0
@@ -172,17 +199,28 @@ TEST(gguf_valid_minimal_file)
 TEST(gguf_hostile_fields_rejected_with_message)
 {
     static const char *const expect[H_COUNT] = {
-        [H_MAGIC] = "bad magic",       [H_VERSION] = "version 7",
-        [H_N_TENSORS] = "tensors cannot fit", [H_N_KV] = "keys cannot fit",
-        [H_KEY_LEN] = "past end of file", [H_VALUE_TYPE] = "bad value type",
-        [H_ARRAY_N] = "past end of file", [H_ARRAY_TYPE] = "bad array element",
-        [H_NESTED] = "too deeply",     [H_DUP_KEY] = "duplicate key",
-        [H_ALIGN] = "power of two",    [H_ALIGN_TYPE] = "not a u32",
-        [H_NDIMS] = "5 dimensions",    [H_DIM_ZERO] = "bad dimension",
-        [H_DIM_HUGE] = "past end of file", [H_TYPE] = "unknown type 99",
-        [H_BLOCK] = "not a multiple",  [H_MISALIGNED] = "not aligned",
-        [H_PAST_END] = "past end of file", [H_OVERLAP] = "overlap",
-        [H_DUP_NAME] = "duplicate tensor", [H_NAME_LEN] = "past end of file",
+        [H_MAGIC] = "bad magic",
+        [H_VERSION] = "version 7",
+        [H_N_TENSORS] = "tensors cannot fit",
+        [H_N_KV] = "keys cannot fit",
+        [H_KEY_LEN] = "past end of file",
+        [H_VALUE_TYPE] = "bad value type",
+        [H_ARRAY_N] = "past end of file",
+        [H_ARRAY_TYPE] = "bad array element",
+        [H_NESTED] = "too deeply",
+        [H_DUP_KEY] = "duplicate key",
+        [H_ALIGN] = "power of two",
+        [H_ALIGN_TYPE] = "not a u32",
+        [H_NDIMS] = "5 dimensions",
+        [H_DIM_ZERO] = "bad dimension",
+        [H_DIM_HUGE] = "past end of file",
+        [H_TYPE] = "unknown type 99",
+        [H_BLOCK] = "not a multiple",
+        [H_MISALIGNED] = "not aligned",
+        [H_PAST_END] = "past end of file",
+        [H_OVERLAP] = "overlap",
+        [H_DUP_NAME] = "duplicate tensor",
+        [H_NAME_LEN] = "past end of file",
     };
     for (int h = H_MAGIC; h < H_COUNT; h++) {
         struct gb b;
@@ -192,8 +230,8 @@ TEST(gguf_hostile_fields_rejected_with_message)
         int st = infer_gguf_open_mem(b.p, b.n, &g, &err);
         if (st != INFER_ERR_FORMAT || g != NULL ||
             strstr(err.msg, expect[h]) == NULL)
-            CHECK_FAIL_("case %d: status %d, message '%s' (wanted '%s')", h,
-                        st, err.msg, expect[h]);
+            CHECK_FAIL_("case %d: status %d, message '%s' (wanted '%s')", h, st,
+                        err.msg, expect[h]);
     }
 }
 
@@ -236,8 +274,8 @@ static int sweep(const unsigned char *data, size_t size, size_t dense)
     const unsigned char *base = infer_gguf_data(g, &fsize);
     for (int64_t i = 0; i < infer_gguf_n_tensors(g); i++) {
         const struct infer_gguf_tensor *t = infer_gguf_tensor(g, i);
-        uint64_t e = (uint64_t)((const unsigned char *)t->data - base) +
-                     t->nbytes;
+        uint64_t e =
+            (uint64_t)((const unsigned char *)t->data - base) + t->nbytes;
         end = e > end ? e : end;
     }
     infer_gguf_free(g);
@@ -303,7 +341,8 @@ TEST(gguf_random_corruption_never_crashes)
     CHECK(strstr(err.msg, "cannot open") != NULL);
 }
 
-/* ---- float64 reference forward ---------------------------------------------------- */
+/* ---- float64 reference forward
+ * ---------------------------------------------------- */
 
 struct dmat {
     double *w; /* (rows, cols) */
@@ -335,8 +374,7 @@ static void dmv(const struct dmat *m, const double *x, double *y)
     }
 }
 
-static void drms(const double *x, const float *w, int n, double eps,
-                 double *o)
+static void drms(const double *x, const float *w, int n, double eps, double *o)
 {
     double ss = 0;
     for (int i = 0; i < n; i++)
@@ -375,8 +413,8 @@ static void ref_forward(const struct infer_model *m, const int *tok, int T,
     struct dmat *W = malloc(sizeof(struct dmat) * 7 * L);
     for (int l = 0; l < L; l++) {
         const struct infer_layer *ly = &m->layers[l];
-        const struct infer_weight *ws[7] = {&ly->wq, &ly->wk, &ly->wv, &ly->wo,
-                                            &ly->w_gate, &ly->w_up,
+        const struct infer_weight *ws[7] = {&ly->wq,    &ly->wk,     &ly->wv,
+                                            &ly->wo,    &ly->w_gate, &ly->w_up,
                                             &ly->w_down};
         for (int j = 0; j < 7; j++)
             W[7 * l + j] = dq(ws[j]);
@@ -455,7 +493,8 @@ static void ref_forward(const struct infer_model *m, const int *tok, int T,
     free(s);
 }
 
-/* ---- engine runs -------------------------------------------------------------------- */
+/* ---- engine runs
+ * -------------------------------------------------------------------- */
 
 struct run {
     struct infer_kv *kv;
@@ -467,8 +506,10 @@ static int run_open(struct run *r, const struct infer_model *m, int batch,
                     int threads, const char *kernels)
 {
     struct infer_err err;
-    struct infer_ctx_params cp = {.max_batch = batch, .max_ctx = 64,
-                                  .n_threads = threads, .kernels = kernels};
+    struct infer_ctx_params cp = {.max_batch = batch,
+                                  .max_ctx = 64,
+                                  .n_threads = threads,
+                                  .kernels = kernels};
     memset(r, 0, sizeof(*r));
     if (infer_ctx_new(m, &cp, &r->ctx, &err) != INFER_OK ||
         infer_kv_new(m, 16, 8, &r->kv, &err) != INFER_OK) {
@@ -501,8 +542,8 @@ static int run_steps(struct run *r, int s, const int *tok, int T, float *lg,
         return -1;
     for (int t = 0; t < T; t++) {
         struct infer_batch_entry e = {&r->seq[s], t, tok[t], true};
-        if (infer_forward(r->ctx, r->kv, &e, 1, lg + (size_t)t * vocab,
-                          &err) != INFER_OK) {
+        if (infer_forward(r->ctx, r->kv, &e, 1, lg + (size_t)t * vocab, &err) !=
+            INFER_OK) {
             fprintf(stderr, "%s\n", err.msg);
             return -1;
         }
@@ -529,23 +570,32 @@ static const struct model_case model_cases[] = {
 static const char *const model_types[] = {"f32",  "f16",  "bf16", "q8_0",
                                           "q4_0", "q4_k", "q6_k", "q4_k_m"};
 
-static int make_model(const struct model_case *mc, const char *type,
-                      char *path, size_t cap)
+static int make_model(const struct model_case *mc, const char *type, char *path,
+                      size_t cap)
 {
     struct infer_mkmodel_spec s = {
-        .cfg = {.arch = mc->arch, .n_vocab = 320, .dim = 256, .n_layers = 2,
-                .n_heads = mc->heads, .n_kv_heads = mc->kv_heads,
-                .head_dim = 256 / mc->heads, .hidden = 512,
-                .n_rot = 256 / mc->heads, .n_ctx_train = 64,
+        .cfg = {.arch = mc->arch,
+                .n_vocab = 320,
+                .dim = 256,
+                .n_layers = 2,
+                .n_heads = mc->heads,
+                .n_kv_heads = mc->kv_heads,
+                .head_dim = 256 / mc->heads,
+                .hidden = 512,
+                .n_rot = 256 / mc->heads,
+                .n_ctx_train = 64,
                 .rope_base = mc->arch == INFER_ARCH_QWEN2 ? 1e6f : 1e4f,
-                .rms_eps = 1e-5f, .rope_neox = mc->arch == INFER_ARCH_QWEN2,
-                .tied_output = mc->tied, .has_qkv_bias = mc->bias},
+                .rms_eps = 1e-5f,
+                .rope_neox = mc->arch == INFER_ARCH_QWEN2,
+                .tied_output = mc->tied,
+                .has_qkv_bias = mc->bias},
         .type = type,
         .seed = 7,
         .name = mc->name};
     snprintf(path, cap, "%s/%s-%s.gguf", test_out(),
-             mc->arch == INFER_ARCH_QWEN2 ? "qwen2" : mc->tied ? "llamat"
-                                                                : "llama",
+             mc->arch == INFER_ARCH_QWEN2 ? "qwen2"
+             : mc->tied                   ? "llamat"
+                                          : "llama",
              type);
     struct infer_err err;
     if (infer_mkmodel_write(&s, path, &err) != INFER_OK) {
@@ -561,9 +611,9 @@ TEST(forward_matches_float64_reference)
         for (size_t t = 0; t < sizeof(model_types) / sizeof(model_types[0]);
              t++) {
             char path[1200];
-            CHECK_EQ(make_model(&model_cases[c], model_types[t], path,
-                                sizeof(path)),
-                     0);
+            CHECK_EQ(
+                make_model(&model_cases[c], model_types[t], path, sizeof(path)),
+                0);
             struct infer_model *m;
             struct infer_err err;
             struct infer_model_params p = {.no_tokenizer = true};
@@ -587,9 +637,9 @@ TEST(forward_matches_float64_reference)
                                  wt == INFER_TYPE_BF16
                              ? 2e-4
                              : 4e-2;
-            fprintf(stderr, "%-20s %-7s max|ref| %.3f max err %.2e (%.1e rel)\n",
-                    model_cases[c].name, model_types[t], mx, err_max,
-                    err_max / mx);
+            fprintf(
+                stderr, "%-20s %-7s max|ref| %.3f max err %.2e (%.1e rel)\n",
+                model_cases[c].name, model_types[t], mx, err_max, err_max / mx);
             run_close(&r);
             free(ref);
             free(lg);
@@ -637,8 +687,7 @@ TEST(batched_equals_unbatched)
             for (int s = 0; s < 3; s++)
                 for (int k = 0; k < take[s] && done[s] < 7; k++, done[s]++) {
                     e[n++] = (struct infer_batch_entry){&r.seq[s], done[s],
-                                                        toks[s][done[s]],
-                                                        true};
+                                                        toks[s][done[s]], true};
                     rowpos[s][done[s]] = n_rows++;
                 }
             CHECK_EQ(infer_forward(r.ctx, r.kv, e, n,
@@ -714,7 +763,7 @@ TEST(kv_pool_accounting)
     CHECK_EQ(infer_kv_n_free(kv), 1);
     CHECK_EQ(infer_kv_reserve(kv, &b, 113), INFER_ERR_ARG); /* table */
     CHECK_EQ(infer_kv_reserve(kv, &a, 64), INFER_ERR_BUSY); /* pool */
-    CHECK_EQ(a.n_blocks, 2); /* nothing taken on failure */
+    CHECK_EQ(a.n_blocks, 2);      /* nothing taken on failure */
     infer_kv_release(kv, &b, 20); /* keeps 2 */
     CHECK_EQ(infer_kv_n_free(kv), 6);
     CHECK_EQ(infer_kv_reserve(kv, &a, 64), INFER_OK);
@@ -757,10 +806,10 @@ TEST(model_load_rejects_bad_files)
     }
 }
 
-/* ---- the story models --------------------------------------------------------------- */
+/* ---- the story models
+ * --------------------------------------------------------------- */
 
-static int greedy(const char *path, int n, int32_t *ids, char *text,
-                  size_t cap)
+static int greedy(const char *path, int n, int32_t *ids, char *text, size_t cap)
 {
     struct infer_model *m;
     struct infer_err err;
@@ -795,8 +844,8 @@ static int greedy(const char *path, int n, int32_t *ids, char *text,
     }
     infer_tok_decode(m->tok, ids, (size_t)got, false, text, cap - 1);
     text[cap - 1] = '\0';
-    size_t len = infer_tok_decode(m->tok, ids, (size_t)got, false, text,
-                                  cap - 1);
+    size_t len =
+        infer_tok_decode(m->tok, ids, (size_t)got, false, text, cap - 1);
     text[len < cap - 1 ? len : cap - 1] = '\0';
     free(lg);
     run_close(&r);
@@ -806,7 +855,7 @@ static int greedy(const char *path, int n, int32_t *ids, char *text,
 
 static int count_words(const char *text)
 {
-    static const char *const words[] = {" the ", " was ", " a ", " and ",
+    static const char *const words[] = {" the ", " was ", " a ",  " and ",
                                         " to ",  " she ", " he ", " day"};
     int n = 0;
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
@@ -852,14 +901,16 @@ TEST(tinystories656k_f16_and_q8_0)
         agree++;
     fprintf(stderr,
             "TinyStories-656K: F16 and Q8_0 agree on the first %d of %d/%d "
-            "greedy tokens\nF16: %.160s...\n", agree, n16, n8, t16);
+            "greedy tokens\nF16: %.160s...\n",
+            agree, n16, n8, t16);
     CHECK(n16 > 50 && n8 > 50);
     CHECK(agree >= 50);
     CHECK(strncmp(t16, "Once upon a time", 16) == 0);
     CHECK(count_words(t16) >= 4 && count_words(t8) >= 4);
 }
 
-/* ---- the commands --------------------------------------------------------------------- */
+/* ---- the commands
+ * --------------------------------------------------------------------- */
 
 static int run_cmd(const char *cmd, char *out, size_t cap)
 {
@@ -877,27 +928,36 @@ TEST(commands)
     const char *bin = getenv("ARENA_BIN");
     char g[1024], b[1024], cmd[4096];
     static char o1[16384], o2[16384];
-    if (bin == NULL || !shared_path("stories260K/stories260K.gguf", g, sizeof(g)) ||
+    if (bin == NULL ||
+        !shared_path("stories260K/stories260K.gguf", g, sizeof(g)) ||
         !shared_path("stories260K/stories260K.bin", b, sizeof(b)))
         check_skip("needs ARENA_BIN and stories260K");
-    snprintf(cmd, sizeof(cmd), "%s generate --model %s --max-tokens 40 --ids "
-                               "--threads 1 2>/dev/null", bin, g);
+    snprintf(cmd, sizeof(cmd),
+             "%s generate --model %s --max-tokens 40 --ids "
+             "--threads 1 2>/dev/null",
+             bin, g);
     CHECK_EQ(run_cmd(cmd, o1, sizeof(o1)), 0);
-    snprintf(cmd, sizeof(cmd), "%s generate --model %s --max-tokens 40 --ids "
-                               "2>/dev/null", bin, b);
+    snprintf(cmd, sizeof(cmd),
+             "%s generate --model %s --max-tokens 40 --ids "
+             "2>/dev/null",
+             bin, b);
     CHECK_EQ(run_cmd(cmd, o2, sizeof(o2)), 0);
     CHECK_STREQ(o1, o2);
     CHECK(strchr(o1, '\n') == o1 + strlen(o1) - 1); /* one line */
     /* Sampling with a seed is reproducible; the text streams. */
-    snprintf(cmd, sizeof(cmd), "%s generate --model %s --max-tokens 40 "
-                               "--temperature 0.9 --seed 11 2>/dev/null", bin, g);
+    snprintf(cmd, sizeof(cmd),
+             "%s generate --model %s --max-tokens 40 "
+             "--temperature 0.9 --seed 11 2>/dev/null",
+             bin, g);
     CHECK_EQ(run_cmd(cmd, o1, sizeof(o1)), 0);
     CHECK_EQ(run_cmd(cmd, o2, sizeof(o2)), 0);
     CHECK_STREQ(o1, o2);
     CHECK(strlen(o1) > 40);
     /* A stop string cuts the text before it. */
-    snprintf(cmd, sizeof(cmd), "%s generate --model %s --max-tokens 60 "
-                               "--stop Lily 2>/dev/null", bin, g);
+    snprintf(cmd, sizeof(cmd),
+             "%s generate --model %s --max-tokens 60 "
+             "--stop Lily 2>/dev/null",
+             bin, g);
     CHECK_EQ(run_cmd(cmd, o1, sizeof(o1)), 0);
     CHECK(strstr(o1, "Lily") == NULL);
     CHECK(strstr(o1, "named") != NULL);
@@ -910,18 +970,22 @@ TEST(commands)
     CHECK(strstr(o1, "architecture: llama") != NULL);
     CHECK(strstr(o1, "F32 x48") != NULL);
     /* mkmodel, then model-info and generate on what it wrote. */
-    snprintf(cmd, sizeof(cmd), "%s mkmodel --shape tiny --type q4_k_m --out "
-                               "%s/cli-tiny.gguf && %s model-info "
-                               "%s/cli-tiny.gguf && %s generate --model "
-                               "%s/cli-tiny.gguf --max-tokens 5 --ids 2>&1",
+    snprintf(cmd, sizeof(cmd),
+             "%s mkmodel --shape tiny --type q4_k_m --out "
+             "%s/cli-tiny.gguf && %s model-info "
+             "%s/cli-tiny.gguf && %s generate --model "
+             "%s/cli-tiny.gguf --max-tokens 5 --ids 2>&1",
              bin, test_out(), bin, test_out(), bin, test_out());
     CHECK_EQ(run_cmd(cmd, o1, sizeof(o1)), 0);
     CHECK(strstr(o1, "Q6_K x") != NULL && strstr(o1, "Q4_K x") != NULL);
     /* Usage errors exit 2 with one line; --help exits 0. */
-    static const char *const bad[] = {
-        "generate", "generate --model", "generate --model x --max-tokens -1",
-        "mkmodel --shape nope --out /tmp/x", "model-info",
-        "tokenize --model x", "bench infer --batch 1,x --model y"};
+    static const char *const bad[] = {"generate",
+                                      "generate --model",
+                                      "generate --model x --max-tokens -1",
+                                      "mkmodel --shape nope --out /tmp/x",
+                                      "model-info",
+                                      "tokenize --model x",
+                                      "bench infer --batch 1,x --model y"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin, bad[i]);
         CHECK_EQ(run_cmd(cmd, o1, sizeof(o1)), 2);

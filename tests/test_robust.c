@@ -17,8 +17,8 @@ TEST(q8a_nonfinite)
     for (int i = 0; i < 2 * INFER_QK; i++)
         x[i] = (float)(i % 7) - 3.0f;
     x[3] = NAN;
-    x[5] = INFINITY;          /* the first block's scale becomes inf */
-    x[INFER_QK + 1] = NAN;    /* the second block keeps a finite scale */
+    x[5] = INFINITY;       /* the first block's scale becomes inf */
+    x[INFER_QK + 1] = NAN; /* the second block keeps a finite scale */
     struct infer_q8a y[2];
     infer_quantize_q8a(x, y, 2 * INFER_QK);
     CHECK_EQ(y[0].qs[3], 0);

@@ -14,7 +14,8 @@
 #include "infer_internal.h"
 #include "infer_tok_internal.h"
 
-/* ---- helpers --------------------------------------------------------------- */
+/* ---- helpers ---------------------------------------------------------------
+ */
 
 static char *slurp(const char *path, size_t *size)
 {
@@ -86,7 +87,8 @@ static void print_ids(const char *what, const int32_t *v, int n)
     fputc('\n', stderr);
 }
 
-/* ---- llama.cpp's test-tokenizer-0 vectors ------------------------------------ */
+/* ---- llama.cpp's test-tokenizer-0 vectors
+ * ------------------------------------ */
 
 /* Runs every case of <vocab>.inp against <vocab>.out the way llama.cpp's
  * test-tokenizer-0 does: cases are separated by "\n__ggml_vocab_test__\n",
@@ -199,7 +201,8 @@ TEST(inp_llama2c_bin)
     CHECK_EQ(fails, 0);
 }
 
-/* ---- Hugging Face tokenizer.json -------------------------------------------- */
+/* ---- Hugging Face tokenizer.json --------------------------------------------
+ */
 
 /* Reference ids from Hugging Face's own tokenizer.json implementation
  * (@huggingface/tokenizers 0.2.0, Tokenizer.encode with add_special_tokens
@@ -214,12 +217,8 @@ static const struct {
     {"Once upon a time, there was a little girl named Lily.",
      "1 80 147 201 282 215 286 598 629 10",
      "6403 1980 253 655 28 665 436 253 1838 8180 3365 14176 30"},
-    {" Hello world",
-     "1 80 80 1288 139 410 555",
-     "38699 905"},
-    {"Hello   world  ",
-     "1 80 1288 139 80 80 410 180 80",
-     "19556 256 905 256"},
+    {" Hello world", "1 80 80 1288 139 410 555", "38699 905"},
+    {"Hello   world  ", "1 80 1288 139 80 80 410 180 80", "19556 256 905 256"},
     {"She said: \"I can't, we'll, they're, I've, he'd, I'm!\"",
      "1 80 892 174 1608 5 276 687 7 1689 1140 7 113 94 131 77 7 123 94 "
      "34 7 74 215 109 7 56 94 34 7 65 4 5",
@@ -236,15 +235,9 @@ static const struct {
     {"  leading spaces and trailing tabs\t\t",
      "1 80 80 80 656 56 149 415 53 55 791 925 129 149 292 54 71 0",
      "216 2899 5600 284 35079 29416 1656"},
-    {"line one",
-     "1 80 64 1780 719",
-     "1311 582"},
-    {"line two",
-     "1 80 64 1780 865 67",
-     "1311 827"},
-    {"line four",
-     "1 80 64 1780 58 1601",
-     "1311 1876"},
+    {"line one", "1 80 64 1780 719", "1311 582"},
+    {"line two", "1 80 64 1780 865 67", "1311 827"},
+    {"line four", "1 80 64 1780 58 1601", "1311 1876"},
     {"Mixed CASE 'S 'LL 'Re",
      "1 80 460 76 92 28 26 44 30 80 7 44 80 7 37 37 80 7 43 57",
      "61 13609 340 13108 637 67 637 16421 637 3733"},
@@ -252,8 +245,7 @@ static const struct {
      "1 80 57 605 62 2024 0 80 0 80 0 100 58 291 59 89 0",
      "391 33777 15107 116 243 10813 244 218 40303 131 321 231 10813 230 "
      "121 31752 4636 246 223 284 13198 15107 225 121 10813 225 132"},
-    {"中文字符测试，还有日本語のテキストと한국어.",
-     "1 80 0 10",
+    {"中文字符测试，还有日本語のテキストと한국어.", "1 80 0 10",
      "28589 29184 36518 40562 116 43222 229 16313 239 12831 18276 242 "
      "30746 23274 115 40993 179 120 248 26453 11100 224 10391 251 10391 "
      "134 11100 226 7365 118 33085 246 181 130 251 183 240 129 30"},
@@ -272,32 +264,20 @@ static const struct {
      "1 80 781 511 58 0 76 0 21 3 80 80 80 80 123 620 754 1841 0 80 13 "
      "80 80 0 80 321 781",
      "1604 275 24 104 727 472 1003 1792 1903 216 34 216 907 2909"},
-    {"<|im_start|>user",
-     "1 211 110 52 166 210 823 91",
-     "1 4093"},
-    {"hi<|im_end|>",
-     "1 141 61 208 110 52 183 210",
-     "6004 2"},
+    {"<|im_start|>user", "1 211 110 52 166 210 823 91", "1 4093"},
+    {"hi<|im_end|>", "1 141 61 208 110 52 183 210", "6004 2"},
     {" !!! ??? ... --- ___ *** ### @@@",
      "1 80 80 4 4 271 25 25 1275 10 10 84 9 9 9 80 52 52 52 80 0 80 0 80 0",
      "5728 10095 9148 16693 4563 21749 36670 33117 20749 3394 41407"},
-    {"tab\tseparated\tvalues",
-     "1 80 292 54 0 178 335 232 192 0 74 383 73 233",
+    {"tab\tseparated\tvalues", "1 80 292 54 0 178 335 232 192 0 74 383 73 233",
      "15999 197 19509 483 197 6347"},
-    {"x",
-     "1 80 76",
-     "104"},
-    {"   ",
-     "1 80 80 80 80",
-     "333"},
-    {"a  b   c    d",
-     "1 104 80 1927 80 80 55 80 80 80 80 56",
+    {"x", "1 80 76", "104"},
+    {"   ", "1 80 80 80 80", "333"},
+    {"a  b   c    d", "1 104 80 1927 80 80 55 80 80 80 80 56",
      "81 216 278 256 265 333 287"},
-    {"Tiếng Việt có dấu",
-     "1 80 45 61 0 66 112 47 61 0 86 55 0 80 56 0 73",
+    {"Tiếng Việt có dấu", "1 80 45 61 0 66 112 47 61 0 86 55 0 80 56 0 73",
      "44862 31604 140 863 10506 25275 225 100 265 7342 287 31604 115 101"},
-    {"ⅫⅣ ½ ¼ ² ³ ₁",
-     "1 80 0 80 0 80 0 80 0 80 0 80 0",
+    {"ⅫⅣ ½ ¼ ² ³ ₁", "1 80 0 80 0 80 0 80 0 80 0 80 0",
      "173 223 121 173 223 113 3351 138 3351 137 3351 127 3351 128 4636 "
      "220 219"},
 
@@ -324,8 +304,8 @@ static void hf_cases(const struct infer_tok *t, bool tiny)
         int nw = parse_ids(tiny ? hf_ref[i].tinystories : hf_ref[i].smollm2,
                            want, 512);
         int ng;
-        int32_t *got = enc(t, hf_ref[i].text, strlen(hf_ref[i].text), tiny,
-                           true, &ng);
+        int32_t *got =
+            enc(t, hf_ref[i].text, strlen(hf_ref[i].text), tiny, true, &ng);
         if (got == NULL || !ids_eq(got, ng, want, nw)) {
             fails++;
             fprintf(stderr, "case %zu: \"%s\"\n", i, hf_ref[i].text);
@@ -360,9 +340,9 @@ TEST(hf_tinystories)
     infer_tok_free(t);
     /* The Q8_0 file carries the same vocabulary. */
     m = "models/tinystories-656K/TinyStories-656K-Q8_0.gguf";
-    CHECK_EQ(infer_tok_load_for_model(shared_path(path, sizeof(path), m), &t,
-                                      &err),
-             INFER_OK);
+    CHECK_EQ(
+        infer_tok_load_for_model(shared_path(path, sizeof(path), m), &t, &err),
+        INFER_OK);
     CHECK(t->hf_bpe);
     infer_tok_free(t);
 }
@@ -373,8 +353,8 @@ TEST(hf_smollm2)
     struct infer_tok *t;
     struct infer_err err = {{0}};
     const char *m = "models/tokenizers/smollm2-tokenizer.json";
-    if (infer_tok_from_hf_json(shared_path(path, sizeof(path), m), &t,
-                               &err) != INFER_OK)
+    if (infer_tok_from_hf_json(shared_path(path, sizeof(path), m), &t, &err) !=
+        INFER_OK)
         check_skip("%s", err.msg);
     CHECK_EQ(infer_tok_n_vocab(t), 49152);
     CHECK(infer_tok_is_eog(t, 0)); /* <|endoftext|> */
@@ -389,7 +369,8 @@ TEST(hf_smollm2)
     infer_tok_free(t);
 }
 
-/* ---- one vocabulary in two formats ------------------------------------------ */
+/* ---- one vocabulary in two formats ------------------------------------------
+ */
 
 static const char *const samples[] = {
     "Once upon a time, there was a little girl named Lily.",
@@ -440,14 +421,18 @@ TEST(stories260k_formats)
     infer_tok_free(b);
 }
 
-/* ---- round trips ----------------------------------------------------------- */
+/* ---- round trips -----------------------------------------------------------
+ */
 
 struct rt_text {
     const char *s;
     size_t len;
 };
 
-#define RT(lit) {lit, sizeof(lit) - 1}
+#define RT(lit)                                                                \
+    {                                                                          \
+        lit, sizeof(lit) - 1                                                   \
+    }
 static const struct rt_text rt_texts[] = {
     RT("Hello world"),
     RT("  two leading, two trailing  "),
@@ -489,17 +474,17 @@ static bool round_trip(const struct infer_tok *t, const char *s, size_t len)
 static size_t random_text(uint32_t *state, char *buf, size_t cap)
 {
     static const char *const pieces[] = {
-        "a",  "Z",  " ",  "  ",           "\n",          "\t",
-        "7",  "'s", "!",  "\xc3\xa9",     "\xe4\xb8\xad", "\xf0\x9f\xa6\x99",
-        "\xff", "\x80", "\xe4", "\xcc\x81", "the",         " of",
+        "a",    "Z",    " ",    "  ",       "\n",           "\t",
+        "7",    "'s",   "!",    "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\xa6\x99",
+        "\xff", "\x80", "\xe4", "\xcc\x81", "the",          " of",
     };
     size_t n = 0;
     *state = *state * 1664525u + 1013904223u;
     size_t k = (*state >> 24) % 24;
     for (size_t i = 0; i < k; i++) {
         *state = *state * 1664525u + 1013904223u;
-        const char *p = pieces[(*state >> 16) % (sizeof(pieces) /
-                                                  sizeof(pieces[0]))];
+        const char *p =
+            pieces[(*state >> 16) % (sizeof(pieces) / sizeof(pieces[0]))];
         size_t l = strlen(p);
         if (n + l > cap)
             break;
@@ -514,8 +499,7 @@ static bool valid_utf8(const char *s, size_t n);
 /* Every text round-trips; where the vocabulary lacks some bytes' tokens
  * (SmolLM2 has none for 0xFE/0xFF, which valid UTF-8 never holds, and Hugging
  * Face drops them too) invalid UTF-8 need only encode without harm. */
-static void round_trips(struct infer_tok *t, const char *name,
-                        bool all_bytes)
+static void round_trips(struct infer_tok *t, const char *name, bool all_bytes)
 {
     if (t == NULL)
         check_skip("%s not loadable", name);
@@ -568,9 +552,10 @@ TEST(round_trip_llama2c)
     char path[1024];
     struct infer_tok *t = NULL;
     struct infer_err err = {{0}};
-    infer_tok_from_llama2c(shared_path(path, sizeof(path),
-                                       "models/tokenizers/llama2-tokenizer.bin"),
-                           32000, &t, &err);
+    infer_tok_from_llama2c(
+        shared_path(path, sizeof(path),
+                    "models/tokenizers/llama2-tokenizer.bin"),
+        32000, &t, &err);
     round_trips(t, "llama2-tokenizer.bin", true);
 }
 
@@ -628,7 +613,8 @@ TEST(round_trip_tinystories)
     infer_tok_free(t);
 }
 
-/* ---- encode's contract ----------------------------------------------------- */
+/* ---- encode's contract -----------------------------------------------------
+ */
 
 TEST(encode_api)
 {
@@ -644,8 +630,7 @@ TEST(encode_api)
     CHECK_EQ(ids[2], -7); /* nothing past cap */
     CHECK_EQ(infer_tok_encode(t, NULL, 0, false, false, NULL, 0), 0);
     CHECK_EQ(infer_tok_encode(t, NULL, 0, true, false, ids, 8), 1);
-    CHECK_EQ(infer_tok_encode(t, "x", 1, false, false, ids, -1),
-             INFER_ERR_ARG);
+    CHECK_EQ(infer_tok_encode(t, "x", 1, false, false, ids, -1), INFER_ERR_ARG);
     /* A rendered template's own BOS is not doubled, and is parsed only when
      * asked to. */
     CHECK_EQ(infer_tok_encode(t, "<s>Hello", 8, true, true, ids, 8), 2);
@@ -674,8 +659,8 @@ TEST(encode_api)
 
     t = load_gguf_tok("models/tokenizers/ggml-vocab-phi-3.gguf");
     CHECK(t != NULL);
-    CHECK(infer_tok_is_eog(t, 32000)); /* <|endoftext|> */
-    CHECK(infer_tok_is_eog(t, 32007)); /* <|end|> */
+    CHECK(infer_tok_is_eog(t, 32000));  /* <|endoftext|> */
+    CHECK(infer_tok_is_eog(t, 32007));  /* <|end|> */
     CHECK(!infer_tok_is_eog(t, 32010)); /* <|user|> */
     n = infer_tok_encode(t, "<|user|>\nHi<|end|>\n<|assistant|>\n", 34, true,
                          true, ids, 8);
@@ -689,15 +674,14 @@ static void bad_files(void)
 {
     struct infer_tok *t = (struct infer_tok *)1;
     struct infer_err err = {{0}};
-    CHECK_EQ(infer_tok_from_llama2c("/nonexistent/tokenizer.bin", 10, &t,
-                                    &err),
+    CHECK_EQ(infer_tok_from_llama2c("/nonexistent/tokenizer.bin", 10, &t, &err),
              INFER_ERR_IO);
     CHECK(t == NULL);
     CHECK(strstr(err.msg, "nonexistent") != NULL);
     unsigned char short_bin[] = {16, 0, 0, 0, 0, 0, 0, 0, 50, 0, 0, 0, 'a'};
-    CHECK_EQ(infer_tok_from_llama2c_mem(short_bin, sizeof(short_bin), 4, &t,
-                                        &err),
-             INFER_ERR_FORMAT);
+    CHECK_EQ(
+        infer_tok_from_llama2c_mem(short_bin, sizeof(short_bin), 4, &t, &err),
+        INFER_ERR_FORMAT);
     CHECK(strstr(err.msg, "token 0") != NULL);
     const char *js = "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}";
     CHECK_EQ(infer_tok_from_hf_json_mem(js, strlen(js), &t, &err),
@@ -734,7 +718,8 @@ TEST(loader_errors)
     bad_files();
 }
 
-/* ---- pre-tokenizers and Unicode classes -------------------------------------- */
+/* ---- pre-tokenizers and Unicode classes
+ * -------------------------------------- */
 
 struct words {
     const char *text;
@@ -778,20 +763,18 @@ TEST(pre_tokenizers)
     CHECK_STREQ(split(INFER_TOK_PRE_LLAMA3, "I'M (fine)", &w),
                 "I|'M| (|fine|)");
     CHECK_STREQ(split(INFER_TOK_PRE_GPT2, "I'M", &w), "I|'|M");
-    CHECK_STREQ(split(INFER_TOK_PRE_SMOLLM, "abc123 4", &w),
-                "abc|1|2|3| |4");
-    CHECK_STREQ(split(INFER_TOK_PRE_GPT2, "\xd0\xb6\xd0\xb8 \xe4\xb8\xad",
-                      &w),
+    CHECK_STREQ(split(INFER_TOK_PRE_SMOLLM, "abc123 4", &w), "abc|1|2|3| |4");
+    CHECK_STREQ(split(INFER_TOK_PRE_GPT2, "\xd0\xb6\xd0\xb8 \xe4\xb8\xad", &w),
                 "\xd0\xb6\xd0\xb8| \xe4\xb8\xad");
     CHECK_STREQ(split(INFER_TOK_PRE_NONE, "a b", &w), "a b");
 }
 
 TEST(unicode_classes)
 {
-    static const uint32_t letters[] = {'a',    'Z',    0xE9,   0x436, 0x4E2D,
-                                       0x1780, 0x1C5,  0x2B0,  0x5D0, 0x627,
-                                       0xAC00, 0x20000};
-    static const uint32_t not_letters[] = {'1',    ' ',     '!',   0x301,
+    static const uint32_t letters[] = {'a',    'Z',    0xE9,   0x436,
+                                       0x4E2D, 0x1780, 0x1C5,  0x2B0,
+                                       0x5D0,  0x627,  0xAC00, 0x20000};
+    static const uint32_t not_letters[] = {'1',     ' ',    '!',   0x301,
                                            0x1F999, 0xFFFD, 0x660, 0xBD};
     static const uint32_t numbers[] = {'0', 0x661, 0xBD, 0x216B, 0xB2, 0x2081};
     for (size_t i = 0; i < sizeof(letters) / sizeof(letters[0]); i++)
@@ -814,7 +797,8 @@ TEST(unicode_classes)
         CHECK(infer_tok_uni_number[i][0] > infer_tok_uni_number[i - 1][1]);
 }
 
-/* ---- streaming UTF-8 ---------------------------------------------------------- */
+/* ---- streaming UTF-8
+ * ---------------------------------------------------------- */
 
 /* Valid UTF-8 by the strict rules (what the stream must emit). */
 static bool valid_utf8(const char *s, size_t n)
@@ -831,7 +815,8 @@ static bool valid_utf8(const char *s, size_t n)
 
 TEST(utf8_stream)
 {
-    const char text[] = "h\xc3\xa9llo \xf0\x9f\xa6\x99 \xe4\xb8\x96\xe7\x95\x8c";
+    const char text[] =
+        "h\xc3\xa9llo \xf0\x9f\xa6\x99 \xe4\xb8\x96\xe7\x95\x8c";
     size_t len = sizeof(text) - 1;
     /* Byte by byte: every output is whole characters, and all of it is the
      * input. */
@@ -881,15 +866,24 @@ TEST(utf8_stream)
 }
 
 static const struct check_test tests[] = {
-    TEST_ENTRY(inp_llama_spm),       TEST_ENTRY(inp_gpt2),
-    TEST_ENTRY(inp_phi3),            TEST_ENTRY(inp_llama2c_bin),
-    TEST_ENTRY(hf_tinystories),      TEST_ENTRY(hf_smollm2),
-    TEST_ENTRY(stories260k_formats), TEST_ENTRY(round_trip_llama_spm),
-    TEST_ENTRY(round_trip_gpt2),     TEST_ENTRY(round_trip_phi3),
-    TEST_ENTRY(round_trip_llama2c),  TEST_ENTRY(round_trip_tok512),
-    TEST_ENTRY(round_trip_smollm2),  TEST_ENTRY(round_trip_tinystories),
-    TEST_ENTRY(encode_api),          TEST_ENTRY(loader_errors),
-    TEST_ENTRY(pre_tokenizers),      TEST_ENTRY(unicode_classes),
+    TEST_ENTRY(inp_llama_spm),
+    TEST_ENTRY(inp_gpt2),
+    TEST_ENTRY(inp_phi3),
+    TEST_ENTRY(inp_llama2c_bin),
+    TEST_ENTRY(hf_tinystories),
+    TEST_ENTRY(hf_smollm2),
+    TEST_ENTRY(stories260k_formats),
+    TEST_ENTRY(round_trip_llama_spm),
+    TEST_ENTRY(round_trip_gpt2),
+    TEST_ENTRY(round_trip_phi3),
+    TEST_ENTRY(round_trip_llama2c),
+    TEST_ENTRY(round_trip_tok512),
+    TEST_ENTRY(round_trip_smollm2),
+    TEST_ENTRY(round_trip_tinystories),
+    TEST_ENTRY(encode_api),
+    TEST_ENTRY(loader_errors),
+    TEST_ENTRY(pre_tokenizers),
+    TEST_ENTRY(unicode_classes),
     TEST_ENTRY(utf8_stream),
 };
 CHECK_MAIN(tests)

@@ -22,14 +22,14 @@
 /* Crash                                                                  */
 
 #define N_CLIENTS 8
-#define PER_LIST 1500
+#define PER_LIST  1500
 
 struct voter {
     pthread_t t;
     const char *url;
     char cookie[128];
-    json_t *battles;  /* shared by a pair of voters */
-    char *ok;         /* (PER_LIST,) 1 where answered 200 */
+    json_t *battles; /* shared by a pair of voters */
+    char *ok;        /* (PER_LIST,) 1 where answered 200 */
     int n_ok, n_409, n_other, sent;
     volatile int *stop;
 };
@@ -103,8 +103,13 @@ TEST(crash)
     if (tb_fresh_db(conninfo, sizeof(conninfo), dbname, sizeof(dbname)) != 0)
         check_skip("no test PostgreSQL (ARENA_TEST_PGCONN)");
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    const char *extra[] = {"--limit-votes", "0", "--limit-ip-votes", "0",
-                           "--daily-votes", "0", NULL};
+    const char *extra[] = {"--limit-votes",
+                           "0",
+                           "--limit-ip-votes",
+                           "0",
+                           "--daily-votes",
+                           "0",
+                           NULL};
     struct tb_server srv;
     CHECK_EQ(tb_server_start(&srv, conninfo, "vote-crash", extra), 0);
     struct tb_client admin;
@@ -126,9 +131,9 @@ TEST(crash)
     json_t *lists[N_CLIENTS / 2];
     for (int i = 0; i < N_CLIENTS / 2; i++) {
         char cookie[128];
-        CHECK_EQ(bench_battles(&admin, PER_LIST, cookie, sizeof(cookie),
-                               &lists[i]),
-                 0);
+        CHECK_EQ(
+            bench_battles(&admin, PER_LIST, cookie, sizeof(cookie), &lists[i]),
+            0);
         for (int k = 0; k < 2; k++) {
             struct voter *x = &v[2 * i + k];
             memset(x, 0, sizeof(*x));
@@ -155,10 +160,10 @@ TEST(crash)
         other += v[i].n_other;
         sent += v[i].sent;
     }
-    fprintf(stderr, "crash: %d sent, %d answered 200, %d 409, %d other\n",
-            sent, ok, conflicts, other);
-    CHECK(ok > 20);        /* it did vote before the kill */
-    CHECK(conflicts > 0);  /* the pairs did race */
+    fprintf(stderr, "crash: %d sent, %d answered 200, %d 409, %d other\n", sent,
+            ok, conflicts, other);
+    CHECK(ok > 20);       /* it did vote before the kill */
+    CHECK(conflicts > 0); /* the pairs did race */
     CHECK_EQ(other, 0);
 
     /* Restart on the same database and data directory (same key). */
@@ -216,8 +221,7 @@ TEST(crash)
         char path[128];
         snprintf(path, sizeof(path), "/api/battles/%s/vote",
                  json_string_value(json_array_get(lists[0], j)));
-        CHECK_EQ(tb_http(&cl, "POST", path, "{\"winner\": \"tie\"}", &r),
-                 409);
+        CHECK_EQ(tb_http(&cl, "POST", path, "{\"winner\": \"tie\"}", &r), 409);
         CHECK_STREQ(tb_code(&r), "already_voted");
         tb_res_free(&r);
         tb_client_cleanup(&cl);
@@ -273,11 +277,25 @@ TEST(limits)
           "\"little\", \"day\", \"they\", \"said\"]}\n",
           f);
     fclose(f);
-    const char *extra[] = {"--config", cfg, "--limit-battles", "3",
-                           "--limit-turns", "2", "--limit-votes", "0",
-                           "--limit-ip-votes", "8", "--daily-votes", "5",
-                           "--limit-ip-battles", "0", "--limit-ip-turns", "0",
-                           "--answer-max-tokens", "12", NULL};
+    const char *extra[] = {"--config",
+                           cfg,
+                           "--limit-battles",
+                           "3",
+                           "--limit-turns",
+                           "2",
+                           "--limit-votes",
+                           "0",
+                           "--limit-ip-votes",
+                           "8",
+                           "--daily-votes",
+                           "5",
+                           "--limit-ip-battles",
+                           "0",
+                           "--limit-ip-turns",
+                           "0",
+                           "--answer-max-tokens",
+                           "12",
+                           NULL};
     struct tb_server srv;
     CHECK_EQ(tb_server_start(&srv, conninfo, "vote-limits", extra), 0);
     struct tb_client admin, carol;
@@ -312,18 +330,18 @@ TEST(limits)
              json_string_value(json_object_get(r.json, "id")));
     tb_res_free(&r);
     snprintf(path, sizeof(path), "/api/battles/%s/turns", id);
-    CHECK_EQ(tb_http(&carol, "POST", path,
-                     "{\"prompt\": \"Once upon a time\"}", &r),
-             200);
+    CHECK_EQ(
+        tb_http(&carol, "POST", path, "{\"prompt\": \"Once upon a time\"}", &r),
+        200);
     static struct tb_events ev;
     tb_sse_parse(r.body.p, &ev);
     tb_res_free(&r);
     CHECK_EQ(tb_count(&ev, "flagged", NULL), 1);
     for (int k = 0; k < ev.n; k++)
         if (strcmp(ev.ev[k].name, "flagged") == 0)
-            CHECK_STREQ(json_string_value(
-                            json_object_get(ev.ev[k].data, "reason")),
-                        "identity_leak");
+            CHECK_STREQ(
+                json_string_value(json_object_get(ev.ev[k].data, "reason")),
+                "identity_leak");
     CHECK_STREQ(ev.ev[ev.n - 1].name, "end");
     tb_events_free(&ev);
     /* Turns: 2 per minute; the second is fine, the third is refused. */

@@ -61,19 +61,19 @@ TEST(config_precedence)
     setenv("DATABASE_URL", "postgresql:///from-env", 1);
     struct web_config cfg;
     char msg[256];
-    char *argv[] = {"serve", "--config", path, "--port", "7003",
-                    "--models-dir=/models"};
+    char *argv[] = {"serve",  "--config", path,
+                    "--port", "7003",     "--models-dir=/models"};
     int rc = parse(&cfg, msg, sizeof(msg), 6, argv);
     unsetenv("ARENA_PORT");
     unsetenv("ARENA_THREADS");
     unsetenv("DATABASE_URL");
     unlink(path);
     CHECK_EQ(rc, 0);
-    CHECK_EQ(cfg.port, 7003);           /* flag over env over file */
-    CHECK_EQ(cfg.threads, 9);           /* env over file */
-    CHECK_EQ(cfg.max_body, 2048);       /* file over default */
-    CHECK_EQ(cfg.db_pool_size, 3);      /* file, '-' spelling */
-    CHECK(!cfg.access_log);             /* file boolean */
+    CHECK_EQ(cfg.port, 7003);      /* flag over env over file */
+    CHECK_EQ(cfg.threads, 9);      /* env over file */
+    CHECK_EQ(cfg.max_body, 2048);  /* file over default */
+    CHECK_EQ(cfg.db_pool_size, 3); /* file, '-' spelling */
+    CHECK(!cfg.access_log);        /* file boolean */
     CHECK_STREQ(cfg.database_url, "postgresql:///from-env");
     CHECK_STREQ(cfg.models_dir, "/models");
     /* Sections for other modules are kept. */
@@ -88,21 +88,27 @@ TEST(config_errors)
         const char *env; /* NAME=value or NULL */
         const char *want;
     } cases[] = {
-        {{"--port", "notaport"}, NULL,
+        {{"--port", "notaport"},
+         NULL,
          "--port takes a number between 0 and 65535"},
         {{"--port=70000"}, NULL, "--port takes a number between 0 and 65535"},
-        {{"--threads", "1"}, NULL,
+        {{"--threads", "1"},
+         NULL,
          "--threads takes a number between 2 and 10000"},
         {{"--access-log", "maybe"}, NULL, "--access-log takes on or off"},
-        {{"--log-level", "loud"}, NULL,
+        {{"--log-level", "loud"},
+         NULL,
          "--log-level takes error, warn, info or debug"},
-        {{"--max-body", "12q"}, NULL,
+        {{"--max-body", "12q"},
+         NULL,
          "--max-body takes a size between 1 and 1073741824 bytes "
          "(k, m, g suffixes allowed)"},
-        {{"--frobnicate", "1"}, NULL,
+        {{"--frobnicate", "1"},
+         NULL,
          "unknown option '--frobnicate'; see 'arena serve --help'"},
         {{"--port"}, NULL, "--port needs a value"},
-        {{NULL}, "ARENA_DB_POOL_SIZE=0",
+        {{NULL},
+         "ARENA_DB_POOL_SIZE=0",
          "ARENA_DB_POOL_SIZE takes a number between 1 and 1000"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -174,8 +180,8 @@ static void h_params(struct web_req *r)
     char q[32] = "";
     web_req_query(r, "q", q, sizeof(q));
     json_t *out = json_pack("{s:s,s:s,s:s,s:s}", "id", web_req_param(r, "id"),
-                            "name", web_req_param(r, "name"), "q", q,
-                            "user", (const char *)r->user);
+                            "name", web_req_param(r, "name"), "q", q, "user",
+                            (const char *)r->user);
     web_header_add(r, "Retry-After", "7");
     web_reply_json(r, 200, out);
     json_decref(out);
@@ -240,8 +246,7 @@ static int srv_start(struct srv *v)
     v->cfg.access_log = false;
     free(v->cfg.static_dir);
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/static",
-             check_env("ARENA_SOURCE_DIR", "."));
+    snprintf(dir, sizeof(dir), "%s/static", check_env("ARENA_SOURCE_DIR", "."));
     v->cfg.static_dir = strdup(dir);
     struct web_err err;
     v->s = web_server_new(&v->cfg, NULL, &err);
@@ -342,8 +347,8 @@ static int http(struct resp *r, const char *method, const char *url,
 static const char *error_code(const struct resp *r, char *buf, size_t n)
 {
     json_t *j = json_loads(r->body, 0, NULL);
-    const char *code = json_string_value(
-        json_object_get(json_object_get(j, "error"), "code"));
+    const char *code =
+        json_string_value(json_object_get(json_object_get(j, "error"), "code"));
     snprintf(buf, n, "%s", code != NULL ? code : "");
     json_decref(j);
     return buf;
@@ -558,11 +563,16 @@ TEST(stop_finishes_in_flight)
 }
 
 static const struct check_test tests[] = {
-    TEST_ENTRY(config_defaults),   TEST_ENTRY(config_precedence),
-    TEST_ENTRY(config_errors),     TEST_ENTRY(config_file_errors),
-    TEST_ENTRY(routes_and_errors), TEST_ENTRY(json_bodies),
-    TEST_ENTRY(sse_events),        TEST_ENTRY(static_files),
-    TEST_ENTRY(stop_finishes_in_flight), TEST_ENTRY(client_ip),
+    TEST_ENTRY(config_defaults),
+    TEST_ENTRY(config_precedence),
+    TEST_ENTRY(config_errors),
+    TEST_ENTRY(config_file_errors),
+    TEST_ENTRY(routes_and_errors),
+    TEST_ENTRY(json_bodies),
+    TEST_ENTRY(sse_events),
+    TEST_ENTRY(static_files),
+    TEST_ENTRY(stop_finishes_in_flight),
+    TEST_ENTRY(client_ip),
 };
 
 CHECK_MAIN(tests)

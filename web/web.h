@@ -47,12 +47,7 @@ struct web_err {
 /* ---------------------------------------------------------------------- */
 /* Logging (the process's one logger; main-like code installs it)         */
 
-enum web_log_level {
-    WEB_LOG_ERROR,
-    WEB_LOG_WARN,
-    WEB_LOG_INFO,
-    WEB_LOG_DEBUG
-};
+enum web_log_level { WEB_LOG_ERROR, WEB_LOG_WARN, WEB_LOG_INFO, WEB_LOG_DEBUG };
 
 /* Sets the level below which messages are dropped. Call before threads
  * start. Also routes db/'s log into this logger. Cannot fail. */
@@ -72,56 +67,56 @@ void web_log(enum web_log_level level, const char *fmt, ...)
  * environment, the config file and validation follow from the row. */
 struct web_config {
     /* network */
-    char *listen;            /* address to bind, e.g. "127.0.0.1" */
-    int port;                /* 0 = any free port */
-    char *trusted_proxies;   /* "" or "a,b": peers whose X-Real-IP or
-                                X-Forwarded-For names the client */
-    char *port_file;         /* "" or a file to write the bound port to */
-    int threads;             /* CivetWeb workers (open connections) */
-    long long max_body;      /* bytes, request bodies */
-    int request_timeout_ms;  /* socket read/write timeout */
-    int shutdown_timeout_s;  /* bound on finishing in-flight requests */
+    char *listen;           /* address to bind, e.g. "127.0.0.1" */
+    int port;               /* 0 = any free port */
+    char *trusted_proxies;  /* "" or "a,b": peers whose X-Real-IP or
+                               X-Forwarded-For names the client */
+    char *port_file;        /* "" or a file to write the bound port to */
+    int threads;            /* CivetWeb workers (open connections) */
+    long long max_body;     /* bytes, request bodies */
+    int request_timeout_ms; /* socket read/write timeout */
+    int shutdown_timeout_s; /* bound on finishing in-flight requests */
     /* files */
-    char *static_dir;        /* pages served under / */
-    char *data_dir;          /* embedded database, keys */
-    char *models_dir;        /* "" or the model files to offer (issue 5) */
-    char *secret_key_file;   /* cookie HMAC key; "" = DATA_DIR/secret.key */
+    char *static_dir;      /* pages served under / */
+    char *data_dir;        /* embedded database, keys */
+    char *models_dir;      /* "" or the model files to offer (issue 5) */
+    char *secret_key_file; /* cookie HMAC key; "" = DATA_DIR/secret.key */
     /* database */
-    char *database_url;      /* "" = the embedded cluster in DATA_DIR/pg */
-    int db_pool_size;        /* connections */
-    int db_wait_ms;          /* wait for a free connection */
+    char *database_url; /* "" = the embedded cluster in DATA_DIR/pg */
+    int db_pool_size;   /* connections */
+    int db_wait_ms;     /* wait for a free connection */
     int statement_timeout_ms;
     /* administration */
-    char *admin_token;       /* "" = admin API disabled */
-    char *admin_password;    /* "" = no sign-in with a password */
+    char *admin_token;    /* "" = admin API disabled */
+    char *admin_password; /* "" = no sign-in with a password */
     /* the arena (issue 5) */
-    int battle_max_turns;    /* turns per battle */
-    int prompt_max_bytes;    /* bytes per prompt */
-    int answer_max_tokens;   /* tokens per answer, upper bound */
-    char *sampling;          /* "weighted" or "active" */
-    int limit_battles;       /* per visitor per minute; 0 = off */
+    int battle_max_turns;  /* turns per battle */
+    int prompt_max_bytes;  /* bytes per prompt */
+    int answer_max_tokens; /* tokens per answer, upper bound */
+    char *sampling;        /* "weighted" or "active" */
+    int limit_battles;     /* per visitor per minute; 0 = off */
     int limit_turns;
     int limit_votes;
-    int limit_ip_battles;    /* per IP address per minute; 0 = off */
+    int limit_ip_battles; /* per IP address per minute; 0 = off */
     int limit_ip_turns;
     int limit_ip_votes;
-    int daily_votes;         /* per visitor per UTC day; 0 = off */
-    int vote_writers;        /* vote writer threads */
-    int vote_batch;          /* votes per transaction at most */
+    int daily_votes;  /* per visitor per UTC day; 0 = off */
+    int vote_writers; /* vote writer threads */
+    int vote_batch;   /* votes per transaction at most */
     /* the leaderboard (issue 6) */
-    int board_visitor_cap;   /* votes one visitor weighs at most; 0 = off */
-    int board_prompt_cap;    /* battles one prompt weighs at most; 0 = off */
-    int board_bootstrap;     /* bootstrap rounds per category */
-    int board_min_battles;   /* fewer: provisional */
-    int board_debounce_ms;   /* wait after a vote for more */
-    int board_poll_ms;       /* max(votes.id) poll interval */
+    int board_visitor_cap; /* votes one visitor weighs at most; 0 = off */
+    int board_prompt_cap;  /* battles one prompt weighs at most; 0 = off */
+    int board_bootstrap;   /* bootstrap rounds per category */
+    int board_min_battles; /* fewer: provisional */
+    int board_debounce_ms; /* wait after a vote for more */
+    int board_poll_ms;     /* max(votes.id) poll interval */
     /* logs */
-    int log_level;           /* enum web_log_level */
+    int log_level; /* enum web_log_level */
     bool access_log;
     /* the config file */
-    char *config_file;       /* "" = none */
-    json_t *file;            /* its parsed root, or NULL: other modules
-                                read their sections (objects, arrays) */
+    char *config_file; /* "" = none */
+    json_t *file;      /* its parsed root, or NULL: other modules
+                          read their sections (objects, arrays) */
 };
 
 /* Fills cfg with the defaults. Cannot fail (aborts if out of memory). */
@@ -131,8 +126,8 @@ void web_config_init(struct web_config *cfg);
  * command name) over cfg. Returns 0 when the server should run, 1 when
  * --help was printed to stdout, 2 on a bad setting, with one line naming
  * it in msg (e.g. "--port takes a number between 0 and 65535"). */
-int web_config_parse(struct web_config *cfg, int argc, char **argv,
-                     char *msg, size_t msg_len);
+int web_config_parse(struct web_config *cfg, int argc, char **argv, char *msg,
+                     size_t msg_len);
 
 /* Prints the settings: flag, environment variable, default, help. */
 void web_config_usage(FILE *f);
@@ -205,9 +200,9 @@ extern const size_t web_features_count;
 /* ---------------------------------------------------------------------- */
 /* Requests                                                               */
 
-#define WEB_MAX_PARAMS 4
+#define WEB_MAX_PARAMS  4
 #define WEB_MAX_HEADERS 8
-#define WEB_MAX_DEFER 8
+#define WEB_MAX_DEFER   8
 
 struct web_req {
     /* read-only for handlers */
@@ -215,15 +210,15 @@ struct web_req {
     const struct mg_request_info *ri;
     struct web_server *srv;
     const struct web_config *cfg;
-    struct db_pool *db;   /* may be NULL */
-    void *user;           /* the route's user pointer */
-    const char *method;   /* "GET", ... */
-    const char *path;     /* decoded path, without the query string */
-    const char *id;       /* request id (hex), sent as X-Request-Id */
+    struct db_pool *db;    /* may be NULL */
+    void *user;            /* the route's user pointer */
+    const char *method;    /* "GET", ... */
+    const char *path;      /* decoded path, without the query string */
+    const char *id;        /* request id (hex), sent as X-Request-Id */
     const char *client_ip; /* the visitor's address (see web_req_client_ip) */
     /* private */
-    int status;           /* 0 until a reply starts */
-    bool sse;             /* an event stream was started */
+    int status; /* 0 until a reply starts */
+    bool sse;   /* an event stream was started */
     char client_ip_buf[48];
     int n_params;
     struct {
@@ -292,8 +287,7 @@ int web_reply_json(struct web_req *r, int status, const json_t *body);
  * "method_not_allowed", 413 "too_large", 500 "internal", 503
  * "unavailable", ...). */
 int web_reply_error(struct web_req *r, int status, const char *code,
-                    const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* The code web_reply_error uses for status. */
 const char *web_error_code(int status);

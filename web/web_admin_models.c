@@ -76,8 +76,7 @@ static void models_patch(struct web_req *r)
         return;
     json_t *out = NULL;
     struct arena_err err = {{0}};
-    int rc = arena_model_update(a, web_req_param(r, "name"), body, &out,
-                                &err);
+    int rc = arena_model_update(a, web_req_param(r, "name"), body, &out, &err);
     if (rc != ARENA_OK) {
         reply_rc(r, rc, &err);
         return;
@@ -90,12 +89,10 @@ int web__admin_models_init(struct web_server *s, void **state,
                            struct web_err *err)
 {
     *state = NULL;
-    if (web_route(s, "GET", "/api/admin/models", models_get, NULL) !=
-            WEB_OK ||
-        web_route(s, "POST", "/api/admin/models", models_add, NULL) !=
-            WEB_OK ||
-        web_route(s, "PATCH", "/api/admin/models/{name}", models_patch,
-                  NULL) != WEB_OK) {
+    if (web_route(s, "GET", "/api/admin/models", models_get, NULL) != WEB_OK ||
+        web_route(s, "POST", "/api/admin/models", models_add, NULL) != WEB_OK ||
+        web_route(s, "PATCH", "/api/admin/models/{name}", models_patch, NULL) !=
+            WEB_OK) {
         snprintf(err->msg, sizeof(err->msg), "cannot add routes");
         return WEB_ERR;
     }

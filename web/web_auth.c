@@ -25,7 +25,7 @@
 #include "arena.h"
 #include "web_internal.h"
 
-#define ADMIN_SESSION_S (12 * 3600)
+#define ADMIN_SESSION_S     (12 * 3600)
 #define LOGIN_TRIES_PER_MIN 10
 
 struct auth {
@@ -62,8 +62,7 @@ static bool is_admin(struct web_req *r)
     const char *authz = web_req_header(r, "Authorization");
     if (authz != NULL && strncasecmp(authz, "Bearer ", 7) == 0 &&
         r->cfg->admin_token[0] != '\0')
-        return arena_secret_equal(g_auth->keys, authz + 7,
-                                  r->cfg->admin_token);
+        return arena_secret_equal(g_auth->keys, authz + 7, r->cfg->admin_token);
     char val[64];
     if (cookie_get(r, "arena_admin", val, sizeof(val)))
         return arena_admin_cookie_check(g_auth->keys, val,
@@ -91,8 +90,7 @@ int web_auth_visitor(struct web_req *r, struct arena_visitor *v)
     if (cookie_get(r, "arena_vid", got, sizeof(got)) &&
         arena_visitor_cookie_check(g_auth->keys, got, v))
         return WEB_OK;
-    if (arena_visitor_cookie_new(g_auth->keys, val, sizeof(val), v) !=
-        ARENA_OK)
+    if (arena_visitor_cookie_new(g_auth->keys, val, sizeof(val), v) != ARENA_OK)
         return WEB_ERR;
     char hdr[128];
     snprintf(hdr, sizeof(hdr),
@@ -109,9 +107,8 @@ static void login(struct web_req *r)
     struct auth *a = r->user;
     struct arena_visitor v;
     arena_visitor_ip(a->keys, web_req_client_ip(r), &v);
-    int wait = arena_limiter_take(a->limiter, ARENA_LIMIT_IP_BATTLE,
-                                  v.ip_hash, LOGIN_TRIES_PER_MIN,
-                                  mono_now());
+    int wait = arena_limiter_take(a->limiter, ARENA_LIMIT_IP_BATTLE, v.ip_hash,
+                                  LOGIN_TRIES_PER_MIN, mono_now());
     if (wait > 0) {
         char s[16];
         snprintf(s, sizeof(s), "%d", wait);
@@ -145,8 +142,8 @@ static void login(struct web_req *r)
              "SameSite=Strict%s",
              val, ADMIN_SESSION_S, r->ri->is_ssl ? "; Secure" : "");
     web_header_add(r, "Set-Cookie", hdr);
-    json_t *out = json_pack("{s:b,s:I}", "ok", 1, "expires_at",
-                            (json_int_t)exp);
+    json_t *out =
+        json_pack("{s:b,s:I}", "ok", 1, "expires_at", (json_int_t)exp);
     web_reply_json(r, 200, out);
     json_decref(out);
 }

@@ -47,8 +47,7 @@ static double mono_now(void)
 }
 
 /* Replies with the answer for an arena status. */
-static void reply_status(struct web_req *r, int rc,
-                         const struct arena_err *err)
+static void reply_status(struct web_req *r, int rc, const struct arena_err *err)
 {
     int status;
     switch (rc) {
@@ -104,15 +103,15 @@ static bool limit(struct web_req *r, const struct arena_visitor *v,
     double now = mono_now();
     int wait = arena_limiter_take(b->limiter, kind, v->hash, per_min, now);
     if (wait == 0)
-        wait = arena_limiter_take(b->limiter, ip_kind, v->ip_hash,
-                                  ip_per_min, now);
+        wait = arena_limiter_take(b->limiter, ip_kind, v->ip_hash, ip_per_min,
+                                  now);
     if (wait == 0)
         return true;
     char s[16];
     snprintf(s, sizeof(s), "%d", wait);
     web_header_add(r, "Retry-After", s);
-    web_reply_error(r, 429, "rate_limited", "too many %s; retry in %d s",
-                    what, wait);
+    web_reply_error(r, 429, "rate_limited", "too many %s; retry in %d s", what,
+                    wait);
     return false;
 }
 
@@ -147,8 +146,7 @@ static void battle_create(struct web_req *r)
     struct arena_visitor v;
     if (!visitor(r, &v) ||
         !limit(r, &v, ARENA_LIMIT_BATTLE, b->cfg->limit_battles,
-               ARENA_LIMIT_IP_BATTLE, b->cfg->limit_ip_battles,
-               "new battles"))
+               ARENA_LIMIT_IP_BATTLE, b->cfg->limit_ip_battles, "new battles"))
         return;
     json_t *body = web_req_json(r);
     if (body == NULL)
@@ -173,8 +171,7 @@ static void battle_get(struct web_req *r)
         return;
     json_t *out = NULL;
     struct arena_err err = {{0}};
-    int rc = arena_battle_get(b->arena, &v, web_req_param(r, "id"), &out,
-                              &err);
+    int rc = arena_battle_get(b->arena, &v, web_req_param(r, "id"), &out, &err);
     if (rc != ARENA_OK) {
         reply_status(r, rc, &err);
         return;
@@ -208,8 +205,8 @@ static void run_turn(struct web_req *r, const char *prompt,
     struct battle_api *b = r->user;
     struct arena_turn_io io = {sse_start, sse_event, r};
     struct arena_err err = {{0}};
-    int rc = arena_battle_turn(b->arena, v, web_req_param(r, "id"), prompt,
-                               &io, &err);
+    int rc = arena_battle_turn(b->arena, v, web_req_param(r, "id"), prompt, &io,
+                               &err);
     if (rc != ARENA_OK && r->status == 0)
         reply_status(r, rc, &err);
 }
@@ -267,8 +264,8 @@ static void battle_vote(struct web_req *r)
         return;
     }
     long long now = (long long)time(NULL);
-    int wait = arena_limiter_daily_take(b->limiter, v.hash,
-                                        b->cfg->daily_votes, now);
+    int wait =
+        arena_limiter_daily_take(b->limiter, v.hash, b->cfg->daily_votes, now);
     if (wait > 0) {
         char s[16];
         snprintf(s, sizeof(s), "%d", wait);
@@ -335,8 +332,7 @@ int web__battle_init(struct web_server *s, void **state, struct web_err *err)
         return WEB_ERR;
     }
     struct arena_err aerr = {{0}};
-    if (b->limiter == NULL ||
-        arena_new(&o, &b->arena, &aerr) != ARENA_OK) {
+    if (b->limiter == NULL || arena_new(&o, &b->arena, &aerr) != ARENA_OK) {
         snprintf(err->msg, sizeof(err->msg), "arena: %s",
                  b->limiter == NULL ? "out of memory" : aerr.msg);
         arena_limiter_free(b->limiter);
@@ -348,8 +344,8 @@ int web__battle_init(struct web_server *s, void **state, struct web_err *err)
         web_route(s, "GET", "/api/battles/{id}", battle_get, b) != WEB_OK ||
         web_route(s, "POST", "/api/battles/{id}/turns", battle_turn, b) !=
             WEB_OK ||
-        web_route(s, "POST", "/api/battles/{id}/regenerate",
-                  battle_regenerate, b) != WEB_OK ||
+        web_route(s, "POST", "/api/battles/{id}/regenerate", battle_regenerate,
+                  b) != WEB_OK ||
         web_route(s, "POST", "/api/battles/{id}/vote", battle_vote, b) !=
             WEB_OK) {
         snprintf(err->msg, sizeof(err->msg), "cannot add routes");

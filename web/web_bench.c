@@ -80,8 +80,8 @@ static void bench_battles(struct web_req *r)
 int web__bench_init(struct web_server *s, void **state, struct web_err *err)
 {
     *state = NULL;
-    if (web_route(s, "POST", "/api/admin/bench/battles", bench_battles,
-                  NULL) != WEB_OK) {
+    if (web_route(s, "POST", "/api/admin/bench/battles", bench_battles, NULL) !=
+        WEB_OK) {
         snprintf(err->msg, sizeof(err->msg), "cannot add routes");
         return WEB_ERR;
     }
@@ -215,8 +215,8 @@ static int make_battles(const char *url, const char *token, int count,
         fprintf(stderr, "arena bench votes: %s: %s\n", u,
                 curl_easy_strerror(rc));
     } else if (status != 200) {
-        fprintf(stderr, "arena bench votes: %s answered %ld: %s\n", u,
-                status, b.p ? b.p : "");
+        fprintf(stderr, "arena bench votes: %s answered %ld: %s\n", u, status,
+                b.p ? b.p : "");
     } else {
         json_t *root = json_loads(b.p, 0, NULL);
         const char *ck = json_string_value(json_object_get(root, "cookie"));
@@ -234,15 +234,14 @@ static int make_battles(const char *url, const char *token, int count,
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: arena bench votes --url http://HOST:PORT [--clients 8] "
-            "[--seconds 10]\n"
-            "                         [--battles N] [--token T]\n"
-            "Votes as fast as CLIENTS connections can on battles made "
-            "ready by\n"
-            "POST /api/admin/bench/battles (admin token: --token or "
-            "ARENA_ADMIN_TOKEN),\n"
-            "and reports votes per second and latency percentiles.\n");
+    fprintf(f, "usage: arena bench votes --url http://HOST:PORT [--clients 8] "
+               "[--seconds 10]\n"
+               "                         [--battles N] [--token T]\n"
+               "Votes as fast as CLIENTS connections can on battles made "
+               "ready by\n"
+               "POST /api/admin/bench/battles (admin token: --token or "
+               "ARENA_ADMIN_TOKEN),\n"
+               "and reports votes per second and latency percentiles.\n");
 }
 
 int web_cmd_bench_votes(int argc, char **argv)
@@ -328,8 +327,8 @@ int web_cmd_bench_votes(int argc, char **argv)
             for (size_t j = 0; j < k; j++)
                 sum += all[j];
 #define PCT(p) all[(size_t)fmin((double)(k - 1), floor((p) * (double)k))]
-            printf("votes: %zu ok, %zu errors in %.2f s with %d clients\n",
-                   ok, errs, elapsed, clients);
+            printf("votes: %zu ok, %zu errors in %.2f s with %d clients\n", ok,
+                   errs, elapsed, clients);
             printf("rate: %.0f votes/s\n", (double)ok / elapsed);
             printf("latency ms: mean %.2f p50 %.2f p90 %.2f p99 %.2f "
                    "max %.2f\n",

@@ -88,8 +88,7 @@ static int serve_db(struct serve *sv)
     int applied = 0;
     rc = db_pool_acquire(sv->pool, sv->cfg.db_wait_ms, &conn, &err);
     if (rc != DB_OK) {
-        fprintf(stderr, "arena: cannot connect to the database: %s\n",
-                err.msg);
+        fprintf(stderr, "arena: cannot connect to the database: %s\n", err.msg);
         return 1;
     }
     rc = db_migrate(conn, &applied, &err);
@@ -167,8 +166,8 @@ static int serve_shutdown(struct serve *sv, int status)
 {
     if (sv->server != NULL) {
         pthread_t t;
-        if (pthread_create(&t, NULL, watchdog,
-                           &sv->cfg.shutdown_timeout_s) == 0)
+        if (pthread_create(&t, NULL, watchdog, &sv->cfg.shutdown_timeout_s) ==
+            0)
             pthread_detach(t);
     }
     web_server_free(sv->server); /* waits for in-flight requests */

@@ -71,8 +71,8 @@ static const struct opt opts[] = {
      "database connections"},
     {"db-wait", NULL, OPT_INT, F(db_wait_ms), 1, 600000, "5000",
      "wait for a free database connection (ms)"},
-    {"statement-timeout", NULL, OPT_INT, F(statement_timeout_ms), 0,
-     86400000, "5000", "cancel longer SQL statements (ms; 0: never)"},
+    {"statement-timeout", NULL, OPT_INT, F(statement_timeout_ms), 0, 86400000,
+     "5000", "cancel longer SQL statements (ms; 0: never)"},
     {"admin-token", NULL, OPT_STR, F(admin_token), 0, 0, "",
      "admin API bearer token (empty: API off)"},
     {"admin-password", NULL, OPT_STR, F(admin_password), 0, 0, "",
@@ -91,8 +91,8 @@ static const struct opt opts[] = {
      "turns per visitor per minute (0: no limit)"},
     {"limit-votes", NULL, OPT_INT, F(limit_votes), 0, 1000000, "30",
      "votes per visitor per minute (0: no limit)"},
-    {"limit-ip-battles", NULL, OPT_INT, F(limit_ip_battles), 0, 1000000,
-     "60", "new battles per IP address per minute (0: no limit)"},
+    {"limit-ip-battles", NULL, OPT_INT, F(limit_ip_battles), 0, 1000000, "60",
+     "new battles per IP address per minute (0: no limit)"},
     {"limit-ip-turns", NULL, OPT_INT, F(limit_ip_turns), 0, 1000000, "120",
      "turns per IP address per minute (0: no limit)"},
     {"limit-ip-votes", NULL, OPT_INT, F(limit_ip_votes), 0, 1000000, "120",
@@ -103,15 +103,14 @@ static const struct opt opts[] = {
      "threads committing votes in groups"},
     {"vote-batch", NULL, OPT_INT, F(vote_batch), 1, 10000, "64",
      "votes per transaction at most"},
-    {"board-visitor-cap", NULL, OPT_INT, F(board_visitor_cap), 0,
-     1000000000, "1000",
-     "leaderboard: votes one visitor weighs at most (0: no cap)"},
+    {"board-visitor-cap", NULL, OPT_INT, F(board_visitor_cap), 0, 1000000000,
+     "1000", "leaderboard: votes one visitor weighs at most (0: no cap)"},
     {"board-prompt-cap", NULL, OPT_INT, F(board_prompt_cap), 0, 1000000000,
      "50", "leaderboard: battles one prompt text weighs at most (0: off)"},
     {"board-bootstrap", NULL, OPT_INT, F(board_bootstrap), 0, 100000, "200",
      "leaderboard: bootstrap rounds for the intervals"},
-    {"board-min-battles", NULL, OPT_INT, F(board_min_battles), 0,
-     1000000000, "50", "leaderboard: fewer battles shows provisional"},
+    {"board-min-battles", NULL, OPT_INT, F(board_min_battles), 0, 1000000000,
+     "50", "leaderboard: fewer battles shows provisional"},
     {"board-debounce", NULL, OPT_INT, F(board_debounce_ms), 0, 600000, "500",
      "leaderboard: wait after a vote for more before recomputing (ms)"},
     {"board-poll", NULL, OPT_INT, F(board_poll_ms), 50, 600000, "1000",
@@ -190,8 +189,8 @@ static bool parse_bytes(const char *s, long long *out)
 }
 
 /* Sets o in cfg from text s. On failure writes "<who> takes ..." to msg. */
-static int set_value(struct web_config *cfg, const struct opt *o,
-                     const char *s, const char *who, char *msg, size_t n)
+static int set_value(struct web_config *cfg, const struct opt *o, const char *s,
+                     const char *who, char *msg, size_t n)
 {
     long long v;
     switch (o->type) {
@@ -226,8 +225,7 @@ static int set_value(struct web_config *cfg, const struct opt *o,
         return 2;
     }
     case OPT_LEVEL: {
-        static const char *const levels[] = {"error", "warn", "info",
-                                             "debug"};
+        static const char *const levels[] = {"error", "warn", "info", "debug"};
         for (int i = 0; i < 4; i++) {
             if (strcasecmp(s, levels[i]) == 0) {
                 *(int *)field(cfg, o) = i;
@@ -407,8 +405,8 @@ static int apply_flags(struct web_config *cfg, int argc, char **argv,
     return 0;
 }
 
-int web_config_parse(struct web_config *cfg, int argc, char **argv,
-                     char *msg, size_t n)
+int web_config_parse(struct web_config *cfg, int argc, char **argv, char *msg,
+                     size_t n)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -418,8 +416,7 @@ int web_config_parse(struct web_config *cfg, int argc, char **argv,
     }
     const char *env_config = getenv("ARENA_CONFIG");
     if (env_config != NULL)
-        set_value(cfg, find_key("config"), env_config, "ARENA_CONFIG", msg,
-                  n);
+        set_value(cfg, find_key("config"), env_config, "ARENA_CONFIG", msg, n);
     int rc = apply_flags(cfg, argc, argv, true, msg, n);
     if (rc == 0 && cfg->config_file[0] != '\0')
         rc = apply_file(cfg, cfg->config_file, msg, n);
@@ -432,16 +429,15 @@ int web_config_parse(struct web_config *cfg, int argc, char **argv,
 
 void web_config_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: arena serve [options]\n"
-            "\n"
-            "Runs the web arena. Each setting comes from, in order of "
-            "precedence: its flag,\n"
-            "its environment variable, the JSON config file (key with "
-            "'_' for '-'),\n"
-            "its default.\n"
-            "Without a database URL, Arena runs its own PostgreSQL in "
-            "DATA_DIR/pg.\n\n");
+    fprintf(f, "usage: arena serve [options]\n"
+               "\n"
+               "Runs the web arena. Each setting comes from, in order of "
+               "precedence: its flag,\n"
+               "its environment variable, the JSON config file (key with "
+               "'_' for '-'),\n"
+               "its default.\n"
+               "Without a database URL, Arena runs its own PostgreSQL in "
+               "DATA_DIR/pg.\n\n");
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct opt *o = &opts[i];
         char env[64], flag[64];

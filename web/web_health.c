@@ -45,8 +45,8 @@ static void get_readyz(struct web_req *r)
     }
     size_t total;
     db_migrations(&total);
-    json_t *body = json_pack("{s:s,s:i}", "status", "ready", "migrations",
-                             (int)total);
+    json_t *body =
+        json_pack("{s:s,s:i}", "status", "ready", "migrations", (int)total);
     web_reply_json(r, 200, body);
     json_decref(body);
 }

@@ -29,7 +29,7 @@
 
 #include "web.h"
 
-#define MAX_ROUTES 128
+#define MAX_ROUTES   128
 #define MAX_FEATURES 32
 
 /* Sent with every reply of ours; static files get them through CivetWeb's
@@ -47,7 +47,7 @@ static const char *const security_headers[SECURITY_HEADERS_N][2] = {
 /* Files under static_dir that are never served (CivetWeb patterns: ** is
  * any path, | separates alternatives, $ anchors the end). */
 #define HIDDEN_FILES                                                           \
-    "**/node_modules/**|**/.*|**.json$|**.mjs$|**.cmake$|**.md$|"             \
+    "**/node_modules/**|**/.*|**.json$|**.mjs$|**.cmake$|**.md$|"              \
     "**/CMakeLists.txt$"
 
 struct route {
@@ -205,8 +205,7 @@ static void new_request_id(char out[17])
     static _Thread_local uint64_t state;
     static _Thread_local bool seeded;
     if (!seeded) {
-        if (getrandom(&state, sizeof(state), GRND_NONBLOCK) !=
-            sizeof(state)) {
+        if (getrandom(&state, sizeof(state), GRND_NONBLOCK) != sizeof(state)) {
             struct timespec t;
             clock_gettime(CLOCK_MONOTONIC, &t);
             state = (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15ULL ^
@@ -281,8 +280,8 @@ static bool take_ip(const char *s, bool last, char *out, size_t n)
         s = strrchr(s, ',') + 1;
     s += strspn(s, " ");
     size_t len = strspn(s, "0123456789abcdefABCDEF.:");
-    if (len == 0 || len >= n || (s[len] != '\0' && s[len] != ' ' &&
-                                 s[len] != ','))
+    if (len == 0 || len >= n ||
+        (s[len] != '\0' && s[len] != ' ' && s[len] != ','))
         return false;
     memcpy(out, s, len);
     out[len] = '\0';
@@ -438,8 +437,8 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
         else if (n_allow < 8)
             allow[n_allow++] = rt->method;
     }
-    bool is_get = strcmp(r->method, "GET") == 0 ||
-                  strcmp(r->method, "HEAD") == 0;
+    bool is_get =
+        strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
     if (ri->content_length > s->cfg->max_body) {
         web_reply_error(r, 413, NULL, "request body over %lld bytes",
                         s->cfg->max_body);
@@ -498,18 +497,28 @@ int web_server_start(struct web_server *s, struct web_err *err)
                               i ? "\r\n" : "", security_headers[i][0],
                               security_headers[i][1]);
     const char *options[] = {
-        "listening_ports", ports,
-        "num_threads", threads,
-        "request_timeout_ms", timeout,
-        "document_root", cfg->static_dir,
-        "enable_keep_alive", "yes",
-        "keep_alive_timeout_ms", "5000",
-        "enable_directory_listing", "no",
-        "tcp_nodelay", "1",
-        "additional_header", headers,
+        "listening_ports",
+        ports,
+        "num_threads",
+        threads,
+        "request_timeout_ms",
+        timeout,
+        "document_root",
+        cfg->static_dir,
+        "enable_keep_alive",
+        "yes",
+        "keep_alive_timeout_ms",
+        "5000",
+        "enable_directory_listing",
+        "no",
+        "tcp_nodelay",
+        "1",
+        "additional_header",
+        headers,
         /* static/ is also the pages' source folder: serve the pages,
          * not the build's files. */
-        "hide_files_patterns", HIDDEN_FILES,
+        "hide_files_patterns",
+        HIDDEN_FILES,
         NULL,
     };
     struct mg_callbacks cb;
@@ -519,9 +528,8 @@ int web_server_start(struct web_server *s, struct web_err *err)
     cb.log_access = on_log_access;
     cb.log_message = on_log_message;
     cb.http_error = on_http_error;
-    struct mg_init_data init = {.callbacks = &cb,
-                                .user_data = s,
-                                .configuration_options = options};
+    struct mg_init_data init = {
+        .callbacks = &cb, .user_data = s, .configuration_options = options};
     struct mg_error_data edata;
     char ebuf[256] = "";
     memset(&edata, 0, sizeof(edata));
@@ -614,9 +622,8 @@ const char *web_error_code(int status)
 
 /* Status line and headers; length -1 means none (the connection closes
  * after the body, as for an event stream). */
-static int send_head(struct mg_connection *conn, int status,
-                     const char *ctype, long long length, const char *id,
-                     const struct web_req *r)
+static int send_head(struct mg_connection *conn, int status, const char *ctype,
+                     long long length, const char *id, const struct web_req *r)
 {
     if (mg_response_header_start(conn, status) != 0)
         return WEB_ERR_GONE;
@@ -640,15 +647,16 @@ static void send_json_error(struct mg_connection *conn, int status,
                             const char *code, const char *message,
                             const char *id)
 {
-    json_t *body = json_pack("{s:{s:s,s:s}}", "error", "code", code,
-                             "message", message);
+    json_t *body =
+        json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message);
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-    const char *out = text != NULL ? text : "{\"error\":{\"code\":"
-                                            "\"internal\",\"message\":"
-                                            "\"out of memory\"}}";
+    const char *out = text != NULL ? text
+                                   : "{\"error\":{\"code\":"
+                                     "\"internal\",\"message\":"
+                                     "\"out of memory\"}}";
     size_t len = strlen(out);
-    if (send_head(conn, status, "application/json", (long long)len, id,
-                  NULL) == WEB_OK)
+    if (send_head(conn, status, "application/json", (long long)len, id, NULL) ==
+        WEB_OK)
         mg_write(conn, out, len);
     free(text);
     json_decref(body);
@@ -699,18 +707,16 @@ static bool keeps_alive(const struct web_req *r, int status)
 
 /* The status line and every header of a fixed-length reply, in buf.
  * Returns its length, or 0 when it does not fit in cap. */
-static size_t head_build(const struct web_req *r, int status,
-                         const char *ctype, size_t len, char *buf,
-                         size_t cap)
+static size_t head_build(const struct web_req *r, int status, const char *ctype,
+                         size_t len, char *buf, size_t cap)
 {
     size_t n = 0;
     const char *v = r->ri->http_version;
-    bool ok = head_add(buf, cap, &n, "HTTP/%s %d %s\r\n",
-                       v != NULL ? v : "1.1", status,
-                       mg_get_response_code_text(r->conn, status)) &&
-              head_add(buf, cap, &n,
-                       "Content-Type: %s\r\nContent-Length: %zu\r\n",
-                       ctype, len);
+    bool ok =
+        head_add(buf, cap, &n, "HTTP/%s %d %s\r\n", v != NULL ? v : "1.1",
+                 status, mg_get_response_code_text(r->conn, status)) &&
+        head_add(buf, cap, &n, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                 ctype, len);
     for (int i = 0; ok && i < SECURITY_HEADERS_N; i++)
         ok = head_add(buf, cap, &n, "%s: %s\r\n", security_headers[i][0],
                       security_headers[i][1]);
@@ -738,7 +744,7 @@ static size_t head_build(const struct web_req *r, int status,
  * CivetWeb takes the status for its log from the handler's return value
  * (dispatch returns r->status). Bodies over BODY_INLINE go in a second
  * write, from the caller's buffer. */
-#define HEAD_MAX 4096
+#define HEAD_MAX    4096
 #define BODY_INLINE 16384
 
 int web_reply(struct web_req *r, int status, const char *content_type,
@@ -753,9 +759,9 @@ int web_reply(struct web_req *r, int status, const char *content_type,
     bool head_only = strcmp(r->method, "HEAD") == 0;
     size_t inline_len = head_only || len > BODY_INLINE ? 0 : len;
     char *buf = malloc(HEAD_MAX + inline_len);
-    size_t n = buf != NULL ? head_build(r, status, content_type, len, buf,
-                                        HEAD_MAX)
-                           : 0;
+    size_t n = buf != NULL
+                   ? head_build(r, status, content_type, len, buf, HEAD_MAX)
+                   : 0;
     if (n > 0) {
         if (inline_len > 0)
             memcpy(buf + n, body, inline_len);
@@ -768,8 +774,7 @@ int web_reply(struct web_req *r, int status, const char *content_type,
         return rc;
     }
     free(buf);
-    int rc = send_head(r->conn, status, content_type, (long long)len, r->id,
-                       r);
+    int rc = send_head(r->conn, status, content_type, (long long)len, r->id, r);
     if (rc == WEB_OK && len > 0 && strcmp(r->method, "HEAD") != 0 &&
         mg_write(r->conn, body, len) <= 0)
         rc = WEB_ERR_GONE;
@@ -794,9 +799,9 @@ int web_reply_error(struct web_req *r, int status, const char *code,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    json_t *body = json_pack("{s:{s:s,s:s}}", "error", "code",
-                             code != NULL ? code : web_error_code(status),
-                             "message", msg);
+    json_t *body =
+        json_pack("{s:{s:s,s:s}}", "error", "code",
+                  code != NULL ? code : web_error_code(status), "message", msg);
     if (body == NULL) {
         static const char oom[] = "{\"error\":{\"code\":\"internal\","
                                   "\"message\":\"out of memory\"}}";
@@ -862,8 +867,8 @@ const char *web_req_body(struct web_req *r, size_t *len)
     }
     /* The buffer never grows past max + 1: a full buffer of max bytes
      * then tells whether one more byte follows. */
-    size_t cap = cl >= 0 ? (size_t)cl + 1
-                         : (max + 1 < 4096 ? (size_t)max + 1 : 4096);
+    size_t cap =
+        cl >= 0 ? (size_t)cl + 1 : (max + 1 < 4096 ? (size_t)max + 1 : 4096);
     char *buf = malloc(cap);
     if (buf == NULL) {
         web_reply_error(r, 500, NULL, "out of memory");
@@ -878,12 +883,11 @@ const char *web_req_body(struct web_req *r, size_t *len)
                 char probe;
                 if (mg_read(r->conn, &probe, 1) <= 0)
                     break;
-                web_reply_error(r, 413, NULL,
-                                "request body over %lld bytes", max);
+                web_reply_error(r, 413, NULL, "request body over %lld bytes",
+                                max);
                 return NULL;
             }
-            size_t ncap = cap * 2 > (size_t)max + 1 ? (size_t)max + 1
-                                                    : cap * 2;
+            size_t ncap = cap * 2 > (size_t)max + 1 ? (size_t)max + 1 : cap * 2;
             char *nb = realloc(buf, ncap);
             if (nb == NULL) {
                 web_reply_error(r, 500, NULL, "out of memory");
@@ -917,8 +921,8 @@ json_t *web_req_json(struct web_req *r)
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
         web_reply_error(r, 400, "bad_json",
-                        "malformed JSON at line %d, column %d: %s",
-                        jerr.line, jerr.column, jerr.text);
+                        "malformed JSON at line %d, column %d: %s", jerr.line,
+                        jerr.column, jerr.text);
         return NULL;
     }
     json_decref(r->body);
@@ -944,7 +948,7 @@ int web_stream_write(struct web_req *r, const void *buf, size_t len)
     if (len == 0)
         return WEB_OK;
     return mg_send_chunk(r->conn, buf, (unsigned int)len) > 0 ? WEB_OK
-                                                               : WEB_ERR_GONE;
+                                                              : WEB_ERR_GONE;
 }
 
 int web_stream_end(struct web_req *r)

@@ -54,12 +54,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (infer_tok_from_gguf(g, &tok, &err) == INFER_OK) {
         static const char text[] = " Hello <s>wor\xe2\x96\x81ld\n\xff 12";
         int32_t ids[64];
-        int n = infer_tok_encode(tok, text, sizeof(text) - 1, true, true, ids,
-                                 64);
+        int n =
+            infer_tok_encode(tok, text, sizeof(text) - 1, true, true, ids, 64);
         char out[512];
         if (n > 0)
-            (void)infer_tok_decode(tok, ids, n < 64 ? (size_t)n : 64, true,
-                                   out, sizeof(out));
+            (void)infer_tok_decode(tok, ids, n < 64 ? (size_t)n : 64, true, out,
+                                   sizeof(out));
         for (int id = -1; id <= infer_tok_n_vocab(tok); id++) {
             size_t len;
             (void)infer_tok_piece(tok, id, true, &len);

@@ -69,8 +69,8 @@ static void kv_strs(struct buf *b, const char *k, const char *const *v,
         str(b, v[i]);
 }
 
-static void kv_arr32(struct buf *b, const char *k, uint32_t type,
-                     const void *v, size_t n)
+static void kv_arr32(struct buf *b, const char *k, uint32_t type, const void *v,
+                     size_t n)
 {
     str(b, k);
     u32(b, 9);
@@ -136,8 +136,9 @@ static void gguf(const char *dir, const char *name, struct buf *kvs,
 static void gguf_seeds(const char *dir)
 {
     static const char *const spm[] = {
-        "<unk>", "<s>", "</s>", "<0x0A>", "<0x41>", "\xe2\x96\x81", "a", "b",
-        "\342\226\201a", "ab", "\342\226\201ab", "<|user|>", "<|end|>"};
+        "<unk>",          "<s>",      "</s>",   "<0x0A>",        "<0x41>",
+        "\xe2\x96\x81",   "a",        "b",      "\342\226\201a", "ab",
+        "\342\226\201ab", "<|user|>", "<|end|>"};
     float scores[13];
     int32_t types[13];
     for (int i = 0; i < 13; i++) {
@@ -156,7 +157,7 @@ static void gguf_seeds(const char *dir)
            "{{'<|user|>\\n' + message['content'] + '<|end|>'}}");
     gguf(dir, "spm.gguf", &kv, 8);
 
-    static const char *const bpe[] = {"a", "b", "ab", "\xc4\xa0",
+    static const char *const bpe[] = {"a",         "b", "ab",        "\xc4\xa0",
                                       "\304\240a", "1", "<|im_end|>"};
     static const char *const merges[] = {"a b", "\xc4\xa0 a"};
     int32_t btypes[7] = {1, 1, 1, 1, 1, 1, 3};

@@ -112,8 +112,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(msg, text, len);
     msg[len] = '\0';
     struct infer_chat_msg conv[] = {{"system", msg}, {"user", msg}};
-    char *r = infer_chat_render((enum infer_chat_format)(sel % 7), conv, 2,
-                                true);
+    char *r =
+        infer_chat_render((enum infer_chat_format)(sel % 7), conv, 2, true);
     if (r == NULL)
         abort();
     free(r);

@@ -15,8 +15,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void exercise(const struct infer_tok *t, const uint8_t *text,
-                     size_t len)
+static void exercise(const struct infer_tok *t, const uint8_t *text, size_t len)
 {
     int32_t ids[256];
     char out[2048];
@@ -25,10 +24,10 @@ static void exercise(const struct infer_tok *t, const uint8_t *text,
         int n = infer_tok_encode(t, fixed, sizeof(fixed) - 1, true, special,
                                  ids, 256);
         if (n > 0)
-            (void)infer_tok_decode(t, ids, n < 256 ? (size_t)n : 256, true,
-                                   out, sizeof(out));
-        n = infer_tok_encode(t, (const char *)text, len, special, special,
-                             ids, 256);
+            (void)infer_tok_decode(t, ids, n < 256 ? (size_t)n : 256, true, out,
+                                   sizeof(out));
+        n = infer_tok_encode(t, (const char *)text, len, special, special, ids,
+                             256);
         if (n > 0)
             (void)infer_tok_decode(t, ids, n < 256 ? (size_t)n : 256, false,
                                    out, sizeof(out));
