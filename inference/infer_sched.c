@@ -204,6 +204,8 @@ static bool req_emit(struct sched *e, struct req *r, int tok, bool flush)
             atomic_store(&r->s->cancelled, true);
         return false;
     }
+    if (r->n_hold + k == 0)
+        return false; /* nothing to stream or match (and hold may be NULL) */
     if (r->n_hold + k > r->cap_hold) {
         size_t cap = (r->n_hold + k) * 2 + 64;
         char *h = realloc(r->hold, cap);
