@@ -211,14 +211,21 @@ static void run_turn(struct web_req *r, const char *prompt,
         reply_status(r, rc, &err);
 }
 
+/* The visitor of a turn or a regenerate, within the turn limits; false
+ * once it has answered (no cookie secret, 429). */
+static bool turn_admit(struct web_req *r, struct arena_visitor *v)
+{
+    struct battle_api *b = r->user;
+    return visitor(r, v) &&
+           limit(r, v, ARENA_LIMIT_TURN, b->cfg->limit_turns,
+                 ARENA_LIMIT_IP_TURN, b->cfg->limit_ip_turns, "turns");
+}
+
 /* POST /api/battles/{id}/turns {"prompt": "..."} */
 static void battle_turn(struct web_req *r)
 {
-    struct battle_api *b = r->user;
     struct arena_visitor v;
-    if (!visitor(r, &v) ||
-        !limit(r, &v, ARENA_LIMIT_TURN, b->cfg->limit_turns,
-               ARENA_LIMIT_IP_TURN, b->cfg->limit_ip_turns, "turns"))
+    if (!turn_admit(r, &v))
         return;
     json_t *body = web_req_json(r);
     if (body == NULL)
@@ -235,11 +242,8 @@ static void battle_turn(struct web_req *r)
 /* POST /api/battles/{id}/regenerate */
 static void battle_regenerate(struct web_req *r)
 {
-    struct battle_api *b = r->user;
     struct arena_visitor v;
-    if (!visitor(r, &v) ||
-        !limit(r, &v, ARENA_LIMIT_TURN, b->cfg->limit_turns,
-               ARENA_LIMIT_IP_TURN, b->cfg->limit_ip_turns, "turns"))
+    if (!turn_admit(r, &v))
         return;
     run_turn(r, NULL, &v);
 }
