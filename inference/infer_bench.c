@@ -8,6 +8,7 @@
  * scheduler mode (simulated clients) beside bench_decode().
  */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,13 +149,16 @@ static double cpu_now(void)
  * speed in GFLOP/s, which a loaded machine disturbs far less than the
  * decode rows (best of short trials). 0 if the type has no kernel. */
 static double bench_kernel(const struct infer_kernels *ks, uint32_t wtype,
-                           int64_t k, int batch)
+                           int64_t k, int batch, bool packed)
 {
     enum { R = 256 };
     enum infer_act_kind kind = infer_act_kind_of(wtype);
     size_t rb = infer_row_bytes(wtype, k), ab = infer_act_row_bytes(kind, k);
     if (ks->mm[wtype] == NULL || rb == 0)
         return 0;
+    if (packed && (wtype != INFER_TYPE_Q8_0 || ks->mm_q8r == NULL))
+        return 0;
+    void *wp = NULL;
     float *f = malloc(sizeof(float) * (size_t)k * (R > batch ? R : batch));
     char *w = malloc(rb * R), *x = malloc(ab * batch);
     float *y = malloc(sizeof(float) * R * batch);
@@ -164,6 +168,14 @@ static double bench_kernel(const struct infer_kernels *ks, uint32_t wtype,
             f[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
         for (int r = 0; r < R; r++)
             infer_quantize_row(wtype, f + r * k, w + r * rb, k);
+        if (packed) {
+            wp = aligned_alloc(64, R / INFER_Q8R_ROWS *
+                                       infer_q8r_group_bytes(k));
+            if (wp == NULL)
+                packed = false;
+            else
+                infer_pack_q8r(w, rb, R, k, wp);
+        }
         for (int b = 0; b < batch; b++) {
             if (kind == INFER_ACT_Q8A)
                 infer_quantize_q8a(f + b * k, (void *)(x + b * ab), k);
@@ -175,7 +187,10 @@ static double bench_kernel(const struct infer_kernels *ks, uint32_t wtype,
         for (int trial = 0; trial < 20; trial++) {
             double t0 = infer_now();
             for (int it = 0; it < 8; it++)
-                ks->mm[wtype](w, rb, k, 0, R, x, ab, batch, y, R);
+                if (packed)
+                    ks->mm_q8r(wp, k, 0, R, x, ab, batch, y, R);
+                else
+                    ks->mm[wtype](w, rb, k, 0, R, x, ab, batch, y, R);
             double t = infer_now() - t0;
             double gf = 2.0 * (double)k * R * batch * 8 / t / 1e9;
             if (t > 0 && gf > best)
@@ -184,6 +199,7 @@ static double bench_kernel(const struct infer_kernels *ks, uint32_t wtype,
     }
     free(f);
     free(w);
+    free(wp);
     free(x);
     free(y);
     return best;
@@ -369,12 +385,17 @@ int infer_cmd_bench(int argc, char **argv)
                                              : infer_kernels_best();
         const struct infer_weight *w = &m->layers[0].wq;
         double peak1 = infer_bench_fma_peak(1, 0.5);
-        double kg = ks != NULL ? bench_kernel(ks, w->type, w->cols, 32) : 0;
-        printf("kernel: %s %s, %lld columns, batch 32, one thread in "
-               "cache: %.1f GFLOP/s (%.0f%% of the one-thread FMA peak "
-               "%.1f)\n",
-               ks != NULL ? ks->name : "?", infer_type_name(w->type),
-               (long long)w->cols, kg, peak1 > 0 ? 100 * kg / peak1 : 0, peak1);
+        for (int packed = 0; ks != NULL && packed < 2; packed++) {
+            double kg = bench_kernel(ks, w->type, w->cols, 32, packed);
+            if (kg > 0)
+                printf("kernel: %s %s%s, %lld columns, batch 32, one thread "
+                       "in cache: %.1f GFLOP/s (%.0f%% of the one-thread FMA "
+                       "peak %.1f)\n",
+                       ks->name, infer_type_name(w->type),
+                       packed ? " packed (Q8R)" : " row-major",
+                       (long long)w->cols, kg,
+                       peak1 > 0 ? 100 * kg / peak1 : 0, peak1);
+        }
     }
     printf("%6s %12s %10s %8s %10s %6s %10s %6s %12s\n", "batch",
            "decode tok/s", "ms/step", "cpu ms", "GB/s", "%bw", "GFLOP/s",

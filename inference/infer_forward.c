@@ -382,6 +382,11 @@ static void mm_chunk_in(struct infer_ctx *c, const struct infer_weight *w,
     const void *xa = kind == INFER_ACT_F32 ? (const void *)src
                      : act != NULL         ? act
                                            : c->act[kind];
+    if (w->packed != NULL && c->kern->mm_q8r != NULL) {
+        c->kern->mm_q8r(w->packed, w->cols, r0, r1, xa,
+                        infer_act_row_bytes(kind, w->cols), nb, y, ldy);
+        return;
+    }
     c->kern->mm[w->type](w->data, w->row_bytes, w->cols, r0, r1, xa,
                          infer_act_row_bytes(kind, w->cols), nb, y, ldy);
 }

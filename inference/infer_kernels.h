@@ -118,9 +118,44 @@ typedef void (*infer_attn_v_fn)(const float *a, int64_t lda, int nh,
 typedef void (*infer_attn_qk_fn)(const float *q, int nh, const float *k,
                                  int cnt, int hd, float *s, int64_t lds);
 
+/* ---- Q8_0 repacked for the batch ("Q8R", 16 rows interleaved) -----------
+ *
+ * The same quants and scales as Q8_0, reordered at load time so that one
+ * 64-byte load holds 4 consecutive quants of 16 rows: VPDPBUSD then
+ * multiplies it by 4 activation bytes broadcast to every lane and each
+ * int32 lane accumulates its own row. A block costs 8 such instructions and
+ * one float scaling per activation row for 16 weight rows, where the
+ * row-major layout needs a float scaling per 2 blocks of every row, and
+ * the 16 results land in one register (no horizontal sums).
+ *
+ * A group of 16 rows of k columns is np = ceil(nblk / 2) pairs of blocks
+ * (nblk = k / 32), stored one after another:
+ *   uint16_t d[2][16]   fp16 scales of blocks 2p, 2p + 1 of rows 0-15
+ *   uint8_t q[2][8][16][4]   block h, quad j, row r, byte t: quant
+ *                            32 (2p + h) + 4 j + t of row r, plus 128
+ * so a pair is 17 cache lines (1088 bytes; a last lone block 576, with
+ * zero scales for the absent one). Groups follow each other; a tensor of
+ * rows (a multiple of 16) takes rows / 16 * infer_q8r_group_bytes(k). */
+#define INFER_Q8R_ROWS 16
+size_t infer_q8r_group_bytes(int64_t k);
+/* Packs rows (a multiple of 16) Q8_0 rows of k columns, row r at src +
+ * r * src_stride, into dst (rows / 16 groups). */
+void infer_pack_q8r(const void *src, size_t src_stride, int64_t rows, int64_t k,
+                    void *dst);
+
+/* y[b * ldy + r] = dot(row r, activation row b) for r in [r0, r1) (both
+ * multiples of 16) of the packed matrix wp, activations struct infer_q8a.
+ * Every element is sum over blocks, in order, of
+ * fmaf((float)idot, d_w * d_x, acc): the same bits in every kernel set
+ * and whatever the batch. */
+typedef void (*infer_mm_packed_fn)(const void *wp, int64_t k, int64_t r0,
+                                   int64_t r1, const void *xa, size_t xa_stride,
+                                   int nb, float *y, int64_t ldy);
+
 struct infer_kernels {
     const char *name;
     infer_mm_fn mm[INFER_TYPE_COUNT]; /* NULL for unsupported types */
+    infer_mm_packed_fn mm_q8r;        /* NULL: the set uses row-major Q8_0 */
     infer_attn_qk_fn attn_qk;
     infer_attn_v_fn attn_v;
     /* infer_quantize_q8a() (same bits, faster). */

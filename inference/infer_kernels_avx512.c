@@ -9,6 +9,7 @@
  */
 #include <immintrin.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "infer_kernels.h"
 #include "infer_kernels_x86.h"
@@ -303,6 +304,132 @@ QTILE(q4_0_tile, q4_0_pair)
 QMM(mm_q8_0, q8_0_tile, true)
 QMM(mm_q4_0, q4_0_tile, false)
 
+/* ---- Q8R: Q8_0 with 16 rows interleaved (layout in infer_kernels.h) ----
+ *
+ * A tile is one group of 16 weight rows by up to Q8R_S activation rows.
+ * Per block: the 16 rows' scales (one VCVTPH2PS), then for each of the 8
+ * quads one 64-byte load that every activation row multiplies by its 4
+ * bytes broadcast (VPDPBUSD, weights + 128 as the unsigned side, so the
+ * accumulator starts at -128 * sum(x) of the block), then one convert,
+ * multiply and FMA per activation row into its 16 row sums. */
+
+#define Q8R_S     8    /* activation rows per pass over a group */
+#define Q8R_PAIR  1088 /* bytes of a pair of blocks of a group */
+#define Q8R_AHEAD 8192 /* prefetch distance, bytes, when passes are short */
+
+ALWAYS_INLINE int32_t load_i32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Block i of the tile: q its 512 bytes of quants, dw its 16 scales. With
+ * one activation row, two accumulators halve the VPDPBUSD chain (integer
+ * sums: the same result). */
+ALWAYS_INLINE void q8r_block(const uint8_t *q, __m512 dw,
+                             const struct infer_q8a *const *x, int64_t i,
+                             int ns, __m512 *facc)
+{
+    __m512i acc[Q8R_S], acc2 = _mm512_setzero_si512();
+    for (int s = 0; s < ns; s++)
+        acc[s] = _mm512_set1_epi32(-128 * x[s][i].sum);
+    for (int j = 0; j < 8; j++) {
+        __m512i wv = _mm512_loadu_si512((const void *)(q + 64 * j));
+        if (ns == 1 && j % 2 == 1) {
+            acc2 = _mm512_dpbusd_epi32(
+                acc2, wv, _mm512_set1_epi32(load_i32(x[0][i].qs + 4 * j)));
+            continue;
+        }
+        for (int s = 0; s < ns; s++)
+            acc[s] = _mm512_dpbusd_epi32(
+                acc[s], wv, _mm512_set1_epi32(load_i32(x[s][i].qs + 4 * j)));
+    }
+    if (ns == 1)
+        acc[0] = _mm512_add_epi32(acc[0], acc2);
+    for (int s = 0; s < ns; s++)
+        facc[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[s]),
+                                  _mm512_mul_ps(dw, _mm512_set1_ps(x[s][i].d)),
+                                  facc[s]);
+}
+
+/* One group (at gp) by ns activation rows; fetches the pf_lines cache
+ * lines at pf into L1 along the way, spread over the blocks, so that a
+ * later tile's weights arrive from memory while this one computes. */
+ALWAYS_INLINE void q8r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
+                            size_t xa_stride, int ns, float *y, int64_t ldy,
+                            const char *pf, size_t pf_lines)
+{
+    __m512 facc[Q8R_S];
+    const struct infer_q8a *x[Q8R_S];
+    for (int s = 0; s < ns; s++) {
+        facc[s] = _mm512_setzero_ps();
+        x[s] = (const struct infer_q8a *)(xa + (size_t)s * xa_stride);
+    }
+    size_t next = 0;
+    for (int64_t i = 0; i < nblk; i++) {
+        const uint8_t *pair = gp + (size_t)(i / 2) * Q8R_PAIR;
+        for (size_t end = pf_lines * (size_t)(i + 1) / (size_t)nblk;
+             next < end; next++)
+            _mm_prefetch(pf + 64 * next, _MM_HINT_T0);
+        __m512 dw = _mm512_cvtph_ps(
+            _mm256_loadu_si256((const void *)(pair + 32 * (i % 2))));
+        q8r_block(pair + 64 + 512 * (i % 2), dw, x, i, ns, facc);
+    }
+    for (int s = 0; s < ns; s++)
+        _mm512_storeu_ps(y + (size_t)s * ldy, facc[s]);
+}
+
+/* Groups one after another, each against the activation rows in passes
+ * of near-equal size (12 rows are 6 + 6, not 8 + 4). While a group
+ * computes, the weights `ahead` bytes further on (at least a group: one
+ * pass then has the time of the whole group to fetch them; never past
+ * r1, which is another thread's) are prefetched, in parts, one per pass. */
+static void mm_q8r(const void *wp, int64_t k, int64_t r0, int64_t r1,
+                   const void *xa, size_t xa_stride, int nb, float *y,
+                   int64_t ldy)
+{
+    const int64_t nblk = k / INFER_QK;
+    const size_t gb = infer_q8r_group_bytes(k);
+    const int passes = (nb + Q8R_S - 1) / Q8R_S;
+    const size_t ahead = passes > 1 || gb > Q8R_AHEAD ? gb : Q8R_AHEAD;
+    const char *end = (const char *)wp + (size_t)(r1 / INFER_Q8R_ROWS) * gb;
+    for (int64_t r = r0; r < r1; r += INFER_Q8R_ROWS) {
+        const uint8_t *gp =
+            (const uint8_t *)wp + (size_t)(r / INFER_Q8R_ROWS) * gb;
+        /* This group's share: the bytes [gp + ahead, gp + ahead + gb). */
+        const char *pf = (const char *)gp + ahead;
+        size_t pf_bytes = pf + gb <= end ? gb
+                          : pf < end     ? (size_t)(end - pf)
+                                         : 0;
+        for (int p = 0, b = 0; p < passes; p++) {
+            int ns = (nb - b) / (passes - p);
+            const char *xb = (const char *)xa + (size_t)b * xa_stride;
+            float *yb = y + (int64_t)b * ldy + r;
+            size_t l0 = pf_bytes / 64 * (size_t)p / (size_t)passes;
+            size_t l1 = pf_bytes / 64 * (size_t)(p + 1) / (size_t)passes;
+            const char *pp = pf + 64 * l0;
+            size_t pl = l1 - l0;
+            switch (ns) {
+#define Q8R_CASE(N)                                                            \
+    case N:                                                                    \
+        q8r_tile(gp, nblk, xb, xa_stride, N, yb, ldy, pp, pl);                 \
+        break;
+                Q8R_CASE(1)
+                Q8R_CASE(2)
+                Q8R_CASE(3)
+                Q8R_CASE(4)
+                Q8R_CASE(5)
+                Q8R_CASE(6)
+                Q8R_CASE(7)
+                Q8R_CASE(8)
+#undef Q8R_CASE
+            }
+            b += ns;
+        }
+    }
+}
+
 MM_DRIVER(static, mm_f32, row_f32, float)
 MM_DRIVER(static, mm_f16, row_f16, uint16_t)
 MM_DRIVER(static, mm_bf16, row_bf16, uint16_t)
@@ -464,6 +591,7 @@ const struct infer_kernels infer_kernels_avx512 = {
     .attn_v = attn_v,
     .quant_q8a = quant_q8a,
     .silu_mul = silu_mul,
+    .mm_q8r = mm_q8r,
     .mm =
         {
             [INFER_TYPE_F32] = mm_f32,

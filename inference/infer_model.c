@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "infer_kernels.h"
+
 /* Sanity bounds on hyperparameters; real models are far inside them. */
 #define MAX_DIM    (1 << 16)
 #define MAX_LAYERS 1024
@@ -387,7 +389,7 @@ static int llama2c_load(struct infer_model *m, struct infer_err *err)
     const float *p = (const float *)((const char *)m->map + sizeof(h));
 #define W(rows_, cols_)                                                        \
     ((struct infer_weight){NULL, INFER_TYPE_F32, (int64_t)(rows_),             \
-                           (int64_t)(cols_), (size_t)(cols_)*4})
+                           (int64_t)(cols_), (size_t)(cols_)*4, NULL})
     m->tok_embd = W(V, D);
     m->tok_embd.data = p;
     p += V * D;
@@ -525,6 +527,57 @@ static void account(struct infer_model *m)
     m->n_params = params;
 }
 
+/* Packs w into the Q8R layout when it is Q8_0 of whole 16-row groups,
+ * then lets the kernel drop the file pages it came from (the file stays
+ * mapped; a row lookup faults its page back in). */
+static int repack(struct infer_model *m, struct infer_weight *w)
+{
+    if (w->type != INFER_TYPE_Q8_0 || w->rows % INFER_Q8R_ROWS != 0 ||
+        w->packed != NULL)
+        return INFER_OK;
+    size_t bytes =
+        (size_t)(w->rows / INFER_Q8R_ROWS) * infer_q8r_group_bytes(w->cols);
+    void **list = realloc(m->packed, (size_t)(m->n_packed + 1) * sizeof(*list));
+    if (list == NULL)
+        return INFER_ERR_NOMEM;
+    m->packed = list;
+    void *buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (buf == NULL)
+        return INFER_ERR_NOMEM;
+    m->packed[m->n_packed++] = buf;
+    infer_pack_q8r(w->data, w->row_bytes, w->rows, w->cols, buf);
+    w->packed = buf;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)w->data + page - 1) / page * page;
+    uintptr_t b =
+        ((uintptr_t)w->data + (size_t)w->rows * w->row_bytes) / page * page;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+    return INFER_OK;
+}
+
+static int repack_all(struct infer_model *m, const struct infer_model_params *p,
+                      struct infer_err *err)
+{
+    const char *env = getenv("ARENA_REPACK");
+    if ((p != NULL && p->no_repack) || (env != NULL && strcmp(env, "0") == 0) ||
+        infer_kernels_best()->mm_q8r == NULL)
+        return INFER_OK;
+    int st = INFER_OK;
+    for (int i = 0; st == INFER_OK && i < m->cfg.n_layers; i++) {
+        struct infer_layer *L = &m->layers[i];
+        struct infer_weight *w[7] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                     &L->w_gate, &L->w_up, &L->w_down};
+        for (int j = 0; st == INFER_OK && j < 7; j++)
+            st = repack(m, w[j]);
+    }
+    if (st == INFER_OK)
+        st = repack(m, &m->output);
+    if (st != INFER_OK)
+        return infer_err_set(err, st, "model: out of memory repacking");
+    return INFER_OK;
+}
+
 static int map_file(struct infer_model *m, const char *path,
                     struct infer_err *err)
 {
@@ -575,6 +628,8 @@ int infer_model_load(const char *path, const struct infer_model_params *p,
     }
     if (st == INFER_OK && (p == NULL || !p->no_tokenizer))
         st = load_tokenizer(m, path, p, err);
+    if (st == INFER_OK)
+        st = repack_all(m, p, err);
     if (st != INFER_OK) {
         infer_model_free(m);
         return st;
@@ -592,6 +647,9 @@ void infer_model_free(struct infer_model *m)
     infer_gguf_free(m->gguf);
     if (m->map != NULL)
         munmap(m->map, m->map_size);
+    for (int i = 0; i < m->n_packed; i++)
+        free(m->packed[i]);
+    free(m->packed);
     free(m->layers);
     free(m->owned);
     free(m->name_buf);

@@ -63,6 +63,10 @@ struct infer_weight {
     uint32_t type; /* enum infer_type, one infer_type_supported() */
     int64_t rows, cols;
     size_t row_bytes;
+    /* The matmuls' copy in the Q8R layout (infer_kernels.h) of a Q8_0
+     * matrix of rows a multiple of 16, made at load when the best kernel
+     * set multiplies it; else NULL. data stays for row lookups. */
+    const void *packed;
 };
 
 struct infer_layer {
@@ -90,7 +94,9 @@ struct infer_model {
     struct infer_gguf *gguf;
     void *map;
     size_t map_size;
-    float *owned; /* converted norms and biases */
+    float *owned;  /* converted norms and biases */
+    void **packed; /* (n_packed) Q8R copies of weights */
+    int n_packed;
     size_t n_owned, cap_owned;
     char *name_buf;
 };
@@ -98,6 +104,7 @@ struct infer_model {
 struct infer_model_params {
     const char *tokenizer_path; /* NULL: the file's own, or found next to it */
     bool no_tokenizer;          /* weights only (tests) */
+    bool no_repack; /* keep Q8_0 row-major only (also $ARENA_REPACK=0) */
 };
 
 /* Loads a GGUF (llama, qwen2) or llama2.c version-0 file (chosen by magic)

@@ -581,6 +581,76 @@ SCALAR_MM(mm_q4_k, dot_q4_k, struct infer_block_q4_k, struct infer_q8k,
 SCALAR_MM(mm_q6_k, dot_q6_k, struct infer_block_q6_k, struct infer_q8k,
           k / INFER_QK_K)
 
+/* ---- Q8R: Q8_0 with 16 rows interleaved (layout in infer_kernels.h) ---- */
+
+#define Q8R_PAIR  1088 /* 64 bytes of scales + 2 x 512 of quants */
+#define Q8R_BLOCK 512  /* quants of one block of 16 rows */
+
+size_t infer_q8r_group_bytes(int64_t k)
+{
+    int64_t nblk = k / INFER_QK;
+    return (size_t)(nblk / 2) * Q8R_PAIR + (nblk % 2 ? 64 + Q8R_BLOCK : 0);
+}
+
+void infer_pack_q8r(const void *src, size_t src_stride, int64_t rows, int64_t k,
+                    void *dst)
+{
+    const int64_t nblk = k / INFER_QK;
+    const size_t gb = infer_q8r_group_bytes(k);
+    for (int64_t g = 0; g < rows / INFER_Q8R_ROWS; g++) {
+        uint8_t *gp = (uint8_t *)dst + (size_t)g * gb;
+        memset(gp, 0, gb);
+        for (int64_t b = 0; b < nblk; b++) {
+            uint8_t *pair = gp + (size_t)(b / 2) * Q8R_PAIR;
+            uint16_t *d = (uint16_t *)pair + (b % 2) * INFER_Q8R_ROWS;
+            uint8_t *q = pair + 64 + (b % 2) * Q8R_BLOCK;
+            for (int r = 0; r < INFER_Q8R_ROWS; r++) {
+                const struct infer_block_q8_0 *wb =
+                    (const struct infer_block_q8_0
+                         *)((const char *)src +
+                            (size_t)(g * INFER_Q8R_ROWS + r) * src_stride) +
+                    b;
+                d[r] = wb->d;
+                for (int e = 0; e < INFER_QK; e++)
+                    q[(e / 4) * 64 + r * 4 + e % 4] =
+                        (uint8_t)(wb->qs[e] + 128);
+            }
+        }
+    }
+}
+
+/* The reference: each element as infer_kernels.h defines it. */
+static void mm_q8r(const void *wp, int64_t k, int64_t r0, int64_t r1,
+                   const void *xa, size_t xa_stride, int nb, float *y,
+                   int64_t ldy)
+{
+    const int64_t nblk = k / INFER_QK;
+    const size_t gb = infer_q8r_group_bytes(k);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *gp =
+            (const uint8_t *)wp + (size_t)(r / INFER_Q8R_ROWS) * gb;
+        int lane = (int)(r % INFER_Q8R_ROWS);
+        for (int b = 0; b < nb; b++) {
+            const struct infer_q8a *x =
+                (const struct infer_q8a *)((const char *)xa +
+                                           (size_t)b * xa_stride);
+            float acc = 0;
+            for (int64_t i = 0; i < nblk; i++) {
+                const uint8_t *pair = gp + (size_t)(i / 2) * Q8R_PAIR;
+                const uint16_t *d = (const uint16_t *)pair + (i % 2) * 16;
+                const uint8_t *q = pair + 64 + (i % 2) * Q8R_BLOCK;
+                int32_t isum = 0;
+                for (int e = 0; e < INFER_QK; e++)
+                    isum += ((int)q[(e / 4) * 64 + lane * 4 + e % 4] - 128) *
+                            x[i].qs[e];
+                float dd = infer_fp16_to_f32(d[lane]) * x[i].d;
+                acc = fmaf((float)isum, dd, acc);
+            }
+            y[b * ldy + r] = acc;
+        }
+    }
+}
+
 static void attn_qk(const float *q, int nh, const float *k, int cnt, int hd,
                     float *s, int64_t lds)
 {
@@ -610,6 +680,7 @@ const struct infer_kernels infer_kernels_scalar = {
     .attn_v = attn_v,
     .quant_q8a = infer_quantize_q8a,
     .silu_mul = infer__silu_mul_scalar,
+    .mm_q8r = mm_q8r,
     .mm =
         {
             [INFER_TYPE_F32] = mm_f32,

@@ -414,6 +414,96 @@ TEST(matmul_result_independent_of_tiling)
     }
 }
 
+/* The Q8R layout (Q8_0, 16 rows interleaved): every set that has the
+ * packed kernel gives the scalar reference's bits, within float rounding
+ * of a float64 product of the same quantised values, and the same bits
+ * for any row group and activation subset (batch independence). k = 96
+ * ends on a lone block, 576 and 1536 are SmolLM2's widths. */
+static int check_q8r(int64_t k, int nb)
+{
+    enum { R = 48 };
+    size_t rb = infer_row_bytes(INFER_TYPE_Q8_0, k);
+    size_t ab = infer_act_row_bytes(INFER_ACT_Q8A, k);
+    size_t pb = (size_t)(R / INFER_Q8R_ROWS) * infer_q8r_group_bytes(k);
+    float *w = malloc(sizeof(float) * R * k),
+          *x = malloc(sizeof(float) * nb * k);
+    float *wd = malloc(sizeof(float) * R * k);
+    unsigned char *wq = malloc(rb * R), *xa = malloc(ab * nb);
+    void *wp = aligned_alloc(64, (pb + 63) / 64 * 64);
+    float *ys = malloc(sizeof(float) * nb * R),
+          *yv = malloc(sizeof(float) * nb * R);
+    int bad = 0;
+    fill(w, R * k, 0.7);
+    fill(x, nb * k, 1.5);
+    for (int r = 0; r < R; r++) {
+        infer_quantize_row(INFER_TYPE_Q8_0, w + r * k, wq + r * rb, k);
+        infer_dequantize_row(INFER_TYPE_Q8_0, wq + r * rb, wd + r * k, k);
+    }
+    for (int b = 0; b < nb; b++)
+        infer_quantize_q8a(x + b * k, (void *)(xa + b * ab), k);
+    infer_pack_q8r(wq, rb, R, k, wp);
+    infer_kernels_scalar.mm_q8r(wp, k, 0, R, xa, ab, nb, ys, R);
+    for (int b = 0; b < nb; b++) {
+        const struct infer_q8a *xb = (const void *)(xa + b * ab);
+        for (int r = 0; r < R; r++) {
+            double ref = 0, mag = 0;
+            for (int64_t i = 0; i < k; i++) {
+                double p = (double)wd[r * k + i] * xb[i / 32].d *
+                           xb[i / 32].qs[i % 32];
+                ref += p;
+                mag += fabs(p);
+            }
+            if (fabs(ys[b * R + r] - ref) > 2e-5 * mag + 1e-6)
+                bad++;
+        }
+    }
+    for (int s = 1; infer_kernel_names[s] != NULL; s++) {
+        const struct infer_kernels *ks =
+            infer_kernels_get(infer_kernel_names[s]);
+        if (ks == NULL || ks->mm_q8r == NULL)
+            continue;
+        ks->mm_q8r(wp, k, 0, R, xa, ab, nb, yv, R);
+        bad += memcmp(yv, ys, sizeof(float) * nb * R) != 0;
+        /* One group against one activation row at a time, and the
+         * middle group against activation rows [1, nb). */
+        for (int g = 0; g < R / 16; g++)
+            for (int b = 0; b < nb; b++) {
+                float one[R];
+                ks->mm_q8r(wp, k, 16 * g, 16 * g + 16, xa + b * ab, ab, 1, one,
+                           R);
+                bad += memcmp(one + 16 * g, ys + b * R + 16 * g,
+                              16 * sizeof(float)) != 0;
+            }
+        if (nb > 1) {
+            ks->mm_q8r(wp, k, 16, 32, xa + ab, ab, nb - 1, yv, R);
+            for (int b = 0; b < nb - 1; b++)
+                bad += memcmp(yv + b * R + 16, ys + (b + 1) * R + 16,
+                              16 * sizeof(float)) != 0;
+        }
+    }
+    if (bad)
+        fprintf(stderr, "q8r k=%lld nb=%d: %d mismatches\n", (long long)k, nb,
+                bad);
+    free(w);
+    free(x);
+    free(wd);
+    free(wq);
+    free(xa);
+    free(wp);
+    free(ys);
+    free(yv);
+    return bad;
+}
+
+TEST(q8r_packed_kernels)
+{
+    static const int64_t ks[] = {96, 576, 1536};
+    static const int nbs[] = {1, 2, 7, 8, 13, 17, 32};
+    for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++)
+        for (size_t j = 0; j < sizeof(nbs) / sizeof(nbs[0]); j++)
+            CHECK_EQ(check_q8r(ks[i], nbs[j]), 0);
+}
+
 /* Attention scores, every set against float64: head sizes with and without
  * a SIMD tail, 1 to 37 positions (partial and several 16-blocks). */
 TEST(attn_qk_every_set)
@@ -708,6 +798,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(matmul_every_set_every_type),
     TEST_ENTRY(simd_matches_scalar),
     TEST_ENTRY(matmul_result_independent_of_tiling),
+    TEST_ENTRY(q8r_packed_kernels),
     TEST_ENTRY(attn_qk_every_set),
     TEST_ENTRY(attn_v_every_set),
     TEST_ENTRY(quant_and_silu_every_set),
