@@ -169,8 +169,8 @@ static double bench_kernel(const struct infer_kernels *ks, uint32_t wtype,
         for (int r = 0; r < R; r++)
             infer_quantize_row(wtype, f + r * k, w + r * rb, k);
         if (packed) {
-            wp = aligned_alloc(64, R / INFER_Q8R_ROWS *
-                                       infer_q8r_group_bytes(k));
+            wp = aligned_alloc(64,
+                               R / INFER_Q8R_ROWS * infer_q8r_group_bytes(k));
             if (wp == NULL)
                 packed = false;
             else
@@ -393,8 +393,8 @@ int infer_cmd_bench(int argc, char **argv)
                        "peak %.1f)\n",
                        ks->name, infer_type_name(w->type),
                        packed ? " packed (Q8R)" : " row-major",
-                       (long long)w->cols, kg,
-                       peak1 > 0 ? 100 * kg / peak1 : 0, peak1);
+                       (long long)w->cols, kg, peak1 > 0 ? 100 * kg / peak1 : 0,
+                       peak1);
         }
     }
     printf("%6s %12s %10s %8s %10s %6s %10s %6s %12s\n", "batch",

@@ -411,8 +411,10 @@ static void rope_apply(const struct infer_config *cf, float *v, const float *cs)
 }
 
 /* The head_dim floats of KV head h at position pos of layer `layer`. A
- * block holds, per layer and head, its positions one after another, so
- * attention reads one contiguous run per block and head. */
+ * block holds, per layer and head, one contiguous run: V as its positions
+ * one after another, K by dimension (element j of the block's position p
+ * at j * block_size + p, as the attention score kernels read it); for K,
+ * call this with the block's first position. */
 static float *kv_at(const struct infer_kv *kv, float *base,
                     const struct infer_seq *s, int layer, int h, int pos)
 {
@@ -450,7 +452,10 @@ static void qkv_finish_head(struct infer_ctx *c, int l, int i, int g)
         rope_apply(cf, q + h * hd, cs);
     rope_apply(cf, k, cs);
     const struct infer_batch_entry *e = &c->e[i];
-    memcpy(kv_at(c->kv, c->kv->k, e->seq, l, g, e->pos), k, hd * sizeof(float));
+    int bs = c->kv->block_size, off = e->pos % bs;
+    float *kt = kv_at(c->kv, c->kv->k, e->seq, l, g, e->pos - off);
+    for (int j = 0; j < hd; j++) /* K by dimension (infer_attn_qk_fn) */
+        kt[(size_t)j * bs + off] = k[j];
     memcpy(kv_at(c->kv, c->kv->v, e->seq, l, g, e->pos), v, hd * sizeof(float));
 }
 
@@ -477,23 +482,11 @@ static void attend(struct infer_ctx *c, int l, int i, int g, float *s)
     float scale = 1.0f / sqrtf((float)hd);
     for (int p0 = 0; p0 < n; p0 += bs) {
         int cnt = n - p0 < bs ? n - p0 : bs;
-        c->kern->attn_qk(q, grp, kv_at(kv, kv->k, e->seq, l, g, p0), cnt, hd,
-                         s + p0, ls);
+        c->kern->attn_qk(q, grp, kv_at(kv, kv->k, e->seq, l, g, p0), bs, cnt,
+                         hd, s + p0, ls);
     }
-    for (int h = 0; h < grp; h++) {
-        float *sh = s + (size_t)h * ls, mx = -INFINITY;
-        for (int p = 0; p < n; p++) {
-            sh[p] *= scale;
-            mx = fmaxf(mx, sh[p]);
-        }
-        float t = 0;
-        for (int p = 0; p < n; p++) {
-            sh[p] = expf(sh[p] - mx);
-            t += sh[p];
-        }
-        for (int p = 0; p < n; p++)
-            sh[p] /= t;
-    }
+    for (int h = 0; h < grp; h++)
+        c->kern->softmax(s + (size_t)h * ls, n, scale);
     float *o = c->att + (size_t)i * qd + (size_t)g * grp * hd;
     memset(o, 0, (size_t)grp * hd * sizeof(float));
     for (int p0 = 0; p0 < n; p0 += bs) {

@@ -113,10 +113,13 @@ typedef void (*infer_mm_fn)(const void *w, size_t w_stride, int64_t k,
 typedef void (*infer_attn_v_fn)(const float *a, int64_t lda, int nh,
                                 const float *v, int cnt, int hd, float *o);
 
-/* Attention scores: s[h * lds + p] = dot(q[h * hd ..], k[p * hd ..]) for
- * h < nh, p < cnt (each value depends on its own q and k row only). */
-typedef void (*infer_attn_qk_fn)(const float *q, int nh, const float *k,
-                                 int cnt, int hd, float *s, int64_t lds);
+/* Attention scores against one KV block whose K is stored by dimension
+ * (kt[j * bs + p] is element j of position p): s[h * lds + p] =
+ * dot(q[h * hd ..], K of position p) for h < nh, p < cnt <= bs (each value
+ * depends on its own q row and position only). */
+typedef void (*infer_attn_qk_fn)(const float *q, int nh, const float *kt,
+                                 int bs, int cnt, int hd, float *s,
+                                 int64_t lds);
 
 /* ---- Q8_0 repacked for the batch ("Q8R", 16 rows interleaved) -----------
  *
@@ -160,6 +163,9 @@ struct infer_kernels {
     infer_attn_v_fn attn_v;
     /* infer_quantize_q8a() (same bits, faster). */
     void (*quant_q8a)(const float *x, struct infer_q8a *y, int64_t k);
+    /* s[p] = exp(scale s[p] - m) / sum for p < n, m the largest scale s[p]
+     * and sum the sum of the exps (attention weights); exp as below. */
+    void (*softmax)(float *s, int n, float scale);
     /* g[j] = g[j] / (1 + exp(-g[j])) * u[j] for j < n (SwiGLU); exp to
      * within a few ulp of expf(). */
     void (*silu_mul)(float *g, const float *u, int64_t n);

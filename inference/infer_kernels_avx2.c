@@ -361,17 +361,44 @@ static void mm_f32(const void *w, size_t w_stride, int64_t k, int64_t r0,
                    float *y, int64_t ldy);
 
 /* Scores as a small matmul: the K rows are the weights. */
-static void attn_qk(const float *q, int nh, const float *k, int cnt, int hd,
-                    float *s, int64_t lds)
+/* 8 positions at a time: one row of K (by dimension) per step, times
+ * each head's element broadcast; a partial last group is scalar. */
+static void attn_qk(const float *q, int nh, const float *kt, int bs, int cnt,
+                    int hd, float *s, int64_t lds)
 {
-    mm_f32(k, (size_t)hd * sizeof(float), hd, 0, cnt, q,
-           (size_t)hd * sizeof(float), nh, s, lds);
+    int p0 = 0;
+    for (; p0 + 8 <= cnt; p0 += 8)
+        for (int h = 0; h < nh; h++) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+            int j = 0;
+            for (; j + 2 <= hd; j += 2) {
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(q[h * hd + j]),
+                                     _mm256_loadu_ps(kt + (size_t)j * bs + p0),
+                                     a0);
+                a1 = _mm256_fmadd_ps(
+                    _mm256_set1_ps(q[h * hd + j + 1]),
+                    _mm256_loadu_ps(kt + (size_t)(j + 1) * bs + p0), a1);
+            }
+            if (j < hd)
+                a0 = _mm256_fmadd_ps(_mm256_set1_ps(q[h * hd + j]),
+                                     _mm256_loadu_ps(kt + (size_t)j * bs + p0),
+                                     a0);
+            _mm256_storeu_ps(s + h * lds + p0, _mm256_add_ps(a0, a1));
+        }
+    for (int h = 0; h < nh; h++)
+        for (int p = p0; p < cnt; p++) {
+            float acc = 0;
+            for (int j = 0; j < hd; j++)
+                acc += q[h * hd + j] * kt[(size_t)j * bs + p];
+            s[h * lds + p] = acc;
+        }
 }
 
 const struct infer_kernels infer_kernels_avx2 = {
     .name = "avx2",
     .attn_qk = attn_qk,
     .attn_v = attn_v,
+    .softmax = infer__softmax_scalar,
     .quant_q8a = infer_quantize_q8a, /* auto-vectorised reference */
     .silu_mul = infer__silu_mul_scalar,
     .mm =

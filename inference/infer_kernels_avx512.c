@@ -8,6 +8,7 @@
  * K-quant kernels are the AVX2 ones.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -366,12 +367,13 @@ ALWAYS_INLINE void q8r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
         facc[s] = _mm512_setzero_ps();
         x[s] = (const struct infer_q8a *)(xa + (size_t)s * xa_stride);
     }
-    size_t next = 0;
+    size_t due = 0; /* pf_lines per block, in nblk-ths of a line */
     for (int64_t i = 0; i < nblk; i++) {
         const uint8_t *pair = gp + (size_t)(i / 2) * Q8R_PAIR;
-        for (size_t end = pf_lines * (size_t)(i + 1) / (size_t)nblk;
-             next < end; next++)
-            _mm_prefetch(pf + 64 * next, _MM_HINT_T0);
+        for (due += pf_lines; due >= (size_t)nblk; due -= (size_t)nblk) {
+            _mm_prefetch(pf, _MM_HINT_T0);
+            pf += 64;
+        }
         __m512 dw = _mm512_cvtph_ps(
             _mm256_loadu_si256((const void *)(pair + 32 * (i % 2))));
         q8r_block(pair + 64 + 512 * (i % 2), dw, x, i, ns, facc);
@@ -434,92 +436,112 @@ MM_DRIVER(static, mm_f32, row_f32, float)
 MM_DRIVER(static, mm_f16, row_f16, uint16_t)
 MM_DRIVER(static, mm_bf16, row_bf16, uint16_t)
 
-/* Index pairs that halve the lanes per position: combining a (positions
- * P) and b (positions Q), each with g lanes per position, gives g / 2
- * lanes per position for P then Q; lane j sums lanes idx_a[j], idx_b[j]
- * (second operand + 16). */
-static void halve_idx(int g, __m512i *ia, __m512i *ib)
+/* Scores of up to 4 heads (NH) for up to 16 positions: per dimension j,
+ * one load of K's row j (16 positions) times each head's q[j] broadcast;
+ * even and odd j go to separate accumulators (shorter FMA chains). */
+ALWAYS_INLINE void attn_qk_tile(const float *q, int nh, const float *kt, int bs,
+                                int hd, __mmask16 m, float *s, int64_t lds)
 {
-    int32_t a[16], b[16];
-    int h = g / 2, per = 16 / g;
-    for (int j = 0; j < 16; j++) {
-        int p = j / h, sub = j % h;
-        int src = p < per ? 0 : 16, pl = p < per ? p : p - per;
-        a[j] = src + pl * g + sub;
-        b[j] = src + pl * g + sub + h;
+    __m512 a0[4], a1[4];
+    for (int h = 0; h < nh; h++)
+        a0[h] = a1[h] = _mm512_setzero_ps();
+    int j = 0;
+    for (; j + 2 <= hd; j += 2) {
+        __m512 k0 = _mm512_maskz_loadu_ps(m, kt + (size_t)j * bs);
+        __m512 k1 = _mm512_maskz_loadu_ps(m, kt + (size_t)(j + 1) * bs);
+        for (int h = 0; h < nh; h++) {
+            a0[h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * hd + j]), k0, a0[h]);
+            a1[h] =
+                _mm512_fmadd_ps(_mm512_set1_ps(q[h * hd + j + 1]), k1, a1[h]);
+        }
     }
-    *ia = _mm512_loadu_si512(a);
-    *ib = _mm512_loadu_si512(b);
+    if (j < hd) {
+        __m512 k0 = _mm512_maskz_loadu_ps(m, kt + (size_t)j * bs);
+        for (int h = 0; h < nh; h++)
+            a0[h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * hd + j]), k0, a0[h]);
+    }
+    for (int h = 0; h < nh; h++)
+        _mm512_mask_storeu_ps(s + h * lds, m, _mm512_add_ps(a0[h], a1[h]));
 }
 
-/* Scores for up to 16 positions at a time: one accumulator per position
- * over the head's columns, then a transposing tree of adds (each lane of
- * a position only meets lanes of the same position) leaves the 16 sums in
- * one register. Missing positions are zero accumulators. */
-static void attn_qk(const float *q, int nh, const float *k, int cnt, int hd,
-                    float *s, int64_t lds)
+static void attn_qk(const float *q, int nh, const float *kt, int bs, int cnt,
+                    int hd, float *s, int64_t lds)
 {
-    __m512i ia[4], ib[4];
-    for (int l = 0; l < 4; l++)
-        halve_idx(16 >> l, &ia[l], &ib[l]);
-    for (int h = 0; h < nh; h++) {
-        const float *qh = q + h * hd;
-        for (int p0 = 0; p0 < cnt; p0 += 16) {
-            int np = cnt - p0 < 16 ? cnt - p0 : 16;
-            __m512 acc[16];
-            for (int p = 0; p < 16; p++)
-                acc[p] = _mm512_setzero_ps();
-            for (int j = 0; j < hd; j += 16) {
-                __mmask16 m =
-                    hd - j >= 16 ? 0xffff : (__mmask16)((1u << (hd - j)) - 1);
-                __m512 qv = _mm512_maskz_loadu_ps(m, qh + j);
-                for (int p = 0; p < np; p++)
-                    acc[p] = _mm512_fmadd_ps(
-                        qv,
-                        _mm512_maskz_loadu_ps(m, k + (size_t)(p0 + p) * hd + j),
-                        acc[p]);
+    for (int p0 = 0; p0 < cnt; p0 += 16) {
+        __mmask16 m =
+            cnt - p0 >= 16 ? 0xffff : (__mmask16)((1u << (cnt - p0)) - 1);
+        for (int h = 0; h < nh; h += 4) {
+            const float *qh = q + h * hd;
+            float *sh = s + h * lds + p0;
+            switch (nh - h) {
+            case 1:
+                attn_qk_tile(qh, 1, kt + p0, bs, hd, m, sh, lds);
+                break;
+            case 2:
+                attn_qk_tile(qh, 2, kt + p0, bs, hd, m, sh, lds);
+                break;
+            case 3:
+                attn_qk_tile(qh, 3, kt + p0, bs, hd, m, sh, lds);
+                break;
+            default:
+                attn_qk_tile(qh, 4, kt + p0, bs, hd, m, sh, lds);
             }
-            for (int l = 0, n = 16; l < 4; l++, n /= 2)
-                for (int i = 0; i < n / 2; i++)
-                    acc[i] =
-                        _mm512_add_ps(_mm512_permutex2var_ps(acc[2 * i], ia[l],
-                                                             acc[2 * i + 1]),
-                                      _mm512_permutex2var_ps(acc[2 * i], ib[l],
-                                                             acc[2 * i + 1]));
-            _mm512_mask_storeu_ps(s + h * lds + p0, (__mmask16)((1u << np) - 1),
-                                  acc[0]);
         }
     }
 }
 
-/* 64 columns (4 zmm accumulators, masked at the end of a row) of one head
- * at a time, over all cnt rows. */
+/* Up to 4 heads (NH) by 64 columns: each V row is loaded once for all
+ * the heads; every output element adds its terms in order of p. */
+ALWAYS_INLINE void attn_v_tile(const float *a, int64_t lda, int nh,
+                               const float *v, int cnt, int hd, float *o,
+                               int j0)
+{
+    __mmask16 m[4];
+    __m512 acc[4][4];
+    for (int t = 0; t < 4; t++) {
+        int left = hd - j0 - 16 * t;
+        m[t] = left >= 16 ? 0xffff
+               : left > 0 ? (__mmask16)((1u << left) - 1)
+                          : 0;
+        for (int h = 0; h < nh; h++)
+            acc[h][t] = _mm512_maskz_loadu_ps(m[t], o + h * hd + j0 + 16 * t);
+    }
+    for (int p = 0; p < cnt; p++) {
+        const float *vp = v + (size_t)p * hd + j0;
+        __m512 vv[4];
+        for (int t = 0; t < 4; t++)
+            vv[t] = _mm512_maskz_loadu_ps(m[t], vp + 16 * t);
+        for (int h = 0; h < nh; h++) {
+            __m512 w = _mm512_set1_ps(a[h * lda + p]);
+            for (int t = 0; t < 4; t++)
+                acc[h][t] = _mm512_fmadd_ps(w, vv[t], acc[h][t]);
+        }
+    }
+    for (int h = 0; h < nh; h++)
+        for (int t = 0; t < 4; t++)
+            _mm512_mask_storeu_ps(o + h * hd + j0 + 16 * t, m[t], acc[h][t]);
+}
+
 static void attn_v(const float *a, int64_t lda, int nh, const float *v, int cnt,
                    int hd, float *o)
 {
-    for (int h = 0; h < nh; h++) {
-        float *oh = o + h * hd;
+    for (int h = 0; h < nh; h += 4) {
         const float *ah = a + h * lda;
-        for (int j0 = 0; j0 < hd; j0 += 64) {
-            __mmask16 m[4];
-            __m512 acc[4];
-            for (int t = 0; t < 4; t++) {
-                int left = hd - j0 - 16 * t;
-                m[t] = left >= 16 ? 0xffff
-                       : left > 0 ? (__mmask16)((1u << left) - 1)
-                                  : 0;
-                acc[t] = _mm512_maskz_loadu_ps(m[t], oh + j0 + 16 * t);
+        float *oh = o + h * hd;
+        for (int j0 = 0; j0 < hd; j0 += 64)
+            switch (nh - h) {
+            case 1:
+                attn_v_tile(ah, lda, 1, v, cnt, hd, oh, j0);
+                break;
+            case 2:
+                attn_v_tile(ah, lda, 2, v, cnt, hd, oh, j0);
+                break;
+            case 3:
+                attn_v_tile(ah, lda, 3, v, cnt, hd, oh, j0);
+                break;
+            default:
+                attn_v_tile(ah, lda, 4, v, cnt, hd, oh, j0);
             }
-            for (int p = 0; p < cnt; p++) {
-                __m512 w = _mm512_set1_ps(ah[p]);
-                const float *vp = v + (size_t)p * hd + j0;
-                for (int t = 0; t < 4; t++)
-                    acc[t] = _mm512_fmadd_ps(
-                        w, _mm512_maskz_loadu_ps(m[t], vp + 16 * t), acc[t]);
-            }
-            for (int t = 0; t < 4; t++)
-                _mm512_mask_storeu_ps(oh + j0 + 16 * t, m[t], acc[t]);
-        }
     }
 }
 
@@ -585,10 +607,39 @@ static void silu_mul(float *g, const float *u, int64_t n)
     }
 }
 
+/* infer__softmax_scalar with exp16: the scaled maximum, then the exps and
+ * their sum, then the division. */
+static void softmax(float *s, int n, float scale)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    __m512 mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+    for (int p = 0; p < n; p += 16) {
+        __mmask16 m = n - p >= 16 ? 0xffff : (__mmask16)((1u << (n - p)) - 1);
+        mx = _mm512_mask_max_ps(
+            mx, m, mx, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s + p), vs));
+    }
+    const __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    for (int p = 0; p < n; p += 16) {
+        __mmask16 m = n - p >= 16 ? 0xffff : (__mmask16)((1u << (n - p)) - 1);
+        __m512 e =
+            exp16(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + p), vs, vm));
+        e = _mm512_maskz_mov_ps(m, e);
+        sum = _mm512_add_ps(sum, e);
+        _mm512_mask_storeu_ps(s + p, m, e);
+    }
+    const __m512 vt = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
+    for (int p = 0; p < n; p += 16) {
+        __mmask16 m = n - p >= 16 ? 0xffff : (__mmask16)((1u << (n - p)) - 1);
+        _mm512_mask_storeu_ps(
+            s + p, m, _mm512_div_ps(_mm512_maskz_loadu_ps(m, s + p), vt));
+    }
+}
+
 const struct infer_kernels infer_kernels_avx512 = {
     .name = "avx512",
     .attn_qk = attn_qk,
     .attn_v = attn_v,
+    .softmax = softmax,
     .quant_q8a = quant_q8a,
     .silu_mul = silu_mul,
     .mm_q8r = mm_q8r,

@@ -49,7 +49,9 @@ void infer__mm_q6_k_avx2(const void *w, size_t w_stride, int64_t k, int64_t r0,
                          int64_t r1, const void *xa, size_t xa_stride, int nb,
                          float *y, int64_t ldy);
 
-/* The scalar SwiGLU of infer_quant.c (the AVX2 set uses it). */
+/* The scalar SwiGLU and softmax of infer_quant.c (the AVX2 set uses
+ * them). */
 void infer__silu_mul_scalar(float *g, const float *u, int64_t n);
+void infer__softmax_scalar(float *s, int n, float scale);
 
 #endif

@@ -651,12 +651,31 @@ static void mm_q8r(const void *wp, int64_t k, int64_t r0, int64_t r1,
     }
 }
 
-static void attn_qk(const float *q, int nh, const float *k, int cnt, int hd,
-                    float *s, int64_t lds)
+static void attn_qk(const float *q, int nh, const float *kt, int bs, int cnt,
+                    int hd, float *s, int64_t lds)
 {
     for (int h = 0; h < nh; h++)
-        for (int p = 0; p < cnt; p++)
-            s[h * lds + p] = dot_f32(k + (size_t)p * hd, q + h * hd, hd);
+        for (int p = 0; p < cnt; p++) {
+            float acc = 0;
+            for (int j = 0; j < hd; j++)
+                acc += q[h * hd + j] * kt[(size_t)j * bs + p];
+            s[h * lds + p] = acc;
+        }
+}
+
+void infer__softmax_scalar(float *s, int n, float scale)
+{
+    float mx = -INFINITY, t = 0;
+    for (int p = 0; p < n; p++) {
+        s[p] *= scale;
+        mx = s[p] > mx ? s[p] : mx;
+    }
+    for (int p = 0; p < n; p++) {
+        s[p] = expf(s[p] - mx);
+        t += s[p];
+    }
+    for (int p = 0; p < n; p++)
+        s[p] /= t;
 }
 
 static void attn_v(const float *a, int64_t lda, int nh, const float *v, int cnt,
@@ -678,6 +697,7 @@ const struct infer_kernels infer_kernels_scalar = {
     .name = "scalar",
     .attn_qk = attn_qk,
     .attn_v = attn_v,
+    .softmax = infer__softmax_scalar,
     .quant_q8a = infer_quantize_q8a,
     .silu_mul = infer__silu_mul_scalar,
     .mm_q8r = mm_q8r,

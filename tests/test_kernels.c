@@ -505,39 +505,77 @@ TEST(q8r_packed_kernels)
 }
 
 /* Attention scores, every set against float64: head sizes with and without
- * a SIMD tail, 1 to 37 positions (partial and several 16-blocks). */
+ * a SIMD tail, 1 to 37 positions (partial and several 16-groups) of a
+ * block of 40 and of 16 (K stored by dimension), 1 to 5 heads. */
 TEST(attn_qk_every_set)
 {
     static const int hds[] = {64, 128, 24, 100, 5};
-    enum { NH = 3, LDS = 41 };
-    static float q[NH * 128], k[37 * 128], s[NH * LDS];
+    static const int bss[] = {40, 16};
+    enum { LDS = 41, MAXH = 5 };
+    static float q[MAXH * 128], kt[40 * 128], s[MAXH * LDS];
     for (int si = 0; infer_kernel_names[si] != NULL; si++) {
         const struct infer_kernels *ks =
             infer_kernels_get(infer_kernel_names[si]);
         if (ks == NULL)
             continue;
-        for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++) {
-            int hd = hds[hi];
-            for (int cnt = 1; cnt <= 37; cnt += 4) {
-                fill(q, NH * 128, 1.0);
-                fill(k, 37 * 128, 1.0);
-                for (int i = 0; i < NH * LDS; i++)
-                    s[i] = NAN;
-                ks->attn_qk(q, NH, k, cnt, hd, s, LDS);
-                for (int h = 0; h < NH; h++)
-                    for (int p = 0; p < LDS; p++) {
-                        if (p >= cnt) { /* untouched */
-                            CHECK(isnan(s[h * LDS + p]));
-                            continue;
-                        }
-                        double ref = 0, mag = 0;
-                        for (int j = 0; j < hd; j++) {
-                            ref += (double)q[h * hd + j] * k[p * hd + j];
-                            mag += fabs((double)q[h * hd + j] * k[p * hd + j]);
-                        }
-                        CHECK_NEAR(s[h * LDS + p], ref, 2e-6 * mag + 1e-6);
+        for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++)
+            for (size_t bi = 0; bi < 2; bi++)
+                for (int nh = 1; nh <= MAXH; nh += 2) {
+                    int hd = hds[hi], bs = bss[bi];
+                    for (int cnt = 1; cnt <= bs && cnt <= 37; cnt += 4) {
+                        fill(q, MAXH * 128, 1.0);
+                        fill(kt, 40 * 128, 1.0);
+                        for (int i = 0; i < MAXH * LDS; i++)
+                            s[i] = NAN;
+                        ks->attn_qk(q, nh, kt, bs, cnt, hd, s, LDS);
+                        for (int h = 0; h < MAXH; h++)
+                            for (int p = 0; p < LDS; p++) {
+                                if (p >= cnt || h >= nh) { /* untouched */
+                                    CHECK(isnan(s[h * LDS + p]));
+                                    continue;
+                                }
+                                double ref = 0, mag = 0;
+                                for (int j = 0; j < hd; j++) {
+                                    double t =
+                                        (double)q[h * hd + j] * kt[j * bs + p];
+                                    ref += t;
+                                    mag += fabs(t);
+                                }
+                                CHECK_NEAR(s[h * LDS + p], ref,
+                                           2e-6 * mag + 1e-6);
+                            }
                     }
+                }
+    }
+}
+
+/* Softmax, every set against float64: lengths with and without a SIMD
+ * tail, a scale, large and negative scores. */
+TEST(softmax_every_set)
+{
+    static const int ns[] = {1, 7, 16, 33, 300};
+    static float s[300];
+    static double ref[300];
+    for (int si = 0; infer_kernel_names[si] != NULL; si++) {
+        const struct infer_kernels *ks =
+            infer_kernels_get(infer_kernel_names[si]);
+        if (ks == NULL)
+            continue;
+        for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+            int n = ns[i];
+            fill(s, n, 40.0);
+            double mx = -INFINITY, t = 0;
+            for (int p = 0; p < n; p++)
+                mx = fmax(mx, 0.125 * s[p]);
+            for (int p = 0; p < n; p++)
+                t += ref[p] = exp(0.125 * s[p] - mx);
+            ks->softmax(s, n, 0.125f);
+            double sum = 0;
+            for (int p = 0; p < n; p++) {
+                CHECK_NEAR(s[p], ref[p] / t, 1e-6 * (ref[p] / t) + 1e-9);
+                sum += s[p];
             }
+            CHECK_NEAR(sum, 1.0, 1e-5);
         }
     }
 }
@@ -800,6 +838,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(matmul_result_independent_of_tiling),
     TEST_ENTRY(q8r_packed_kernels),
     TEST_ENTRY(attn_qk_every_set),
+    TEST_ENTRY(softmax_every_set),
     TEST_ENTRY(attn_v_every_set),
     TEST_ENTRY(quant_and_silu_every_set),
     TEST_ENTRY(pool_runs_all_threads_with_barriers),
