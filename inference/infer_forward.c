@@ -127,6 +127,11 @@ void infer_kv_release(struct infer_kv *kv, struct infer_seq *s, int keep_pos)
 /* ---- context ---------------------------------------------------------------
  */
 
+/* Calls of up to this many entries norm in the matmul steps (fuse_norm):
+ * two step boundaries a layer less, for a little work repeated on every
+ * thread (a norm costs a row; a boundary, every thread's wait). */
+#define FUSE_MAX 4
+
 /* One step of a forward call: threads grab chunks by incrementing next and
  * count finished ones in done; the step is over when done reaches its
  * chunk count. A thread that was descheduled finds the chunks taken and
@@ -155,12 +160,21 @@ struct infer_ctx {
     void *act[3];        /* per infer_act_kind: (max_batch, row) */
     void *act_down;      /* Q8A (max_batch, hidden): fused SiLU out */
     int32_t *out_rows;   /* (max_batch) entries that want logits */
-    struct step *steps;  /* (max_steps) chunk counters of one call */
+    /* Per-thread normed inputs of the matmul steps, for calls of at most
+     * FUSE_MAX entries (fuse_norm): (nth, FUSE_MAX, dim) floats and
+     * (nth, FUSE_MAX, row) per infer_act_kind. */
+    float *xb_th;
+    void *act_th[3];
+    size_t act_th_row[3]; /* bytes per row of act_th[kind] */
+    struct step *steps;   /* (max_steps) chunk counters of one call */
     int max_steps;
     /* the call in progress */
     const struct infer_batch_entry *e;
     int n, n_out;
     int nth;           /* threads of the pool */
+    bool fuse_norm;    /* n <= FUSE_MAX: each thread norms the input of
+                          a matmul step for itself as it starts the step,
+                          two steps less per layer (see normed_in) */
     bool rope_in_attn; /* every entry of its own sequence: the attention
                           chunk of (entry, KV head) does that head's RoPE
                           and KV write, a step less per layer */
@@ -227,6 +241,14 @@ int infer_ctx_new(const struct infer_model *m, const struct infer_ctx_params *p,
               c->scores && c->out_rows && c->steps;
     c->act_down = alloc64(B * infer_act_row_bytes(INFER_ACT_Q8A, maxk + 256));
     ok = ok && c->act_down != NULL;
+    c->xb_th = alloc64((size_t)nth * FUSE_MAX * cf->dim * 4);
+    ok = ok && c->xb_th != NULL;
+    for (int kind = INFER_ACT_Q8A; ok && kind <= INFER_ACT_Q8K; kind++) {
+        c->act_th_row[kind] =
+            (infer_act_row_bytes(kind, cf->dim + 256) + 63) / 64 * 64;
+        c->act_th[kind] = alloc64((size_t)nth * FUSE_MAX * c->act_th_row[kind]);
+        ok = c->act_th[kind] != NULL;
+    }
     for (int kind = INFER_ACT_Q8A; ok && kind <= INFER_ACT_Q8K; kind++) {
         c->act[kind] = alloc64(B * infer_act_row_bytes(kind, maxk + 256));
         ok = c->act[kind] != NULL;
@@ -256,8 +278,11 @@ void infer_ctx_free(struct infer_ctx *c)
     free(c->inv_freq);
     free(c->out_rows);
     free(c->steps);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         free(c->act[i]);
+        free(c->act_th[i]);
+    }
+    free(c->xb_th);
     free(c->act_down);
     free(c);
 }
@@ -275,56 +300,70 @@ int infer_ctx_threads(const struct infer_ctx *c)
 /* ---- steps
  * ------------------------------------------------------------------- */
 
-static void rmsnorm(float *o, const float *x, const float *w, int n, float eps)
+static void rmsnorm_k(const struct infer_ctx *c, float *o, const float *x,
+                      const float *w)
 {
-    double ss = 0;
-    for (int i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
-    float s = (float)(1.0 / sqrt(ss / n + eps));
-    for (int i = 0; i < n; i++)
-        o[i] = x[i] * s * w[i];
+    c->kern->rmsnorm(o, x, w, c->m->cfg.dim, c->m->cfg.rms_eps);
 }
 
-/* Quantises row i of src (k floats) for weight types that want kind. */
-static void act_row(struct infer_ctx *c, enum infer_act_kind kind,
-                    const float *src, int64_t k, int i)
+/* Quantises row i of src (k floats) for weight types that want kind, into
+ * act (rows of `stride` bytes; 0: infer_act_row_bytes). */
+static void act_row(struct infer_ctx *c, void *act, size_t stride,
+                    enum infer_act_kind kind, const float *src, int64_t k,
+                    int i)
 {
-    size_t stride = infer_act_row_bytes(kind, k);
-    char *dst = (char *)c->act[kind] + (size_t)i * stride;
+    if (stride == 0)
+        stride = infer_act_row_bytes(kind, k);
+    char *dst = (char *)act + (size_t)i * stride;
     if (kind == INFER_ACT_Q8A)
         c->kern->quant_q8a(src, (struct infer_q8a *)dst, k);
     else if (kind == INFER_ACT_Q8K)
         infer_quantize_q8k(src, (struct infer_q8k *)dst, k);
 }
 
-/* Quantises row i of src for each weight in ws that needs it. */
-static void act_rows(struct infer_ctx *c, const struct infer_weight *const *ws,
-                     int nw, const float *src, int i)
+/* Quantises row i of src for each weight in ws that needs it: into
+ * c->act, or, for ith >= 0, into thread ith's private rows. */
+static void act_rows_th(struct infer_ctx *c, int ith,
+                        const struct infer_weight *const *ws, int nw,
+                        const float *src, int i)
 {
     bool done[3] = {false, false, false};
     for (int j = 0; j < nw; j++) {
         enum infer_act_kind kind = infer_act_kind_of(ws[j]->type);
-        if (!done[kind] && kind != INFER_ACT_F32)
-            act_row(c, kind, src + (size_t)i * ws[j]->cols, ws[j]->cols, i);
+        if (!done[kind] && kind != INFER_ACT_F32) {
+            const float *row = src + (size_t)i * ws[j]->cols;
+            if (ith < 0)
+                act_row(c, c->act[kind], 0, kind, row, ws[j]->cols, i);
+            else
+                act_row(c,
+                        (char *)c->act_th[kind] +
+                            (size_t)ith * FUSE_MAX * c->act_th_row[kind],
+                        c->act_th_row[kind], kind, row, ws[j]->cols, i);
+        }
         done[kind] = true;
     }
 }
 
-/* Weight rows per chunk of w in this call: 32 when many activation rows
- * make each row expensive, 64 up to 16 of them; for 1 or 2 (which only
- * stream weights) about rows / (4 threads), so that each thread reads
- * long runs (prefetchers follow them), the chunks divide evenly among
- * the threads and the last one to finish waits little. Always a multiple
- * of 32 (Q8A blocks of fused outputs, the kernels' row tiles). */
+static void act_rows(struct infer_ctx *c, const struct infer_weight *const *ws,
+                     int nw, const float *src, int i)
+{
+    act_rows_th(c, -1, ws, nw, src, i);
+}
+
+/* Weight rows per chunk of w in this call: the rows split evenly into one
+ * chunk per thread (three for calls of more than 16 entries), rounded up
+ * to 32 (Q8A blocks of fused outputs, the kernels' row groups). Few long
+ * chunks: every chunk start waits for memory until its prefetches get
+ * ahead, and equal chunks end together. On smollm2-135m Q8_0 here, one
+ * chunk per thread beat four by 10% at batch 1 and 15% at batch 16. A
+ * thread that is descheduled before it takes its chunk leaves it to the
+ * others (chunks are taken from a shared counter). */
 static int chunk_rows(const struct infer_ctx *c, const struct infer_weight *w)
 {
-    if (c->n > 16)
-        return 32;
-    if (c->n > 2)
-        return 64;
-    int64_t r = (w->rows + 4 * c->nth - 1) / (4 * c->nth);
+    int per = c->n > 16 ? 3 : 1;
+    int64_t r = (w->rows + per * c->nth - 1) / (per * c->nth);
     r = (r + 31) / 32 * 32;
-    return r < 64 ? 64 : r > (1 << 20) ? (1 << 20) : (int)r;
+    return r < 32 ? 32 : r > (1 << 20) ? (1 << 20) : (int)r;
 }
 
 /* True when the chunks that produce w's input, span columns each, can
@@ -397,16 +436,73 @@ static void mm_chunk(struct infer_ctx *c, const struct infer_weight *w,
     mm_chunk_in(c, w, src, nb, y, ldy, k, NULL);
 }
 
-static void rope_apply(const struct infer_config *cf, float *v, const float *cs)
+/* Chunk k of y = W xn for nb rows of the step's normed input xn: the
+ * shared c->xb (and c->act), written by a per-entry norm step, or with
+ * fuse_norm the rows thread ith normed for itself (prologue_norm). */
+static void mm_normed(struct infer_ctx *c, const struct infer_weight *w, int nb,
+                      float *y, int64_t ldy, int k, int ith)
+{
+    if (!c->fuse_norm) {
+        mm_chunk(c, w, c->xb, nb, y, ldy, k);
+        return;
+    }
+    enum infer_act_kind kind = infer_act_kind_of(w->type);
+    const float *xn = c->xb_th + (size_t)ith * FUSE_MAX * c->m->cfg.dim;
+    int cr = chunk_rows(c, w);
+    int64_t r0 = (int64_t)k * cr, r1 = r0 + cr < w->rows ? r0 + cr : w->rows;
+    if (nb == 0)
+        return;
+    if (kind == INFER_ACT_F32) {
+        c->kern->mm[w->type](w->data, w->row_bytes, w->cols, r0, r1, xn,
+                             (size_t)w->cols * sizeof(float), nb, y, ldy);
+        return;
+    }
+    const void *xa =
+        (char *)c->act_th[kind] + (size_t)ith * FUSE_MAX * c->act_th_row[kind];
+    if (w->packed != NULL && c->kern->mm_q8r != NULL)
+        c->kern->mm_q8r(w->packed, w->cols, r0, r1, xa, c->act_th_row[kind], nb,
+                        y, ldy);
+    else
+        c->kern->mm[w->type](w->data, w->row_bytes, w->cols, r0, r1, xa,
+                             c->act_th_row[kind], nb, y, ldy);
+}
+
+/* x += xb2 on the rows of w's chunk k, for every entry: the residual of
+ * wo and w_down, added by the chunk that computed those rows. */
+static void residual_rows(struct infer_ctx *c, const struct infer_weight *w,
+                          int k)
+{
+    int cr = chunk_rows(c, w), dim = c->m->cfg.dim;
+    int64_t r0 = (int64_t)k * cr, r1 = r0 + cr < w->rows ? r0 + cr : w->rows;
+    for (int b = 0; b < c->n; b++) {
+        float *restrict x = c->x + (size_t)b * dim;
+        const float *restrict d = c->xb2 + (size_t)b * dim;
+        for (int64_t r = r0; r < r1; r++)
+            x[r] += d[r];
+    }
+}
+
+/* RoPE of one head: pairs (2j, 2j + 1), or (j, j + half) for NeoX
+ * pairing, rotated by cs[2j] = cos, cs[2j + 1] = sin; one loop per
+ * pairing, so each vectorises. */
+static void rope_apply(const struct infer_config *cf, float *restrict v,
+                       const float *restrict cs)
 {
     int half = cf->n_rot / 2;
+    if (cf->rope_neox) {
+        float *restrict v1 = v + half;
+        for (int j = 0; j < half; j++) {
+            float c = cs[2 * j], s = cs[2 * j + 1], x0 = v[j], x1 = v1[j];
+            v[j] = x0 * c - x1 * s;
+            v1[j] = x0 * s + x1 * c;
+        }
+        return;
+    }
     for (int j = 0; j < half; j++) {
-        int a = cf->rope_neox ? j : 2 * j;
-        int b = cf->rope_neox ? j + half : 2 * j + 1;
-        float c = cs[2 * j], s = cs[2 * j + 1];
-        float x0 = v[a], x1 = v[b];
-        v[a] = x0 * c - x1 * s;
-        v[b] = x0 * s + x1 * c;
+        float c = cs[2 * j], s = cs[2 * j + 1], x0 = v[2 * j],
+              x1 = v[2 * j + 1];
+        v[2 * j] = x0 * c - x1 * s;
+        v[2 * j + 1] = x0 * s + x1 * c;
     }
 }
 
@@ -517,18 +613,28 @@ typedef void (*chunk_fn)(struct infer_ctx *c, int l, int k, int ith);
 /* Runs step *si: grabs chunks of fn until none are left, then waits until
  * every chunk (some done by other threads) has finished: a short spin,
  * then a futex sleep that the thread finishing the last chunk ends. */
-static void run_step(struct infer_ctx *c, int *si, int n, chunk_fn fn, int l,
-                     int ith)
+static void run_step_pro(struct infer_ctx *c, int *si, int n, chunk_fn fn,
+                         int l, int ith, chunk_fn prologue)
 {
     struct step *s = &c->steps[(*si)++];
     int k;
     while ((k = atomic_fetch_add_explicit(&s->next, 1, memory_order_relaxed)) <
            n) {
+        if (prologue != NULL) { /* before this thread's first chunk */
+            prologue(c, l, 0, ith);
+            prologue = NULL;
+        }
         fn(c, l, k, ith);
         if (atomic_fetch_add(&s->done, 1) + 1 == n)
             infer_pool_wake(&s->done, &s->sleepers);
     }
     infer_pool_wait_ge(&s->done, n, &s->sleepers);
+}
+
+static void run_step(struct infer_ctx *c, int *si, int n, chunk_fn fn, int l,
+                     int ith)
+{
+    run_step_pro(c, si, n, fn, l, ith, NULL);
 }
 
 /* Per-entry chunks (k is an entry). */
@@ -539,7 +645,8 @@ static void ch_attn_norm(struct infer_ctx *c, int l, int k, int ith);
 static void ch_embed(struct infer_ctx *c, int l, int k, int ith)
 {
     embed(c, k);
-    ch_attn_norm(c, l, k, ith);
+    if (!c->fuse_norm)
+        ch_attn_norm(c, l, k, ith);
 }
 
 static void ch_attn_norm(struct infer_ctx *c, int l, int k, int ith)
@@ -547,12 +654,8 @@ static void ch_attn_norm(struct infer_ctx *c, int l, int k, int ith)
     const struct infer_config *cf = &c->m->cfg;
     const struct infer_layer *L = &c->m->layers[l];
     int dim = cf->dim;
-    float *x = c->x + (size_t)k * dim, *d = c->xb2 + (size_t)k * dim;
     (void)ith;
-    if (l > 0) /* residual of the previous layer's MLP */
-        for (int j = 0; j < dim; j++)
-            x[j] += d[j];
-    rmsnorm(c->xb + (size_t)k * dim, x, L->attn_norm, dim, cf->rms_eps);
+    rmsnorm_k(c, c->xb + (size_t)k * dim, c->x + (size_t)k * dim, L->attn_norm);
     const struct infer_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
     act_rows(c, qkv, 3, c->xb, k);
 }
@@ -596,11 +699,8 @@ static void ch_ffn_norm(struct infer_ctx *c, int l, int k, int ith)
     const struct infer_config *cf = &c->m->cfg;
     const struct infer_layer *L = &c->m->layers[l];
     int dim = cf->dim;
-    float *x = c->x + (size_t)k * dim, *d = c->xb2 + (size_t)k * dim;
     (void)ith;
-    for (int j = 0; j < dim; j++)
-        x[j] += d[j];
-    rmsnorm(c->xb + (size_t)k * dim, x, L->ffn_norm, dim, cf->rms_eps);
+    rmsnorm_k(c, c->xb + (size_t)k * dim, c->x + (size_t)k * dim, L->ffn_norm);
     const struct infer_weight *gu[2] = {&L->w_gate, &L->w_up};
     act_rows(c, gu, 2, c->xb, k);
 }
@@ -620,14 +720,52 @@ static void ch_out_norm(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_model *m = c->m;
     int dim = m->cfg.dim, i = c->out_rows[k];
-    float *x = c->x + (size_t)i * dim, *d = c->xb2 + (size_t)i * dim;
     (void)l;
     (void)ith;
-    for (int t = 0; t < dim; t++)
-        x[t] += d[t];
-    rmsnorm(c->xb + (size_t)k * dim, x, m->output_norm, dim, m->cfg.rms_eps);
+    rmsnorm_k(c, c->xb + (size_t)k * dim, c->x + (size_t)i * dim,
+              m->output_norm);
     const struct infer_weight *ow[1] = {&m->output};
     act_rows(c, ow, 1, c->xb, k);
+}
+
+/* Prologues of the matmul steps with fuse_norm: thread ith norms (and
+ * quantises) every entry's input for itself, exactly as the per-entry
+ * steps would (the same operations, so the same bits). */
+static void norm_th(struct infer_ctx *c, int ith, const float *nw,
+                    const struct infer_weight *const *ws, int n_ws, int i,
+                    int row)
+{
+    int dim = c->m->cfg.dim;
+    float *xn = c->xb_th + (size_t)ith * FUSE_MAX * dim;
+    rmsnorm_k(c, xn + (size_t)row * dim, c->x + (size_t)i * dim, nw);
+    act_rows_th(c, ith, ws, n_ws, xn, row);
+}
+
+static void pro_attn_norm(struct infer_ctx *c, int l, int k, int ith)
+{
+    const struct infer_layer *L = &c->m->layers[l];
+    const struct infer_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    (void)k;
+    for (int i = 0; i < c->n; i++)
+        norm_th(c, ith, L->attn_norm, qkv, 3, i, i);
+}
+
+static void pro_ffn_norm(struct infer_ctx *c, int l, int k, int ith)
+{
+    const struct infer_layer *L = &c->m->layers[l];
+    const struct infer_weight *gu[2] = {&L->w_gate, &L->w_up};
+    (void)k;
+    for (int i = 0; i < c->n; i++)
+        norm_th(c, ith, L->ffn_norm, gu, 2, i, i);
+}
+
+static void pro_out_norm(struct infer_ctx *c, int l, int k, int ith)
+{
+    const struct infer_weight *ow[1] = {&c->m->output};
+    (void)l;
+    (void)k;
+    for (int j = 0; j < c->n_out; j++)
+        norm_th(c, ith, c->m->output_norm, ow, 1, c->out_rows[j], j);
 }
 
 /* Matmul chunks (k is a block of chunk_rows weight rows). */
@@ -638,30 +776,29 @@ static void ch_qkv(struct infer_ctx *c, int l, int k, int ith)
     const struct infer_layer *L = &c->m->layers[l];
     int kvd = cf->n_kv_heads * cf->head_dim, nq = n_chunks(c, &L->wq);
     int nk = n_chunks(c, &L->wk);
-    (void)ith;
     if (k < nq)
-        mm_chunk(c, &L->wq, c->xb, c->n, c->q, cf->n_heads * cf->head_dim, k);
+        mm_normed(c, &L->wq, c->n, c->q, cf->n_heads * cf->head_dim, k, ith);
     else if (k < nq + nk)
-        mm_chunk(c, &L->wk, c->xb, c->n, c->k, kvd, k - nq);
+        mm_normed(c, &L->wk, c->n, c->k, kvd, k - nq, ith);
     else
-        mm_chunk(c, &L->wv, c->xb, c->n, c->v, kvd, k - nq - nk);
+        mm_normed(c, &L->wv, c->n, c->v, kvd, k - nq - nk, ith);
 }
 
 static void ch_wo(struct infer_ctx *c, int l, int k, int ith)
 {
     (void)ith;
     mm_chunk(c, &c->m->layers[l].wo, c->att, c->n, c->xb2, c->m->cfg.dim, k);
+    residual_rows(c, &c->m->layers[l].wo, k);
 }
 
 static void ch_gate_up(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_layer *L = &c->m->layers[l];
     int ng = n_chunks(c, &L->w_gate), hid = c->m->cfg.hidden;
-    (void)ith;
     if (k < ng)
-        mm_chunk(c, &L->w_gate, c->xb, c->n, c->hb, hid, k);
+        mm_normed(c, &L->w_gate, c->n, c->hb, hid, k, ith);
     else
-        mm_chunk(c, &L->w_up, c->xb, c->n, c->hb2, hid, k - ng);
+        mm_normed(c, &L->w_up, c->n, c->hb2, hid, k - ng, ith);
 }
 
 /* Gate and up rows [32k, 32k + 32) for all entries, then SiLU(gate) * up
@@ -673,9 +810,8 @@ static void ch_gate_up_silu(struct infer_ctx *c, int l, int k, int ith)
     int hid = c->m->cfg.hidden;
     int cr = chunk_rows(c, &L->w_gate);
     int64_t r0 = (int64_t)k * cr, r1 = r0 + cr < hid ? r0 + cr : hid;
-    (void)ith;
-    mm_chunk(c, &L->w_gate, c->xb, c->n, c->hb, hid, k);
-    mm_chunk(c, &L->w_up, c->xb, c->n, c->hb2, hid, k);
+    mm_normed(c, &L->w_gate, c->n, c->hb, hid, k, ith);
+    mm_normed(c, &L->w_up, c->n, c->hb2, hid, k, ith);
     for (int b = 0; b < c->n; b++) {
         float *g = c->hb + (size_t)b * hid, *u = c->hb2 + (size_t)b * hid;
         c->kern->silu_mul(g + r0, u + r0, r1 - r0);
@@ -689,14 +825,13 @@ static void ch_down(struct infer_ctx *c, int l, int k, int ith)
     (void)ith;
     mm_chunk_in(c, &L->w_down, c->hb, c->n, c->xb2, c->m->cfg.dim, k,
                 fuse_silu(c, L) ? c->act_down : NULL);
+    residual_rows(c, &L->w_down, k);
 }
 
 static void ch_logits(struct infer_ctx *c, int l, int k, int ith)
 {
     (void)l;
-    (void)ith;
-    mm_chunk(c, &c->m->output, c->xb, c->n_out, c->logits, c->m->cfg.n_vocab,
-             k);
+    mm_normed(c, &c->m->output, c->n_out, c->logits, c->m->cfg.n_vocab, k, ith);
 }
 
 static void forward_worker(void *arg, int ith, int nth)
@@ -704,17 +839,18 @@ static void forward_worker(void *arg, int ith, int nth)
     struct infer_ctx *c = arg;
     const struct infer_model *m = c->m;
     int n = c->n, si = 0;
+    bool fn = c->fuse_norm;
     (void)nth;
     run_step(c, &si, n, ch_embed, 0, ith);
     int span = m->cfg.n_heads / m->cfg.n_kv_heads * m->cfg.head_dim;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const struct infer_layer *L = &m->layers[l];
-        if (l > 0)
+        if (l > 0 && !fn)
             run_step(c, &si, n, ch_attn_norm, l, ith);
-        run_step(c, &si,
-                 n_chunks(c, &L->wq) + n_chunks(c, &L->wk) +
-                     n_chunks(c, &L->wv),
-                 ch_qkv, l, ith);
+        run_step_pro(c, &si,
+                     n_chunks(c, &L->wq) + n_chunks(c, &L->wk) +
+                         n_chunks(c, &L->wv),
+                     ch_qkv, l, ith, fn ? pro_attn_norm : NULL);
         bool fuse = act_fusable(&L->wo, span);
         if (!fuse || !c->rope_in_attn)
             run_step(c, &si, n, ch_rope, l, ith);
@@ -725,19 +861,23 @@ static void forward_worker(void *arg, int ith, int nth)
             run_step(c, &si, n, ch_att_act, l, ith);
         }
         run_step(c, &si, n_chunks(c, &L->wo), ch_wo, l, ith);
-        run_step(c, &si, n, ch_ffn_norm, l, ith);
+        if (!fn)
+            run_step(c, &si, n, ch_ffn_norm, l, ith);
         if (fuse_silu(c, L)) {
-            run_step(c, &si, n_chunks(c, &L->w_gate), ch_gate_up_silu, l, ith);
+            run_step_pro(c, &si, n_chunks(c, &L->w_gate), ch_gate_up_silu, l,
+                         ith, fn ? pro_ffn_norm : NULL);
         } else {
-            run_step(c, &si, n_chunks(c, &L->w_gate) + n_chunks(c, &L->w_up),
-                     ch_gate_up, l, ith);
+            run_step_pro(c, &si,
+                         n_chunks(c, &L->w_gate) + n_chunks(c, &L->w_up),
+                         ch_gate_up, l, ith, fn ? pro_ffn_norm : NULL);
             run_step(c, &si, n, ch_silu, l, ith);
         }
         run_step(c, &si, n_chunks(c, &L->w_down), ch_down, l, ith);
     }
-    run_step(c, &si, c->n_out, ch_out_norm, 0, ith);
-    run_step(c, &si, c->n_out > 0 ? n_chunks(c, &m->output) : 0, ch_logits, 0,
-             ith);
+    if (!fn)
+        run_step(c, &si, c->n_out, ch_out_norm, 0, ith);
+    run_step_pro(c, &si, c->n_out > 0 ? n_chunks(c, &m->output) : 0, ch_logits,
+                 0, ith, fn ? pro_out_norm : NULL);
 }
 
 int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
@@ -783,6 +923,7 @@ int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
                 c->rope_in_attn = false;
                 break;
             }
+    c->fuse_norm = n <= FUSE_MAX;
     c->kv = kv;
     c->logits = logits;
     for (int i = 0; i < c->max_steps; i++) {

@@ -163,6 +163,9 @@ struct infer_kernels {
     infer_attn_v_fn attn_v;
     /* infer_quantize_q8a() (same bits, faster). */
     void (*quant_q8a)(const float *x, struct infer_q8a *y, int64_t k);
+    /* o[i] = x[i] * r * w[i] for i < n, r = 1 / sqrt(mean(x^2) + eps)
+     * with the squares summed in double (RMSNorm). */
+    void (*rmsnorm)(float *o, const float *x, const float *w, int n, float eps);
     /* s[p] = exp(scale s[p] - m) / sum for p < n, m the largest scale s[p]
      * and sum the sum of the exps (attention weights); exp as below. */
     void (*softmax)(float *s, int n, float scale);

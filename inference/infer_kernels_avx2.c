@@ -399,6 +399,7 @@ const struct infer_kernels infer_kernels_avx2 = {
     .attn_qk = attn_qk,
     .attn_v = attn_v,
     .softmax = infer__softmax_scalar,
+    .rmsnorm = infer__rmsnorm_scalar,
     .quant_q8a = infer_quantize_q8a, /* auto-vectorised reference */
     .silu_mul = infer__silu_mul_scalar,
     .mm =

@@ -396,6 +396,10 @@ static void mm_q8r(const void *wp, int64_t k, int64_t r0, int64_t r1,
     const int passes = (nb + Q8R_S - 1) / Q8R_S;
     const size_t ahead = passes > 1 || gb > Q8R_AHEAD ? gb : Q8R_AHEAD;
     const char *end = (const char *)wp + (size_t)(r1 / INFER_Q8R_ROWS) * gb;
+    /* The first `ahead` bytes nobody prefetched: ask for them all now. */
+    const char *start = (const char *)wp + (size_t)(r0 / INFER_Q8R_ROWS) * gb;
+    for (const char *p = start; p < start + ahead && p < end; p += 64)
+        _mm_prefetch(p, _MM_HINT_T0);
     for (int64_t r = r0; r < r1; r += INFER_Q8R_ROWS) {
         const uint8_t *gp =
             (const uint8_t *)wp + (size_t)(r / INFER_Q8R_ROWS) * gb;
@@ -607,6 +611,30 @@ static void silu_mul(float *g, const float *u, int64_t n)
     }
 }
 
+/* infer__rmsnorm_scalar with the squares summed in 8 double lanes. */
+static void rmsnorm(float *o, const float *x, const float *w, int n, float eps)
+{
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+        __m512d hi = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+        a0 = _mm512_fmadd_pd(lo, lo, a0);
+        a1 = _mm512_fmadd_pd(hi, hi, a1);
+    }
+    double ss = _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+    for (int j = i; j < n; j++)
+        ss += (double)x[j] * x[j];
+    const float r = (float)(1.0 / sqrt(ss / n + eps));
+    const __m512 vr = _mm512_set1_ps(r);
+    for (i = 0; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(
+            o + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vr),
+                                 _mm512_loadu_ps(w + i)));
+    for (; i < n; i++)
+        o[i] = x[i] * r * w[i];
+}
+
 /* infer__softmax_scalar with exp16: the scaled maximum, then the exps and
  * their sum, then the division. */
 static void softmax(float *s, int n, float scale)
@@ -640,6 +668,7 @@ const struct infer_kernels infer_kernels_avx512 = {
     .attn_qk = attn_qk,
     .attn_v = attn_v,
     .softmax = softmax,
+    .rmsnorm = rmsnorm,
     .quant_q8a = quant_q8a,
     .silu_mul = silu_mul,
     .mm_q8r = mm_q8r,

@@ -663,6 +663,17 @@ static void attn_qk(const float *q, int nh, const float *kt, int bs, int cnt,
         }
 }
 
+void infer__rmsnorm_scalar(float *o, const float *x, const float *w, int n,
+                           float eps)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++)
+        o[i] = x[i] * r * w[i];
+}
+
 void infer__softmax_scalar(float *s, int n, float scale)
 {
     float mx = -INFINITY, t = 0;
@@ -698,6 +709,7 @@ const struct infer_kernels infer_kernels_scalar = {
     .attn_qk = attn_qk,
     .attn_v = attn_v,
     .softmax = infer__softmax_scalar,
+    .rmsnorm = infer__rmsnorm_scalar,
     .quant_q8a = infer_quantize_q8a,
     .silu_mul = infer__silu_mul_scalar,
     .mm_q8r = mm_q8r,

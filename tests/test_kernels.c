@@ -619,6 +619,36 @@ TEST(attn_v_every_set)
 
 /* The activation quantiser of every set gives the reference's bits; its
  * SwiGLU matches float64 within 1e-6 relative. */
+/* RMSNorm, every set against float64: lengths with and without a SIMD
+ * tail; nothing written past n. */
+TEST(rmsnorm_every_set)
+{
+    enum { K = 600 };
+    static float x[K], w[K], o[K + 1];
+    fill(x, K, 5.0);
+    fill(w, K, 1.0);
+    static const int ns[] = {1, 15, 16, 64, 576, 599};
+    for (int si = 0; infer_kernel_names[si] != NULL; si++) {
+        const struct infer_kernels *ks =
+            infer_kernels_get(infer_kernel_names[si]);
+        if (ks == NULL)
+            continue;
+        for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+            int n = ns[i];
+            o[n] = 12345.0f;
+            ks->rmsnorm(o, x, w, n, 1e-5f);
+            double ss = 0;
+            for (int j = 0; j < n; j++)
+                ss += (double)x[j] * x[j];
+            double r = 1 / sqrt(ss / n + 1e-5);
+            for (int j = 0; j < n; j++)
+                CHECK_NEAR(o[j], x[j] * r * w[j],
+                           1e-6 * fabs(x[j] * r * w[j]) + 1e-12);
+            CHECK(o[n] == 12345.0f);
+        }
+    }
+}
+
 TEST(quant_and_silu_every_set)
 {
     enum { K = 1024 };
@@ -840,6 +870,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(attn_qk_every_set),
     TEST_ENTRY(softmax_every_set),
     TEST_ENTRY(attn_v_every_set),
+    TEST_ENTRY(rmsnorm_every_set),
     TEST_ENTRY(quant_and_silu_every_set),
     TEST_ENTRY(pool_runs_all_threads_with_barriers),
     TEST_ENTRY(sampler_greedy_and_seeded),
