@@ -188,7 +188,7 @@ static double bench_kernel(const struct infer_kernels *ks, uint32_t wtype,
             double t0 = infer_now();
             for (int it = 0; it < 8; it++)
                 if (packed)
-                    ks->mm_q8r(wp, k, 0, R, x, ab, batch, y, R);
+                    ks->mm_q8r(wp, k, 0, R, R, true, x, ab, batch, y, R);
                 else
                     ks->mm[wtype](w, rb, k, 0, R, x, ab, batch, y, R);
             double t = infer_now() - t0;

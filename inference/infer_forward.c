@@ -132,15 +132,24 @@ void infer_kv_release(struct infer_kv *kv, struct infer_seq *s, int keep_pos)
  * thread (a norm costs a row; a boundary, every thread's wait). */
 #define FUSE_MAX 4
 
-/* One step of a forward call: threads grab chunks by incrementing next and
- * count finished ones in done; the step is over when done reaches its
- * chunk count. A thread that was descheduled finds the chunks taken and
- * moves on, so a busy machine slows the pass down gracefully instead of
- * stalling every barrier on the slowest thread. */
+/* One step of a forward call: chunks [0, n), each thread owning an equal
+ * run of them (struct share). A thread takes its own chunks from the
+ * front, in order, so it streams one long run of weights that its
+ * prefetches stay ahead of; when its share is empty it steals from the
+ * back of the others'. So equal threads each stream one run per step, and
+ * a slow or descheduled thread's chunks are taken over instead of holding
+ * the step up. The step is over when done (chunks finished, added by each
+ * thread once at the end) reaches n. */
 struct step {
-    _Alignas(64) atomic_int next; /* own cache line: grabbed constantly */
     _Alignas(64) atomic_int done;
     atomic_int sleepers; /* threads asleep on done */
+    int n;
+};
+
+/* Thread t's share of a step: chunks [head, tail), packed head | tail << 32
+ * in one word so that taking and stealing are one compare-and-swap. */
+struct share {
+    _Alignas(64) _Atomic uint64_t v;
 };
 
 struct infer_ctx {
@@ -166,7 +175,11 @@ struct infer_ctx {
     float *xb_th;
     void *act_th[3];
     size_t act_th_row[3]; /* bytes per row of act_th[kind] */
-    struct step *steps;   /* (max_steps) chunk counters of one call */
+    struct step *steps;   /* (max_steps) of one call */
+    struct share *shares; /* (max_steps, nth) */
+    bool *cold;           /* (nth) the thread's chunk does not follow its
+                             last one (its prefetches are not ahead) */
+    bool planning;        /* forward_worker only sets the steps up */
     int max_steps;
     /* the call in progress */
     const struct infer_batch_entry *e;
@@ -236,9 +249,11 @@ int infer_ctx_new(const struct infer_model *m, const struct infer_ctx_params *p,
     c->out_rows = alloc64(B * sizeof(int32_t));
     c->max_steps = 10 * cf->n_layers + 4;
     c->steps = alloc64((size_t)c->max_steps * sizeof(struct step));
+    c->shares = alloc64((size_t)c->max_steps * nth * sizeof(struct share));
+    c->cold = alloc64((size_t)nth * sizeof(bool));
     bool ok = c->pool != NULL && c->x && c->xb && c->xb2 && c->q && c->att &&
               c->k && c->v && c->hb && c->hb2 && c->rope && c->inv_freq &&
-              c->scores && c->out_rows && c->steps;
+              c->scores && c->out_rows && c->steps && c->shares && c->cold;
     c->act_down = alloc64(B * infer_act_row_bytes(INFER_ACT_Q8A, maxk + 256));
     ok = ok && c->act_down != NULL;
     c->xb_th = alloc64((size_t)nth * FUSE_MAX * cf->dim * 4);
@@ -278,6 +293,8 @@ void infer_ctx_free(struct infer_ctx *c)
     free(c->inv_freq);
     free(c->out_rows);
     free(c->steps);
+    free(c->shares);
+    free(c->cold);
     for (int i = 0; i < 3; i++) {
         free(c->act[i]);
         free(c->act_th[i]);
@@ -350,20 +367,14 @@ static void act_rows(struct infer_ctx *c, const struct infer_weight *const *ws,
     act_rows_th(c, -1, ws, nw, src, i);
 }
 
-/* Weight rows per chunk of w in this call: the rows split evenly into one
- * chunk per thread (three for calls of more than 16 entries), rounded up
- * to 32 (Q8A blocks of fused outputs, the kernels' row groups). Few long
- * chunks: every chunk start waits for memory until its prefetches get
- * ahead, and equal chunks end together. On smollm2-135m Q8_0 here, one
- * chunk per thread beat four by 10% at batch 1 and 15% at batch 16. A
- * thread that is descheduled before it takes its chunk leaves it to the
- * others (chunks are taken from a shared counter). */
+/* Weight rows per chunk: 32 (Q8A blocks of fused outputs, a multiple of
+ * the kernels' row groups). Small chunks cost nothing when a thread runs
+ * them in order (see struct step) and let the others steal finely. */
 static int chunk_rows(const struct infer_ctx *c, const struct infer_weight *w)
 {
-    int per = c->n > 16 ? 3 : 1;
-    int64_t r = (w->rows + per * c->nth - 1) / (per * c->nth);
-    r = (r + 31) / 32 * 32;
-    return r < 32 ? 32 : r > (1 << 20) ? (1 << 20) : (int)r;
+    (void)c;
+    (void)w;
+    return 32;
 }
 
 /* True when the chunks that produce w's input, span columns each, can
@@ -406,10 +417,10 @@ static int n_chunks(const struct infer_ctx *c, const struct infer_weight *w)
 }
 
 /* Chunk k of y = W x for nb activation rows of src (quantised in act, or
- * in c->act[kind] if act is NULL). */
+ * in c->act[kind] if act is NULL), by thread ith. */
 static void mm_chunk_in(struct infer_ctx *c, const struct infer_weight *w,
                         const float *src, int nb, float *y, int64_t ldy, int k,
-                        const void *act)
+                        const void *act, int ith)
 {
     int cr = chunk_rows(c, w);
     int64_t r0 = (int64_t)k * cr, r1 = r0 + cr;
@@ -422,7 +433,7 @@ static void mm_chunk_in(struct infer_ctx *c, const struct infer_weight *w,
                      : act != NULL         ? act
                                            : c->act[kind];
     if (w->packed != NULL && c->kern->mm_q8r != NULL) {
-        c->kern->mm_q8r(w->packed, w->cols, r0, r1, xa,
+        c->kern->mm_q8r(w->packed, w->cols, r0, r1, w->rows, c->cold[ith], xa,
                         infer_act_row_bytes(kind, w->cols), nb, y, ldy);
         return;
     }
@@ -431,9 +442,10 @@ static void mm_chunk_in(struct infer_ctx *c, const struct infer_weight *w,
 }
 
 static void mm_chunk(struct infer_ctx *c, const struct infer_weight *w,
-                     const float *src, int nb, float *y, int64_t ldy, int k)
+                     const float *src, int nb, float *y, int64_t ldy, int k,
+                     int ith)
 {
-    mm_chunk_in(c, w, src, nb, y, ldy, k, NULL);
+    mm_chunk_in(c, w, src, nb, y, ldy, k, NULL, ith);
 }
 
 /* Chunk k of y = W xn for nb rows of the step's normed input xn: the
@@ -443,7 +455,7 @@ static void mm_normed(struct infer_ctx *c, const struct infer_weight *w, int nb,
                       float *y, int64_t ldy, int k, int ith)
 {
     if (!c->fuse_norm) {
-        mm_chunk(c, w, c->xb, nb, y, ldy, k);
+        mm_chunk(c, w, c->xb, nb, y, ldy, k, ith);
         return;
     }
     enum infer_act_kind kind = infer_act_kind_of(w->type);
@@ -460,8 +472,8 @@ static void mm_normed(struct infer_ctx *c, const struct infer_weight *w, int nb,
     const void *xa =
         (char *)c->act_th[kind] + (size_t)ith * FUSE_MAX * c->act_th_row[kind];
     if (w->packed != NULL && c->kern->mm_q8r != NULL)
-        c->kern->mm_q8r(w->packed, w->cols, r0, r1, xa, c->act_th_row[kind], nb,
-                        y, ldy);
+        c->kern->mm_q8r(w->packed, w->cols, r0, r1, w->rows, c->cold[ith], xa,
+                        c->act_th_row[kind], nb, y, ldy);
     else
         c->kern->mm[w->type](w->data, w->row_bytes, w->cols, r0, r1, xa,
                              c->act_th_row[kind], nb, y, ldy);
@@ -610,24 +622,65 @@ static void embed(struct infer_ctx *c, int i)
 
 typedef void (*chunk_fn)(struct infer_ctx *c, int l, int k, int ith);
 
-/* Runs step *si: grabs chunks of fn until none are left, then waits until
- * every chunk (some done by other threads) has finished: a short spin,
- * then a futex sleep that the thread finishing the last chunk ends. */
+static bool share_take(struct share *sh, bool front, int *k)
+{
+    uint64_t v = atomic_load_explicit(&sh->v, memory_order_relaxed);
+    for (;;) {
+        uint32_t head = (uint32_t)v, tail = (uint32_t)(v >> 32);
+        if (head >= tail)
+            return false;
+        uint64_t nv = front ? (uint64_t)tail << 32 | (head + 1)
+                            : (uint64_t)(tail - 1) << 32 | head;
+        if (atomic_compare_exchange_weak_explicit(
+                &sh->v, &v, nv, memory_order_acquire, memory_order_relaxed)) {
+            *k = (int)(front ? head : tail - 1);
+            return true;
+        }
+    }
+}
+
+/* Runs step *si: the chunks of fn this thread takes (its own, then stolen
+ * ones), then waits until every chunk has finished: a short spin, then a
+ * futex sleep that the thread finishing the last chunk ends. prologue (or
+ * NULL) runs before this thread's first chunk. When c->planning, only sets
+ * the step up for n chunks (infer_forward does so before the threads
+ * start). */
 static void run_step_pro(struct infer_ctx *c, int *si, int n, chunk_fn fn,
                          int l, int ith, chunk_fn prologue)
 {
-    struct step *s = &c->steps[(*si)++];
-    int k;
-    while ((k = atomic_fetch_add_explicit(&s->next, 1, memory_order_relaxed)) <
-           n) {
+    int nth = c->nth;
+    struct step *s = &c->steps[*si];
+    struct share *sh = c->shares + (size_t)(*si) * nth;
+    (*si)++;
+    if (c->planning) {
+        s->n = n;
+        atomic_store_explicit(&s->done, 0, memory_order_relaxed);
+        atomic_store_explicit(&s->sleepers, 0, memory_order_relaxed);
+        for (int t = 0; t < nth; t++)
+            atomic_store_explicit(&sh[t].v,
+                                  (uint64_t)((int64_t)n * (t + 1) / nth) << 32 |
+                                      (uint64_t)((int64_t)n * t / nth),
+                                  memory_order_relaxed);
+        return;
+    }
+    int k, mine = 0, prev = -2;
+    for (;;) {
+        bool got = share_take(&sh[ith], true, &k);
+        for (int o = 1; !got && o < nth; o++)
+            got = share_take(&sh[(ith + o) % nth], false, &k);
+        if (!got)
+            break;
         if (prologue != NULL) { /* before this thread's first chunk */
             prologue(c, l, 0, ith);
             prologue = NULL;
         }
+        c->cold[ith] = k != prev + 1;
         fn(c, l, k, ith);
-        if (atomic_fetch_add(&s->done, 1) + 1 == n)
-            infer_pool_wake(&s->done, &s->sleepers);
+        prev = k;
+        mine++;
     }
+    if (mine > 0 && atomic_fetch_add(&s->done, mine) + mine == n)
+        infer_pool_wake(&s->done, &s->sleepers);
     infer_pool_wait_ge(&s->done, n, &s->sleepers);
 }
 
@@ -786,8 +839,8 @@ static void ch_qkv(struct infer_ctx *c, int l, int k, int ith)
 
 static void ch_wo(struct infer_ctx *c, int l, int k, int ith)
 {
-    (void)ith;
-    mm_chunk(c, &c->m->layers[l].wo, c->att, c->n, c->xb2, c->m->cfg.dim, k);
+    mm_chunk(c, &c->m->layers[l].wo, c->att, c->n, c->xb2, c->m->cfg.dim, k,
+             ith);
     residual_rows(c, &c->m->layers[l].wo, k);
 }
 
@@ -824,7 +877,7 @@ static void ch_down(struct infer_ctx *c, int l, int k, int ith)
     const struct infer_layer *L = &c->m->layers[l];
     (void)ith;
     mm_chunk_in(c, &L->w_down, c->hb, c->n, c->xb2, c->m->cfg.dim, k,
-                fuse_silu(c, L) ? c->act_down : NULL);
+                fuse_silu(c, L) ? c->act_down : NULL, ith);
     residual_rows(c, &L->w_down, k);
 }
 
@@ -926,11 +979,9 @@ int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
     c->fuse_norm = n <= FUSE_MAX;
     c->kv = kv;
     c->logits = logits;
-    for (int i = 0; i < c->max_steps; i++) {
-        atomic_store_explicit(&c->steps[i].next, 0, memory_order_relaxed);
-        atomic_store_explicit(&c->steps[i].done, 0, memory_order_relaxed);
-        atomic_store_explicit(&c->steps[i].sleepers, 0, memory_order_relaxed);
-    }
+    c->planning = true; /* the steps and their shares, for this call */
+    forward_worker(c, 0, c->nth);
+    c->planning = false;
     /* infer_pool_run publishes these stores to the workers. */
     infer_pool_run(c->pool, forward_worker, c);
     c->e = NULL;

@@ -20,6 +20,7 @@
 #define INFER_KERNELS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -148,12 +149,16 @@ void infer_pack_q8r(const void *src, size_t src_stride, int64_t rows, int64_t k,
 
 /* y[b * ldy + r] = dot(row r, activation row b) for r in [r0, r1) (both
  * multiples of 16) of the packed matrix wp, activations struct infer_q8a.
+ * The kernel prefetches weights ahead up to row pf_end (the caller's next
+ * rows, if it goes on with them), and first asks for the start of
+ * [r0, r1) at once if cold (nothing prefetched it).
  * Every element is sum over blocks, in order, of
  * fmaf((float)idot, d_w * d_x, acc): the same bits in every kernel set
  * and whatever the batch. */
 typedef void (*infer_mm_packed_fn)(const void *wp, int64_t k, int64_t r0,
-                                   int64_t r1, const void *xa, size_t xa_stride,
-                                   int nb, float *y, int64_t ldy);
+                                   int64_t r1, int64_t pf_end, bool cold,
+                                   const void *xa, size_t xa_stride, int nb,
+                                   float *y, int64_t ldy);
 
 struct infer_kernels {
     const char *name;

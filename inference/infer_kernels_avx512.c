@@ -386,19 +386,21 @@ ALWAYS_INLINE void q8r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
  * of near-equal size (12 rows are 6 + 6, not 8 + 4). While a group
  * computes, the weights `ahead` bytes further on (at least a group: one
  * pass then has the time of the whole group to fetch them; never past
- * r1, which is another thread's) are prefetched, in parts, one per pass. */
+ * pf_end) are prefetched, in parts, one per pass. */
 static void mm_q8r(const void *wp, int64_t k, int64_t r0, int64_t r1,
-                   const void *xa, size_t xa_stride, int nb, float *y,
-                   int64_t ldy)
+                   int64_t pf_end, bool cold, const void *xa, size_t xa_stride,
+                   int nb, float *y, int64_t ldy)
 {
     const int64_t nblk = k / INFER_QK;
     const size_t gb = infer_q8r_group_bytes(k);
     const int passes = (nb + Q8R_S - 1) / Q8R_S;
     const size_t ahead = passes > 1 || gb > Q8R_AHEAD ? gb : Q8R_AHEAD;
-    const char *end = (const char *)wp + (size_t)(r1 / INFER_Q8R_ROWS) * gb;
+    if (pf_end < r1)
+        pf_end = r1;
+    const char *end = (const char *)wp + (size_t)(pf_end / INFER_Q8R_ROWS) * gb;
     /* The first `ahead` bytes nobody prefetched: ask for them all now. */
     const char *start = (const char *)wp + (size_t)(r0 / INFER_Q8R_ROWS) * gb;
-    for (const char *p = start; p < start + ahead && p < end; p += 64)
+    for (const char *p = start; cold && p < start + ahead && p < end; p += 64)
         _mm_prefetch(p, _MM_HINT_T0);
     for (int64_t r = r0; r < r1; r += INFER_Q8R_ROWS) {
         const uint8_t *gp =

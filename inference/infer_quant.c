@@ -5,6 +5,7 @@
  */
 #include <cpuid.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -621,9 +622,11 @@ void infer_pack_q8r(const void *src, size_t src_stride, int64_t rows, int64_t k,
 
 /* The reference: each element as infer_kernels.h defines it. */
 static void mm_q8r(const void *wp, int64_t k, int64_t r0, int64_t r1,
-                   const void *xa, size_t xa_stride, int nb, float *y,
-                   int64_t ldy)
+                   int64_t pf_end, bool cold, const void *xa, size_t xa_stride,
+                   int nb, float *y, int64_t ldy)
 {
+    (void)pf_end; /* nothing to prefetch for */
+    (void)cold;
     const int64_t nblk = k / INFER_QK;
     const size_t gb = infer_q8r_group_bytes(k);
     for (int64_t r = r0; r < r1; r++) {

@@ -442,7 +442,7 @@ static int check_q8r(int64_t k, int nb)
     for (int b = 0; b < nb; b++)
         infer_quantize_q8a(x + b * k, (void *)(xa + b * ab), k);
     infer_pack_q8r(wq, rb, R, k, wp);
-    infer_kernels_scalar.mm_q8r(wp, k, 0, R, xa, ab, nb, ys, R);
+    infer_kernels_scalar.mm_q8r(wp, k, 0, R, R, true, xa, ab, nb, ys, R);
     for (int b = 0; b < nb; b++) {
         const struct infer_q8a *xb = (const void *)(xa + b * ab);
         for (int r = 0; r < R; r++) {
@@ -462,20 +462,20 @@ static int check_q8r(int64_t k, int nb)
             infer_kernels_get(infer_kernel_names[s]);
         if (ks == NULL || ks->mm_q8r == NULL)
             continue;
-        ks->mm_q8r(wp, k, 0, R, xa, ab, nb, yv, R);
+        ks->mm_q8r(wp, k, 0, R, R, true, xa, ab, nb, yv, R);
         bad += memcmp(yv, ys, sizeof(float) * nb * R) != 0;
         /* One group against one activation row at a time, and the
          * middle group against activation rows [1, nb). */
         for (int g = 0; g < R / 16; g++)
             for (int b = 0; b < nb; b++) {
                 float one[R];
-                ks->mm_q8r(wp, k, 16 * g, 16 * g + 16, xa + b * ab, ab, 1, one,
-                           R);
+                ks->mm_q8r(wp, k, 16 * g, 16 * g + 16, R, g == 0, xa + b * ab,
+                           ab, 1, one, R);
                 bad += memcmp(one + 16 * g, ys + b * R + 16 * g,
                               16 * sizeof(float)) != 0;
             }
         if (nb > 1) {
-            ks->mm_q8r(wp, k, 16, 32, xa + ab, ab, nb - 1, yv, R);
+            ks->mm_q8r(wp, k, 16, 32, 32, false, xa + ab, ab, nb - 1, yv, R);
             for (int b = 0; b < nb - 1; b++)
                 bad += memcmp(yv + b * R + 16, ys + (b + 1) * R + 16,
                               16 * sizeof(float)) != 0;
