@@ -146,6 +146,12 @@ struct step {
     int n;
 };
 
+/* Whether thread t's chunk in progress does not follow its last one (its
+ * prefetches are not ahead); a line each, as every chunk writes it. */
+struct cold {
+    _Alignas(64) bool v;
+};
+
 /* Thread t's share of a step: chunks [head, tail), packed head | tail << 32
  * in one word so that taking and stealing are one compare-and-swap. */
 struct share {
@@ -177,8 +183,7 @@ struct infer_ctx {
     size_t act_th_row[3]; /* bytes per row of act_th[kind] */
     struct step *steps;   /* (max_steps) of one call */
     struct share *shares; /* (max_steps, nth) */
-    bool *cold;           /* (nth) the thread's chunk does not follow its
-                             last one (its prefetches are not ahead) */
+    struct cold *cold;    /* (nth) */
     bool planning;        /* forward_worker only sets the steps up */
     int max_steps;
     /* the call in progress */
@@ -250,7 +255,7 @@ int infer_ctx_new(const struct infer_model *m, const struct infer_ctx_params *p,
     c->max_steps = 10 * cf->n_layers + 4;
     c->steps = alloc64((size_t)c->max_steps * sizeof(struct step));
     c->shares = alloc64((size_t)c->max_steps * nth * sizeof(struct share));
-    c->cold = alloc64((size_t)nth * sizeof(bool));
+    c->cold = alloc64((size_t)nth * sizeof(struct cold));
     bool ok = c->pool != NULL && c->x && c->xb && c->xb2 && c->q && c->att &&
               c->k && c->v && c->hb && c->hb2 && c->rope && c->inv_freq &&
               c->scores && c->out_rows && c->steps && c->shares && c->cold;
@@ -433,7 +438,7 @@ static void mm_chunk_in(struct infer_ctx *c, const struct infer_weight *w,
                      : act != NULL         ? act
                                            : c->act[kind];
     if (w->packed != NULL && c->kern->mm_q8r != NULL) {
-        c->kern->mm_q8r(w->packed, w->cols, r0, r1, w->rows, c->cold[ith], xa,
+        c->kern->mm_q8r(w->packed, w->cols, r0, r1, w->rows, c->cold[ith].v, xa,
                         infer_act_row_bytes(kind, w->cols), nb, y, ldy);
         return;
     }
@@ -472,7 +477,7 @@ static void mm_normed(struct infer_ctx *c, const struct infer_weight *w, int nb,
     const void *xa =
         (char *)c->act_th[kind] + (size_t)ith * FUSE_MAX * c->act_th_row[kind];
     if (w->packed != NULL && c->kern->mm_q8r != NULL)
-        c->kern->mm_q8r(w->packed, w->cols, r0, r1, w->rows, c->cold[ith], xa,
+        c->kern->mm_q8r(w->packed, w->cols, r0, r1, w->rows, c->cold[ith].v, xa,
                         c->act_th_row[kind], nb, y, ldy);
     else
         c->kern->mm[w->type](w->data, w->row_bytes, w->cols, r0, r1, xa,
@@ -622,19 +627,25 @@ static void embed(struct infer_ctx *c, int i)
 
 typedef void (*chunk_fn)(struct infer_ctx *c, int l, int k, int ith);
 
-static bool share_take(struct share *sh, bool front, int *k)
+/* Takes chunks from a share: from the front (its owner) a quarter of
+ * what is left, 1 to 8 (fewer locked instructions, which wait for every
+ * store before them, while the end stays fine-grained), or one from the
+ * back (a thief). Returns how many, the first in *k. */
+static int share_take(struct share *sh, bool front, int *k)
 {
     uint64_t v = atomic_load_explicit(&sh->v, memory_order_relaxed);
     for (;;) {
         uint32_t head = (uint32_t)v, tail = (uint32_t)(v >> 32);
         if (head >= tail)
-            return false;
-        uint64_t nv = front ? (uint64_t)tail << 32 | (head + 1)
+            return 0;
+        uint32_t g = front ? (tail - head) / 4 : 1;
+        g = g < 1 ? 1 : g > 8 ? 8 : g;
+        uint64_t nv = front ? (uint64_t)tail << 32 | (head + g)
                             : (uint64_t)(tail - 1) << 32 | head;
         if (atomic_compare_exchange_weak_explicit(
                 &sh->v, &v, nv, memory_order_acquire, memory_order_relaxed)) {
             *k = (int)(front ? head : tail - 1);
-            return true;
+            return (int)g;
         }
     }
 }
@@ -665,19 +676,21 @@ static void run_step_pro(struct infer_ctx *c, int *si, int n, chunk_fn fn,
     }
     int k, mine = 0, prev = -2;
     for (;;) {
-        bool got = share_take(&sh[ith], true, &k);
-        for (int o = 1; !got && o < nth; o++)
+        int got = share_take(&sh[ith], true, &k);
+        for (int o = 1; got == 0 && o < nth; o++)
             got = share_take(&sh[(ith + o) % nth], false, &k);
-        if (!got)
+        if (got == 0)
             break;
         if (prologue != NULL) { /* before this thread's first chunk */
             prologue(c, l, 0, ith);
             prologue = NULL;
         }
-        c->cold[ith] = k != prev + 1;
-        fn(c, l, k, ith);
-        prev = k;
-        mine++;
+        for (int j = 0; j < got; j++, k++) {
+            c->cold[ith].v = k != prev + 1;
+            fn(c, l, k, ith);
+            prev = k;
+        }
+        mine += got;
     }
     if (mine > 0 && atomic_fetch_add(&s->done, mine) + mine == n)
         infer_pool_wake(&s->done, &s->sleepers);
