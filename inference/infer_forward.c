@@ -628,9 +628,9 @@ static void embed(struct infer_ctx *c, int i)
 typedef void (*chunk_fn)(struct infer_ctx *c, int l, int k, int ith);
 
 /* Takes chunks from a share: from the front (its owner) a quarter of
- * what is left, 1 to 8 (fewer locked instructions, which wait for every
- * store before them, while the end stays fine-grained), or one from the
- * back (a thief). Returns how many, the first in *k. */
+ * what is left, at least one (few locked instructions, each a full fence
+ * that waits for the loads in flight, while the end stays fine-grained),
+ * or one from the back (a thief). Returns how many, the first in *k. */
 static int share_take(struct share *sh, bool front, int *k)
 {
     uint64_t v = atomic_load_explicit(&sh->v, memory_order_relaxed);
@@ -639,7 +639,7 @@ static int share_take(struct share *sh, bool front, int *k)
         if (head >= tail)
             return 0;
         uint32_t g = front ? (tail - head) / 4 : 1;
-        g = g < 1 ? 1 : g > 8 ? 8 : g;
+        g = g < 1 ? 1 : g;
         uint64_t nv = front ? (uint64_t)tail << 32 | (head + g)
                             : (uint64_t)(tail - 1) << 32 | head;
         if (atomic_compare_exchange_weak_explicit(

@@ -344,7 +344,7 @@ static bool text_push(struct text_out *t, const struct gen_opts *o,
 double infer_bench_bandwidth(int n_threads, double seconds);
 
 static void gen_report(const struct gen_state *g, const struct gen_opts *o,
-                       double t_prompt, double t_gen)
+                       double t_prompt, double t_gen, double bw_before)
 {
     int n_gen = g->n - g->n_prompt;
     double tps = n_gen > 1 ? (n_gen - 1) / t_gen : 0;
@@ -355,17 +355,24 @@ static void gen_report(const struct gen_state *g, const struct gen_opts *o,
             infer_ctx_threads(g->ctx), infer_ctx_kernels(g->ctx));
     if (!o->stats || tps == 0)
         return;
+    /* The larger of a measurement just before and one just after: on a
+     * shared machine the bandwidth on offer drifts, and the ratio is then
+     * taken against the better of the two. */
     double gbs = (double)g->m->weight_bytes * tps / 1e9;
-    double bw = infer_bench_bandwidth(infer_ctx_threads(g->ctx), 0.5);
+    double bw_after = infer_bench_bandwidth(infer_ctx_threads(g->ctx), 0.5);
+    double bw = bw_after > bw_before ? bw_after : bw_before;
     fprintf(stderr,
             "[weights %.1f MB per token; %.2f GB/s achieved; measured memory "
-            "bandwidth %.2f GB/s; %.0f%% of it]\n",
-            (double)g->m->weight_bytes / 1e6, gbs, bw, 100.0 * gbs / bw);
+            "bandwidth %.2f GB/s (%.2f before, %.2f after); %.0f%% of it]\n",
+            (double)g->m->weight_bytes / 1e6, gbs, bw, bw_before, bw_after,
+            bw > 0 ? 100.0 * gbs / bw : 0);
 }
 
 static int gen_run(struct gen_state *g, const struct gen_opts *o,
                    struct infer_err *err)
 {
+    double bw_before =
+        o->stats ? infer_bench_bandwidth(infer_ctx_threads(g->ctx), 0.5) : 0;
     double t0 = infer_now();
     int st = gen_step(g, 0, g->n_prompt, err);
     double t1 = infer_now(), t_first = t1;
@@ -396,7 +403,7 @@ static int gen_run(struct gen_state *g, const struct gen_opts *o,
         text_push(&txt, o, "", 0, true);
     }
     printf("\n");
-    gen_report(g, o, t1 - t0, infer_now() - t_first);
+    gen_report(g, o, t1 - t0, infer_now() - t_first, bw_before);
     return INFER_OK;
 }
 
