@@ -52,10 +52,12 @@ struct infer_block_q6_k {
     uint16_t d;        /* fp16 super-block scale */
 };
 
-/* Activations for 32-blocks: x ~= d * q; sum = sum of q. */
+/* Activations for 32-blocks: x ~= d * q; nsum128 = -128 * (sum of q), the
+ * start of a VPDPBUSD dot with weights + 128 (Q8R), read from memory
+ * there, as a broadcast load costs no arithmetic. */
 struct infer_q8a {
     float d;
-    int32_t sum;
+    int32_t nsum128;
     int8_t qs[32];
 };
 /* Activations for 256-blocks; bsums[i] = sum of qs[16i .. 16i+15]. */

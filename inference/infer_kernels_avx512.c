@@ -334,7 +334,7 @@ ALWAYS_INLINE void q8r_block(const uint8_t *q, __m512 dw,
 {
     __m512i acc[Q8R_S], acc2 = _mm512_setzero_si512();
     for (int s = 0; s < ns; s++)
-        acc[s] = _mm512_set1_epi32(-128 * x[s][i].sum);
+        acc[s] = _mm512_set1_epi32(x[s][i].nsum128);
     for (int j = 0; j < 8; j++) {
         __m512i wv = _mm512_loadu_si512((const void *)(q + 64 * j));
         if (ns == 1 && j % 2 == 1) {
@@ -572,7 +572,7 @@ static void quant_q8a(const float *x, struct infer_q8a *y, int64_t k)
         _mm_storeu_si128((__m128i *)y[i].qs, _mm512_cvtepi32_epi8(qa));
         _mm_storeu_si128((__m128i *)(y[i].qs + 16), _mm512_cvtepi32_epi8(qb));
         y[i].d = d;
-        y[i].sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
+        y[i].nsum128 = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
     }
 }
 

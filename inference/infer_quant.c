@@ -438,7 +438,7 @@ void infer_quantize_q8a(const float *x, struct infer_q8a *y, int64_t k)
             sum += q;
         }
         y[i].d = d;
-        y[i].sum = sum;
+        y[i].nsum128 = -128 * sum;
     }
 }
 
@@ -509,7 +509,7 @@ static float dot_q4_0(const struct infer_block_q4_0 *w,
         for (int j = 0; j < 16; j++)
             sum += (w[i].qs[j] & 0xf) * x[i].qs[j] +
                    (w[i].qs[j] >> 4) * x[i].qs[j + 16];
-        sum -= 8 * x[i].sum;
+        sum += x[i].nsum128 / 16; /* -8 * (sum of x) */
         s += infer_fp16_to_f32(w[i].d) * x[i].d * (float)sum;
     }
     return s;
