@@ -3,21 +3,25 @@
  *
  * One infer_forward() call runs every thread of the pool through the whole
  * network once (ggml style: plan and allocate up front, then compute). The
- * pass is a fixed list of steps; each step is cut into chunks that threads
- * grab from a counter (struct step), and a step ends when all its chunks
- * are done. Chunks are an entry (norms, activation quantisation, RoPE, KV
- * writes), an (entry, KV head) pair (attention for the query heads that
- * share it) or a run of weight rows (chunk_rows())
- * multiplied by all n activation rows while they are in cache (matmuls).
- * Every output value is computed from its own row alone, so results do not
- * depend on the batch, the chunking or the number of threads.
- * Per layer: norm+quantise | q,k,v | bias+rope+store | attention (and
- * quantising its output for wo) | wo | residual+norm+quantise | gate,up
- * (and SiLU * up, quantised for down) | down, with the next layer's first
- * step doing the residual (the first layer's is done with the embedding).
- * The fused parts quantise whole Q8A blocks of the columns the chunk
- * wrote; weights that want Q8K activations (256-blocks) get a separate
- * per-entry quantising step instead.
+ * pass is a fixed list of steps, walked once by the caller to set them up
+ * (c->planning) and then by every thread. Each step is cut into chunks:
+ * an entry (norms, activation quantisation, RoPE, KV writes), an (entry,
+ * KV head) pair (attention for the query heads that share it) or 32 weight
+ * rows multiplied by all n activation rows while they are in cache
+ * (matmuls). Every thread owns an equal run of a step's chunks and steals
+ * from the others' when done (struct step); a step ends when all its
+ * chunks are done. Every output value is computed from its own row alone,
+ * so results do not depend on the batch, the chunking or the number of
+ * threads.
+ * Per layer: q,k,v | attention (with bias+RoPE+KV write of its head when
+ * each entry is its own sequence, else a step before it; and quantising
+ * its output for wo) | wo (+ residual) | gate,up (and SiLU * up, quantised
+ * for down) | down (+ residual). The inputs of q,k,v and gate,up (and of
+ * the logits) are normed and quantised by a per-entry step before them,
+ * or, in calls of up to FUSE_MAX entries, by every thread for itself as
+ * it starts the step. The fused parts quantise whole Q8A blocks of the
+ * columns the chunk wrote; weights that want Q8K activations (256-blocks)
+ * get a separate per-entry quantising step instead.
  */
 #include <math.h>
 #include <stdatomic.h>
