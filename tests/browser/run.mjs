@@ -12,7 +12,8 @@
 // answers 404 for POST /api/battles (the battle API is not built yet).
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, openSync }
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, openSync,
+         writeFileSync }
   from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +115,20 @@ async function startServer() {
   die(`arena serve did not answer /healthz within 60 s; log: ${log}`);
 }
 
+// Every thread's stack of the running server, into the output folder (for
+// a check that timed out: where was the server stuck?). Needs gdb; best
+// effort.
+function dumpStacks() {
+  if (!server || server.exitCode !== null || server.signalCode !== null) return;
+  const file = join(out, 'browser-server-stacks.txt');
+  const r = spawnSync('gdb', ['-p', String(server.pid), '-batch', '-nx',
+                              '-ex', 'thread apply all bt'],
+                      { encoding: 'utf8', timeout: 60000 });
+  if (r.error) return;
+  writeFileSync(file, (r.stdout || '') + (r.stderr || ''));
+  console.log(`browser: the server's thread stacks are in ${file}`);
+}
+
 async function stopServer() {
   if (server && server.exitCode === null && server.signalCode === null) {
     const done = new Promise((r) => server.once('exit', (c, s) => r(s || c)));
@@ -161,6 +176,7 @@ try {
   const { results, skipped } =
     await checks({ browser, base, shots, adminPassword: ADMIN_PASSWORD, withApi });
   const failed = results.filter((r) => !r.ok).length;
+  if (failed) dumpStacks();
   console.log(`\n${results.length - failed} passed, ${failed} failed, ${skipped.length} skipped`);
   console.log(`screenshots in ${shots}`);
   code = failed ? 1 : 0;
