@@ -376,15 +376,11 @@ static void act_rows(struct infer_ctx *c, const struct infer_weight *const *ws,
     act_rows_th(c, -1, ws, nw, src, i);
 }
 
-/* Weight rows per chunk: 32 (Q8A blocks of fused outputs, a multiple of
- * the kernels' row groups). Small chunks cost nothing when a thread runs
- * them in order (see struct step) and let the others steal finely. */
-static int chunk_rows(const struct infer_ctx *c, const struct infer_weight *w)
-{
-    (void)c;
-    (void)w;
-    return 32;
-}
+/* Weight rows per matmul chunk: 32 (Q8A blocks of fused outputs, a
+ * multiple of the kernels' row groups). Small chunks cost nothing when a
+ * thread runs them in order (see struct step) and let the others steal
+ * finely. */
+#define CHUNK_ROWS 32
 
 /* True when the chunks that produce w's input, span columns each, can
  * also prepare it for w (float, or whole 32-blocks of Q8A), which saves a
@@ -397,16 +393,16 @@ static bool act_fusable(const struct infer_weight *w, int span)
             w->cols % span == 0);
 }
 
-/* Quantises columns [c0, c0 + cnt) of row i of src (rows of w->cols) for
- * w into act, if w wants Q8A (c0, cnt whole blocks); the blocks are the
- * ones a whole-row quantisation gives. */
 /* Whether gate, up and SiLU share one step (see ch_gate_up_silu). */
-static bool fuse_silu(const struct infer_ctx *c, const struct infer_layer *L)
+static bool fuse_silu(const struct infer_layer *L)
 {
-    return act_fusable(&L->w_down, chunk_rows(c, &L->w_gate)) &&
+    return act_fusable(&L->w_down, CHUNK_ROWS) &&
            L->w_gate.rows == L->w_up.rows;
 }
 
+/* Quantises columns [c0, c0 + cnt) of row i of src (rows of w->cols) for
+ * w into act, if w wants Q8A (c0, cnt whole blocks); the blocks are the
+ * ones a whole-row quantisation gives. */
 static void act_part(const struct infer_ctx *c, void *act,
                      const struct infer_weight *w, const float *src, int i,
                      int64_t c0, int64_t cnt)
@@ -419,10 +415,36 @@ static void act_part(const struct infer_ctx *c, void *act,
     c->kern->quant_q8a(src + (size_t)i * w->cols + c0, dst, cnt);
 }
 
-static int n_chunks(const struct infer_ctx *c, const struct infer_weight *w)
+static int n_chunks(const struct infer_weight *w)
 {
-    int cr = chunk_rows(c, w);
-    return (int)((w->rows + cr - 1) / cr);
+    return (int)((w->rows + CHUNK_ROWS - 1) / CHUNK_ROWS);
+}
+
+/* Weight rows [*r0, *r1) of w's chunk k. */
+static void chunk_range(const struct infer_weight *w, int k, int64_t *r0,
+                        int64_t *r1)
+{
+    *r0 = (int64_t)k * CHUNK_ROWS;
+    *r1 = *r0 + CHUNK_ROWS < w->rows ? *r0 + CHUNK_ROWS : w->rows;
+}
+
+/* Chunk k of y = W x for nb activation rows at xa (xa_stride bytes apart,
+ * in the format w's type wants), by thread ith: the Q8R copy if the
+ * kernel set multiplies it, else the file's layout. */
+static void mm_rows(struct infer_ctx *c, const struct infer_weight *w, int k,
+                    const void *xa, size_t xa_stride, int nb, float *y,
+                    int64_t ldy, int ith)
+{
+    int64_t r0, r1;
+    chunk_range(w, k, &r0, &r1);
+    if (nb == 0)
+        return;
+    if (w->packed != NULL && c->kern->mm_q8r != NULL)
+        c->kern->mm_q8r(w->packed, w->cols, r0, r1, w->rows, c->cold[ith].v, xa,
+                        xa_stride, nb, y, ldy);
+    else
+        c->kern->mm[w->type](w->data, w->row_bytes, w->cols, r0, r1, xa,
+                             xa_stride, nb, y, ldy);
 }
 
 /* Chunk k of y = W x for nb activation rows of src (quantised in act, or
@@ -431,23 +453,11 @@ static void mm_chunk_in(struct infer_ctx *c, const struct infer_weight *w,
                         const float *src, int nb, float *y, int64_t ldy, int k,
                         const void *act, int ith)
 {
-    int cr = chunk_rows(c, w);
-    int64_t r0 = (int64_t)k * cr, r1 = r0 + cr;
-    if (r1 > w->rows)
-        r1 = w->rows;
-    if (nb == 0)
-        return;
     enum infer_act_kind kind = infer_act_kind_of(w->type);
     const void *xa = kind == INFER_ACT_F32 ? (const void *)src
                      : act != NULL         ? act
                                            : c->act[kind];
-    if (w->packed != NULL && c->kern->mm_q8r != NULL) {
-        c->kern->mm_q8r(w->packed, w->cols, r0, r1, w->rows, c->cold[ith].v, xa,
-                        infer_act_row_bytes(kind, w->cols), nb, y, ldy);
-        return;
-    }
-    c->kern->mm[w->type](w->data, w->row_bytes, w->cols, r0, r1, xa,
-                         infer_act_row_bytes(kind, w->cols), nb, y, ldy);
+    mm_rows(c, w, k, xa, infer_act_row_bytes(kind, w->cols), nb, y, ldy, ith);
 }
 
 static void mm_chunk(struct infer_ctx *c, const struct infer_weight *w,
@@ -459,7 +469,7 @@ static void mm_chunk(struct infer_ctx *c, const struct infer_weight *w,
 
 /* Chunk k of y = W xn for nb rows of the step's normed input xn: the
  * shared c->xb (and c->act), written by a per-entry norm step, or with
- * fuse_norm the rows thread ith normed for itself (prologue_norm). */
+ * fuse_norm the rows thread ith normed for itself (norm_th). */
 static void mm_normed(struct infer_ctx *c, const struct infer_weight *w, int nb,
                       float *y, int64_t ldy, int k, int ith)
 {
@@ -468,24 +478,14 @@ static void mm_normed(struct infer_ctx *c, const struct infer_weight *w, int nb,
         return;
     }
     enum infer_act_kind kind = infer_act_kind_of(w->type);
-    const float *xn = c->xb_th + (size_t)ith * FUSE_MAX * c->m->cfg.dim;
-    int cr = chunk_rows(c, w);
-    int64_t r0 = (int64_t)k * cr, r1 = r0 + cr < w->rows ? r0 + cr : w->rows;
-    if (nb == 0)
-        return;
-    if (kind == INFER_ACT_F32) {
-        c->kern->mm[w->type](w->data, w->row_bytes, w->cols, r0, r1, xn,
-                             (size_t)w->cols * sizeof(float), nb, y, ldy);
-        return;
-    }
-    const void *xa =
-        (char *)c->act_th[kind] + (size_t)ith * FUSE_MAX * c->act_th_row[kind];
-    if (w->packed != NULL && c->kern->mm_q8r != NULL)
-        c->kern->mm_q8r(w->packed, w->cols, r0, r1, w->rows, c->cold[ith].v, xa,
-                        c->act_th_row[kind], nb, y, ldy);
+    if (kind == INFER_ACT_F32)
+        mm_rows(c, w, k, c->xb_th + (size_t)ith * FUSE_MAX * c->m->cfg.dim,
+                (size_t)w->cols * sizeof(float), nb, y, ldy, ith);
     else
-        c->kern->mm[w->type](w->data, w->row_bytes, w->cols, r0, r1, xa,
-                             c->act_th_row[kind], nb, y, ldy);
+        mm_rows(c, w, k,
+                (char *)c->act_th[kind] +
+                    (size_t)ith * FUSE_MAX * c->act_th_row[kind],
+                c->act_th_row[kind], nb, y, ldy, ith);
 }
 
 /* x += xb2 on the rows of w's chunk k, for every entry: the residual of
@@ -493,8 +493,9 @@ static void mm_normed(struct infer_ctx *c, const struct infer_weight *w, int nb,
 static void residual_rows(struct infer_ctx *c, const struct infer_weight *w,
                           int k)
 {
-    int cr = chunk_rows(c, w), dim = c->m->cfg.dim;
-    int64_t r0 = (int64_t)k * cr, r1 = r0 + cr < w->rows ? r0 + cr : w->rows;
+    int dim = c->m->cfg.dim;
+    int64_t r0, r1;
+    chunk_range(w, k, &r0, &r1);
     for (int b = 0; b < c->n; b++) {
         float *restrict x = c->x + (size_t)b * dim;
         const float *restrict d = c->xb2 + (size_t)b * dim;
@@ -838,14 +839,14 @@ static void pro_out_norm(struct infer_ctx *c, int l, int k, int ith)
         norm_th(c, ith, c->m->output_norm, ow, 1, c->out_rows[j], j);
 }
 
-/* Matmul chunks (k is a block of chunk_rows weight rows). */
+/* Matmul chunks (k is a block of CHUNK_ROWS weight rows). */
 
 static void ch_qkv(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_config *cf = &c->m->cfg;
     const struct infer_layer *L = &c->m->layers[l];
-    int kvd = cf->n_kv_heads * cf->head_dim, nq = n_chunks(c, &L->wq);
-    int nk = n_chunks(c, &L->wk);
+    int kvd = cf->n_kv_heads * cf->head_dim, nq = n_chunks(&L->wq);
+    int nk = n_chunks(&L->wk);
     if (k < nq)
         mm_normed(c, &L->wq, c->n, c->q, cf->n_heads * cf->head_dim, k, ith);
     else if (k < nq + nk)
@@ -864,7 +865,7 @@ static void ch_wo(struct infer_ctx *c, int l, int k, int ith)
 static void ch_gate_up(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_layer *L = &c->m->layers[l];
-    int ng = n_chunks(c, &L->w_gate), hid = c->m->cfg.hidden;
+    int ng = n_chunks(&L->w_gate), hid = c->m->cfg.hidden;
     if (k < ng)
         mm_normed(c, &L->w_gate, c->n, c->hb, hid, k, ith);
     else
@@ -872,14 +873,14 @@ static void ch_gate_up(struct infer_ctx *c, int l, int k, int ith)
 }
 
 /* Gate and up rows [32k, 32k + 32) for all entries, then SiLU(gate) * up
- * on those columns and their Q8A blocks for w_down (when fuse_silu(c, L)),
+ * on those columns and their Q8A blocks for w_down (when fuse_silu(L)),
  * into act_down: the gate and up chunks still read act[Q8A]. */
 static void ch_gate_up_silu(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_layer *L = &c->m->layers[l];
     int hid = c->m->cfg.hidden;
-    int cr = chunk_rows(c, &L->w_gate);
-    int64_t r0 = (int64_t)k * cr, r1 = r0 + cr < hid ? r0 + cr : hid;
+    int64_t r0, r1;
+    chunk_range(&L->w_gate, k, &r0, &r1);
     mm_normed(c, &L->w_gate, c->n, c->hb, hid, k, ith);
     mm_normed(c, &L->w_up, c->n, c->hb2, hid, k, ith);
     for (int b = 0; b < c->n; b++) {
@@ -892,9 +893,8 @@ static void ch_gate_up_silu(struct infer_ctx *c, int l, int k, int ith)
 static void ch_down(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_layer *L = &c->m->layers[l];
-    (void)ith;
     mm_chunk_in(c, &L->w_down, c->hb, c->n, c->xb2, c->m->cfg.dim, k,
-                fuse_silu(c, L) ? c->act_down : NULL, ith);
+                fuse_silu(L) ? c->act_down : NULL, ith);
     residual_rows(c, &L->w_down, k);
 }
 
@@ -918,8 +918,7 @@ static void forward_worker(void *arg, int ith, int nth)
         if (l > 0 && !fn)
             run_step(c, &si, n, ch_attn_norm, l, ith);
         run_step_pro(c, &si,
-                     n_chunks(c, &L->wq) + n_chunks(c, &L->wk) +
-                         n_chunks(c, &L->wv),
+                     n_chunks(&L->wq) + n_chunks(&L->wk) + n_chunks(&L->wv),
                      ch_qkv, l, ith, fn ? pro_attn_norm : NULL);
         bool fuse = act_fusable(&L->wo, span);
         if (!fuse || !c->rope_in_attn)
@@ -930,24 +929,23 @@ static void forward_worker(void *arg, int ith, int nth)
             run_step(c, &si, n * m->cfg.n_kv_heads, ch_attend, l, ith);
             run_step(c, &si, n, ch_att_act, l, ith);
         }
-        run_step(c, &si, n_chunks(c, &L->wo), ch_wo, l, ith);
+        run_step(c, &si, n_chunks(&L->wo), ch_wo, l, ith);
         if (!fn)
             run_step(c, &si, n, ch_ffn_norm, l, ith);
-        if (fuse_silu(c, L)) {
-            run_step_pro(c, &si, n_chunks(c, &L->w_gate), ch_gate_up_silu, l,
-                         ith, fn ? pro_ffn_norm : NULL);
+        if (fuse_silu(L)) {
+            run_step_pro(c, &si, n_chunks(&L->w_gate), ch_gate_up_silu, l, ith,
+                         fn ? pro_ffn_norm : NULL);
         } else {
-            run_step_pro(c, &si,
-                         n_chunks(c, &L->w_gate) + n_chunks(c, &L->w_up),
+            run_step_pro(c, &si, n_chunks(&L->w_gate) + n_chunks(&L->w_up),
                          ch_gate_up, l, ith, fn ? pro_ffn_norm : NULL);
             run_step(c, &si, n, ch_silu, l, ith);
         }
-        run_step(c, &si, n_chunks(c, &L->w_down), ch_down, l, ith);
+        run_step(c, &si, n_chunks(&L->w_down), ch_down, l, ith);
     }
     if (!fn)
         run_step(c, &si, c->n_out, ch_out_norm, 0, ith);
-    run_step_pro(c, &si, c->n_out > 0 ? n_chunks(c, &m->output) : 0, ch_logits,
-                 0, ith, fn ? pro_out_norm : NULL);
+    run_step_pro(c, &si, c->n_out > 0 ? n_chunks(&m->output) : 0, ch_logits, 0,
+                 ith, fn ? pro_out_norm : NULL);
 }
 
 int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
