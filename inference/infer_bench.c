@@ -217,20 +217,15 @@ static int bench_decode(const struct infer_model *m, const struct bench_opts *o,
                                   .kernels = o->kernels};
     struct infer_ctx *ctx = NULL;
     struct infer_kv *kv = NULL;
-    struct infer_seq *seqs = calloc((size_t)batch, sizeof(*seqs));
+    struct infer_seq *seqs = NULL;
     struct infer_batch_entry *e = calloc((size_t)batch, sizeof(*e));
     float *logits = malloc((size_t)batch * m->cfg.n_vocab * sizeof(float));
-    int st = seqs && e && logits ? INFER_OK : INFER_ERR_NOMEM;
+    int st = e && logits ? INFER_OK
+                         : infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
     if (st == INFER_OK)
         st = infer_ctx_new(m, &cp, &ctx, err);
-    int per = (ctx_len + 15) / 16;
     if (st == INFER_OK)
-        st = infer_kv_new(m, per * batch, 16, &kv, err);
-    for (int b = 0; st == INFER_OK && b < batch; b++) {
-        st = infer_seq_init(&seqs[b], kv, ctx_len);
-        if (st == INFER_OK)
-            st = infer_kv_reserve(kv, &seqs[b], ctx_len);
-    }
+        st = infer__bench_seqs(m, batch, ctx_len, &kv, &seqs, err);
     /* Prompt: one token per sequence per step (its speed is not shown). */
     int pos = 0;
     for (; st == INFER_OK && pos < o->prompt_tokens; pos++) {
@@ -255,11 +250,8 @@ static int bench_decode(const struct infer_model *m, const struct bench_opts *o,
         row->gbs = (double)m->weight_bytes * o->gen_tokens / t / 1e9;
         row->gflops = 2.0 * (double)m->n_params * row->tok_s / 1e9;
     }
-    for (int b = 0; b < batch && seqs != NULL; b++)
-        infer_seq_cleanup(&seqs[b]);
-    infer_kv_free(kv);
+    infer__bench_seqs_free(kv, seqs, batch);
     infer_ctx_free(ctx);
-    free(seqs);
     free(e);
     free(logits);
     return st;
@@ -349,9 +341,6 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 }
 
 /* infer_bench_sched.c: the scheduler's part (prompt rate, --clients). */
-int infer_bench_prompt_rate(const struct infer_model *m, int batch,
-                            int prompt_tokens, int threads, const char *kernels,
-                            double *tok_s, struct infer_err *err);
 int infer_bench_clients(int argc, char **argv);
 
 int infer_cmd_bench(int argc, char **argv)

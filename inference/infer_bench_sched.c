@@ -22,9 +22,34 @@
 
 #define PREFILL_CHUNK 256
 
-int infer_bench_prompt_rate(const struct infer_model *m, int batch,
-                            int prompt_tokens, int threads, const char *kernels,
-                            double *tok_s, struct infer_err *err);
+int infer__bench_seqs(const struct infer_model *m, int batch, int len,
+                      struct infer_kv **kv, struct infer_seq **seqs,
+                      struct infer_err *err)
+{
+    *kv = NULL;
+    *seqs = calloc((size_t)batch, sizeof(**seqs));
+    if (*seqs == NULL)
+        return infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
+    int per = (len + 15) / 16;
+    int st = infer_kv_new(m, per * batch, 16, kv, err);
+    for (int b = 0; st == INFER_OK && b < batch; b++) {
+        st = infer_seq_init(&(*seqs)[b], *kv, len);
+        if (st == INFER_OK)
+            st = infer_kv_reserve(*kv, &(*seqs)[b], len);
+        if (st != INFER_OK)
+            st = infer_err_set(err, st, "cannot back %d positions", len);
+    }
+    return st;
+}
+
+void infer__bench_seqs_free(struct infer_kv *kv, struct infer_seq *seqs,
+                            int batch)
+{
+    for (int b = 0; b < batch && seqs != NULL; b++)
+        infer_seq_cleanup(&seqs[b]);
+    infer_kv_free(kv);
+    free(seqs);
+}
 
 int infer_bench_prompt_rate(const struct infer_model *m, int batch,
                             int prompt_tokens, int threads, const char *kernels,
@@ -39,23 +64,16 @@ int infer_bench_prompt_rate(const struct infer_model *m, int batch,
                                   .kernels = kernels};
     struct infer_ctx *ctx = NULL;
     struct infer_kv *kv = NULL;
-    struct infer_seq *seqs = calloc((size_t)batch, sizeof(*seqs));
+    struct infer_seq *seqs = NULL;
     struct infer_batch_entry *e = calloc(PREFILL_CHUNK, sizeof(*e));
     float *logits =
         malloc((size_t)PREFILL_CHUNK * m->cfg.n_vocab * sizeof(float));
-    int st = seqs && e && logits
-                 ? INFER_OK
-                 : infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
+    int st = e && logits ? INFER_OK
+                         : infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
     if (st == INFER_OK)
         st = infer_ctx_new(m, &cp, &ctx, err);
-    int per = (prompt_tokens + 15) / 16;
     if (st == INFER_OK)
-        st = infer_kv_new(m, per * batch, 16, &kv, err);
-    for (int b = 0; st == INFER_OK && b < batch; b++) {
-        st = infer_seq_init(&seqs[b], kv, prompt_tokens);
-        if (st == INFER_OK)
-            st = infer_kv_reserve(kv, &seqs[b], prompt_tokens);
-    }
+        st = infer__bench_seqs(m, batch, prompt_tokens, &kv, &seqs, err);
     /* Sequence after sequence, PREFILL_CHUNK tokens per call; the last
      * token of each prompt asks for logits, as the scheduler's do. */
     double t0 = infer_now();
@@ -74,11 +92,8 @@ int infer_bench_prompt_rate(const struct infer_model *m, int batch,
     double t = infer_now() - t0;
     if (st == INFER_OK && t > 0)
         *tok_s = (double)batch * prompt_tokens / t;
-    for (int i = 0; i < batch && seqs != NULL; i++)
-        infer_seq_cleanup(&seqs[i]);
-    infer_kv_free(kv);
+    infer__bench_seqs_free(kv, seqs, batch);
     infer_ctx_free(ctx);
-    free(seqs);
     free(e);
     free(logits);
     return st;

@@ -155,6 +155,19 @@ int infer_kv_reserve(struct infer_kv *kv, struct infer_seq *s, int n_pos);
  * pool (keep_pos 0 frees all). Cannot fail. */
 void infer_kv_release(struct infer_kv *kv, struct infer_seq *s, int keep_pos);
 
+/* For the benchmarks (infer_bench_sched.c): batch sequences (*seqs) of len
+ * positions each, backed by a new pool (*kv) of blocks of 16; and their
+ * release (NULLs are fine). */
+int infer__bench_seqs(const struct infer_model *m, int batch, int len,
+                      struct infer_kv **kv, struct infer_seq **seqs,
+                      struct infer_err *err);
+void infer__bench_seqs_free(struct infer_kv *kv, struct infer_seq *seqs,
+                            int batch);
+/* Prompt throughput of batch sequences prefilled as the scheduler does. */
+int infer_bench_prompt_rate(const struct infer_model *m, int batch,
+                            int prompt_tokens, int threads, const char *kernels,
+                            double *tok_s, struct infer_err *err);
+
 /* ---- forward pass
  * ------------------------------------------------------------ */
 
