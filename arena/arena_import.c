@@ -445,6 +445,20 @@ static int csv_next(FILE *f, struct csv_row *r, long long *lineno)
     return 1;
 }
 
+/* A whole number in [0, max) written back into buf: 1; else (absent,
+ * empty, not a number) 0. */
+static int csv_count(const char *s, long max, char *buf, size_t n)
+{
+    char *end;
+    if (s == NULL || s[0] == '\0')
+        return 0;
+    long v = strtol(s, &end, 10);
+    if (*end != '\0' || v < 0 || v >= max)
+        return 0;
+    snprintf(buf, n, "%ld", v);
+    return 1;
+}
+
 static const char *csv_get(const struct csv_row *r, int col)
 {
     return col >= 0 && col < r->n ? r->buf + r->off[col] : NULL;
@@ -567,22 +581,10 @@ static int read_csv(FILE *f, struct copy *c, uint64_t *rows, uint64_t *skipped,
                 r.has_tstamp = 1;
             }
         }
-        const char *turn = csv_get(&row, col[K_TURN]);
-        if (turn != NULL && turn[0] != '\0') {
-            long t = strtol(turn, &end, 10);
-            if (*end == '\0' && t >= 0 && t < 1000000) {
-                snprintf(r.turns, sizeof(r.turns), "%ld", t);
-                r.has_turns = 1;
-            }
-        }
-        const char *plen = csv_get(&row, col[K_PLEN]);
-        if (plen != NULL && plen[0] != '\0') {
-            long t = strtol(plen, &end, 10);
-            if (*end == '\0' && t >= 0 && t < 2000000000) {
-                snprintf(r.prompt_len, sizeof(r.prompt_len), "%ld", t);
-                r.has_prompt_len = 1;
-            }
-        }
+        r.has_turns = csv_count(csv_get(&row, col[K_TURN]), 1000000, r.turns,
+                                sizeof(r.turns));
+        r.has_prompt_len = csv_count(csv_get(&row, col[K_PLEN]), 2000000000,
+                                     r.prompt_len, sizeof(r.prompt_len));
         const char *tags = csv_get(&row, col[K_TAGS]);
         if (tags != NULL && tags[0] != '\0') {
             json_t *t = json_loads(tags, 0, NULL);
