@@ -8,6 +8,7 @@
  * Every route requires an admin (web_auth_require_admin). The registry
  * itself is arena/'s (arena_registry.c).
  */
+#include <stdbool.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -47,7 +48,8 @@ static void models_get(struct web_req *r)
     json_decref(out);
 }
 
-static void models_add(struct web_req *r)
+/* POST (add) and PATCH (update): the same checks and replies. */
+static void models_write(struct web_req *r, bool add)
 {
     struct arena *a;
     if (!web_auth_require_admin(r) || (a = arena_or_503(r)) == NULL)
@@ -57,32 +59,25 @@ static void models_add(struct web_req *r)
         return;
     json_t *out = NULL;
     struct arena_err err = {{0}};
-    int rc = arena_model_add(a, body, &out, &err);
+    int rc =
+        add ? arena_model_add(a, body, &out, &err)
+            : arena_model_update(a, web_req_param(r, "name"), body, &out, &err);
     if (rc != ARENA_OK) {
         reply_rc(r, rc, &err);
         return;
     }
-    web_reply_json(r, 201, out);
+    web_reply_json(r, add ? 201 : 200, out);
     json_decref(out);
+}
+
+static void models_add(struct web_req *r)
+{
+    models_write(r, true);
 }
 
 static void models_patch(struct web_req *r)
 {
-    struct arena *a;
-    if (!web_auth_require_admin(r) || (a = arena_or_503(r)) == NULL)
-        return;
-    json_t *body = web_req_json(r);
-    if (body == NULL)
-        return;
-    json_t *out = NULL;
-    struct arena_err err = {{0}};
-    int rc = arena_model_update(a, web_req_param(r, "name"), body, &out, &err);
-    if (rc != ARENA_OK) {
-        reply_rc(r, rc, &err);
-        return;
-    }
-    web_reply_json(r, 200, out);
-    json_decref(out);
+    models_write(r, false);
 }
 
 int web__admin_models_init(struct web_server *s, void **state,
