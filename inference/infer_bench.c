@@ -177,14 +177,8 @@ static double bench_kernel(const struct infer_kernels *ks, uint32_t wtype,
             else
                 infer_pack_q8r(w, rb, R, k, wp);
         }
-        for (int b = 0; b < batch; b++) {
-            if (kind == INFER_ACT_Q8A)
-                infer_quantize_q8a(f + b * k, (void *)(x + b * ab), k);
-            else if (kind == INFER_ACT_Q8K)
-                infer_quantize_q8k(f + b * k, (void *)(x + b * ab), k);
-            else
-                memcpy(x + b * ab, f + b * k, ab);
-        }
+        for (int b = 0; b < batch; b++)
+            infer_quantize_act(kind, f + b * k, x + b * ab, k);
         for (int trial = 0; trial < 20; trial++) {
             double t0 = infer_now();
             for (int it = 0; it < 8; it++)

@@ -100,6 +100,9 @@ size_t infer_act_row_bytes(enum infer_act_kind kind, int64_t k);
 /* Reference activation quantisers (k a block multiple). */
 void infer_quantize_q8a(const float *x, struct infer_q8a *y, int64_t k);
 void infer_quantize_q8k(const float *x, struct infer_q8k *y, int64_t k);
+/* One activation row of k floats in the format kind (a copy for F32). */
+void infer_quantize_act(enum infer_act_kind kind, const float *x, void *y,
+                        int64_t k);
 
 /* ---- matmul kernels ------------------------------------------------------ */
 

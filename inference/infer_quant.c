@@ -587,6 +587,17 @@ SCALAR_MM(mm_q6_k, dot_q6_k, struct infer_block_q6_k, struct infer_q8k,
 #define Q8R_PAIR  1088 /* 64 bytes of scales + 2 x 512 of quants */
 #define Q8R_BLOCK 512  /* quants of one block of 16 rows */
 
+void infer_quantize_act(enum infer_act_kind kind, const float *x, void *y,
+                        int64_t k)
+{
+    if (kind == INFER_ACT_Q8A)
+        infer_quantize_q8a(x, y, k);
+    else if (kind == INFER_ACT_Q8K)
+        infer_quantize_q8k(x, y, k);
+    else
+        memcpy(y, x, (size_t)k * sizeof(float));
+}
+
 size_t infer_q8r_group_bytes(int64_t k)
 {
     int64_t nblk = k / INFER_QK;

@@ -201,14 +201,8 @@ static int check_mm(const struct infer_kernels *ks, uint32_t t, int64_t k,
     fill(x, nb * k, 2.0);
     for (int r = 0; r < R; r++)
         infer_quantize_row(t, w + r * k, wq + r * rb, k);
-    for (int b = 0; b < nb; b++) {
-        if (kind == INFER_ACT_Q8A)
-            infer_quantize_q8a(x + b * k, (struct infer_q8a *)(xa + b * ab), k);
-        else if (kind == INFER_ACT_Q8K)
-            infer_quantize_q8k(x + b * k, (struct infer_q8k *)(xa + b * ab), k);
-        else
-            memcpy(xa + b * ab, x + b * k, ab);
-    }
+    for (int b = 0; b < nb; b++)
+        infer_quantize_act(kind, x + b * k, xa + b * ab, k);
     for (int i = 0; i < nb * R; i++)
         y[i] = NAN; /* poison: rows outside [2, 6) must stay NaN */
     ks->mm[t](wq, rb, k, 2, 6, xa, ab, nb, y, R);
@@ -306,14 +300,8 @@ TEST(simd_matches_scalar)
         size_t ab = infer_act_row_bytes(kind, K);
         for (int r = 0; r < R; r++)
             infer_quantize_row(t, w + r * K, wq + r * rb, K);
-        for (int b = 0; b < NB; b++) {
-            if (kind == INFER_ACT_Q8A)
-                infer_quantize_q8a(x + b * K, (void *)(xa + b * ab), K);
-            else if (kind == INFER_ACT_Q8K)
-                infer_quantize_q8k(x + b * K, (void *)(xa + b * ab), K);
-            else
-                memcpy(xa + b * ab, x + b * K, ab);
-        }
+        for (int b = 0; b < NB; b++)
+            infer_quantize_act(kind, x + b * K, xa + b * ab, K);
         float ys[NB * R], yv[NB * R];
         infer_kernels_scalar.mm[t](wq, rb, K, 0, R, xa, ab, NB, ys, R);
         for (int s = 1; infer_kernel_names[s] != NULL; s++) {
@@ -350,14 +338,8 @@ static int check_tile_invariance(const struct infer_kernels *ks, uint32_t t,
     fill(x, NB * k, 1.5);
     for (int r = 0; r < R; r++)
         infer_quantize_row(t, w + r * k, wq + r * rb, k);
-    for (int b = 0; b < NB; b++) {
-        if (kind == INFER_ACT_Q8A)
-            infer_quantize_q8a(x + b * k, (void *)(xa + b * ab), k);
-        else if (kind == INFER_ACT_Q8K)
-            infer_quantize_q8k(x + b * k, (void *)(xa + b * ab), k);
-        else
-            memcpy(xa + b * ab, x + b * k, ab);
-    }
+    for (int b = 0; b < NB; b++)
+        infer_quantize_act(kind, x + b * k, xa + b * ab, k);
     ks->mm[t](wq, rb, k, 0, R, xa, ab, NB, all, R);
     /* One element at a time. */
     for (int r = 0; r < R; r++)
