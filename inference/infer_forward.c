@@ -55,12 +55,12 @@ int infer_kv_new(const struct infer_model *m, int n_blocks, int block_size,
     kv->kv_dim = m->cfg.n_kv_heads * m->cfg.head_dim;
     kv->head_dim = m->cfg.head_dim;
     size_t per = (size_t)kv->n_layers * (size_t)block_size * kv->kv_dim;
-    if ((size_t)n_blocks > SIZE_MAX / sizeof(float) / per) {
+    if ((size_t)n_blocks > SIZE_MAX / sizeof(uint16_t) / per) {
         free(kv);
         return infer_err_set(err, INFER_ERR_NOMEM, "kv: pool too large");
     }
-    kv->k = alloc64((size_t)n_blocks * per * sizeof(float));
-    kv->v = alloc64((size_t)n_blocks * per * sizeof(float));
+    kv->k = alloc64((size_t)n_blocks * per * sizeof(uint16_t));
+    kv->v = alloc64((size_t)n_blocks * per * sizeof(uint16_t));
     kv->free_ids = malloc((size_t)n_blocks * sizeof(int32_t));
     if (kv->k == NULL || kv->v == NULL || kv->free_ids == NULL) {
         infer_kv_free(kv);
@@ -70,8 +70,8 @@ int infer_kv_new(const struct infer_model *m, int n_blocks, int block_size,
     /* Touch every page now: the pool is committed memory from the start,
      * and decode steps never stop on a first-touch page fault (in a VM,
      * several microseconds each: 3-4% of a 128-token generation here). */
-    memset(kv->k, 0, (size_t)n_blocks * per * sizeof(float));
-    memset(kv->v, 0, (size_t)n_blocks * per * sizeof(float));
+    memset(kv->k, 0, (size_t)n_blocks * per * sizeof(uint16_t));
+    memset(kv->v, 0, (size_t)n_blocks * per * sizeof(uint16_t));
     /* Stack order: block 0 is handed out first. */
     for (int i = 0; i < n_blocks; i++)
         kv->free_ids[i] = n_blocks - 1 - i;
@@ -533,13 +533,13 @@ static void rope_apply(const struct infer_config *cf, float *restrict v,
     }
 }
 
-/* The head_dim floats of KV head h at position pos of layer `layer`. A
+/* The head_dim halves of KV head h at position pos of layer `layer`. A
  * block holds, per layer and head, one contiguous run: V as its positions
  * one after another, K by dimension (element j of the block's position p
  * at j * block_size + p, as the attention score kernels read it); for K,
  * call this with the block's first position. */
-static float *kv_at(const struct infer_kv *kv, float *base,
-                    const struct infer_seq *s, int layer, int h, int pos)
+static uint16_t *kv_at(const struct infer_kv *kv, uint16_t *base,
+                       const struct infer_seq *s, int layer, int h, int pos)
 {
     int32_t blk = s->blocks[pos / kv->block_size];
     size_t n_heads = (size_t)(kv->kv_dim / kv->head_dim);
@@ -547,6 +547,15 @@ static float *kv_at(const struct infer_kv *kv, float *base,
         (((size_t)blk * kv->n_layers + layer) * n_heads + h) * kv->block_size +
         (size_t)(pos % kv->block_size);
     return base + row * kv->head_dim;
+}
+
+/* K and V rows as the cache keeps them: half precision, saturated at the
+ * largest finite half (never an infinity that softmax turns to NaN). */
+static void kv_half(const struct infer_ctx *c, float *x, uint16_t *h, int n)
+{
+    for (int j = 0; j < n; j++)
+        x[j] = x[j] > 65504.0f ? 65504.0f : x[j] < -65504.0f ? -65504.0f : x[j];
+    c->kern->to_half(x, h, n);
 }
 
 /* Bias, RoPE and the KV write for entry i at layer l, for KV head g and
@@ -576,10 +585,15 @@ static void qkv_finish_head(struct infer_ctx *c, int l, int i, int g)
     rope_apply(cf, k, cs);
     const struct infer_batch_entry *e = &c->e[i];
     int bs = c->kv->block_size, off = e->pos % bs;
-    float *kt = kv_at(c->kv, c->kv->k, e->seq, l, g, e->pos - off);
-    for (int j = 0; j < hd; j++) /* K by dimension (infer_attn_qk_fn) */
-        kt[(size_t)j * bs + off] = k[j];
-    memcpy(kv_at(c->kv, c->kv->v, e->seq, l, g, e->pos), v, hd * sizeof(float));
+    uint16_t *kt = kv_at(c->kv, c->kv->k, e->seq, l, g, e->pos - off);
+    for (int j0 = 0; j0 < hd; j0 += 64) { /* K by dimension (attn_qk) */
+        uint16_t kh[64];
+        int n = hd - j0 < 64 ? hd - j0 : 64;
+        kv_half(c, k + j0, kh, n);
+        for (int j = 0; j < n; j++)
+            kt[(size_t)(j0 + j) * bs + off] = kh[j];
+    }
+    kv_half(c, v, kv_at(c->kv, c->kv->v, e->seq, l, g, e->pos), hd);
 }
 
 static void qkv_finish(struct infer_ctx *c, int l, int i)

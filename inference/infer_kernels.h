@@ -114,17 +114,18 @@ typedef void (*infer_mm_fn)(const void *w, size_t w_stride, int64_t k,
                             int64_t r0, int64_t r1, const void *xa,
                             size_t xa_stride, int nb, float *y, int64_t ldy);
 
-/* Attention's weighted sum of V rows: for h < nh and j < hd,
- * o[h * hd + j] += sum over p < cnt of a[h * lda + p] * v[p * hd + j],
- * added in order of p (so a sequence's result never depends on others). */
+/* Attention's weighted sum of V rows (half precision, as the KV cache
+ * keeps them): for h < nh and j < hd, o[h * hd + j] += sum over p < cnt of
+ * a[h * lda + p] * v[p * hd + j], added in order of p (so a sequence's
+ * result never depends on others). */
 typedef void (*infer_attn_v_fn)(const float *a, int64_t lda, int nh,
-                                const float *v, int cnt, int hd, float *o);
+                                const uint16_t *v, int cnt, int hd, float *o);
 
-/* Attention scores against one KV block whose K is stored by dimension
- * (kt[j * bs + p] is element j of position p): s[h * lds + p] =
- * dot(q[h * hd ..], K of position p) for h < nh, p < cnt <= bs (each value
- * depends on its own q row and position only). */
-typedef void (*infer_attn_qk_fn)(const float *q, int nh, const float *kt,
+/* Attention scores against one KV block whose K (half precision) is stored
+ * by dimension (kt[j * bs + p] is element j of position p): s[h * lds + p]
+ * = dot(q[h * hd ..], K of position p) for h < nh, p < cnt <= bs (each
+ * value depends on its own q row and position only). */
+typedef void (*infer_attn_qk_fn)(const float *q, int nh, const uint16_t *kt,
                                  int bs, int cnt, int hd, float *s,
                                  int64_t lds);
 
@@ -183,6 +184,9 @@ struct infer_kernels {
     /* g[j] = g[j] / (1 + exp(-g[j])) * u[j] for j < n (SwiGLU); exp to
      * within a few ulp of expf(). */
     void (*silu_mul)(float *g, const float *u, int64_t n);
+    /* y[i] = infer_f32_to_fp16(x[i]) for i < n, finite x (the KV cache's
+     * writes): the same bits in every set. */
+    void (*to_half)(const float *x, uint16_t *y, int64_t n);
 };
 
 /* The best set this CPU runs (or $ARENA_KERNELS if set and runnable).

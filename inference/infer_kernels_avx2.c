@@ -324,8 +324,14 @@ MM_DRIVER(, infer__mm_q6_k_avx2, row_q6_k, struct infer_block_q6_k)
 
 /* 32 columns (4 ymm accumulators) of one head at a time over all cnt rows;
  * a last part of a row shorter than 8 is done with scalar FMAs. */
-static void attn_v(const float *a, int64_t lda, int nh, const float *v, int cnt,
-                   int hd, float *o)
+/* 8 halves of the KV cache as floats. */
+static inline __m256 load_h8(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+}
+
+static void attn_v(const float *a, int64_t lda, int nh, const uint16_t *v,
+                   int cnt, int hd, float *o)
 {
     for (int h = 0; h < nh; h++) {
         float *oh = o + h * hd;
@@ -338,10 +344,9 @@ static void attn_v(const float *a, int64_t lda, int nh, const float *v, int cnt,
                 acc[t] = _mm256_loadu_ps(oh + j0 + 8 * t);
             for (int p = 0; p < cnt; p++) {
                 __m256 w = _mm256_set1_ps(ah[p]);
-                const float *vp = v + (size_t)p * hd + j0;
+                const uint16_t *vp = v + (size_t)p * hd + j0;
                 for (int t = 0; t < nv; t++)
-                    acc[t] =
-                        _mm256_fmadd_ps(w, _mm256_loadu_ps(vp + 8 * t), acc[t]);
+                    acc[t] = _mm256_fmadd_ps(w, load_h8(vp + 8 * t), acc[t]);
             }
             for (int t = 0; t < nv; t++)
                 _mm256_storeu_ps(oh + j0 + 8 * t, acc[t]);
@@ -350,7 +355,7 @@ static void attn_v(const float *a, int64_t lda, int nh, const float *v, int cnt,
         for (int j = j0; j < hd; j++) {
             float s = oh[j];
             for (int p = 0; p < cnt; p++)
-                s = fmaf(ah[p], v[(size_t)p * hd + j], s);
+                s = fmaf(ah[p], infer_fp16_to_f32(v[(size_t)p * hd + j]), s);
             oh[j] = s;
         }
     }
@@ -363,7 +368,7 @@ static void mm_f32(const void *w, size_t w_stride, int64_t k, int64_t r0,
 /* Scores as a small matmul: the K rows are the weights. */
 /* 8 positions at a time: one row of K (by dimension) per step, times
  * each head's element broadcast; a partial last group is scalar. */
-static void attn_qk(const float *q, int nh, const float *kt, int bs, int cnt,
+static void attn_qk(const float *q, int nh, const uint16_t *kt, int bs, int cnt,
                     int hd, float *s, int64_t lds)
 {
     int p0 = 0;
@@ -373,25 +378,37 @@ static void attn_qk(const float *q, int nh, const float *kt, int bs, int cnt,
             int j = 0;
             for (; j + 2 <= hd; j += 2) {
                 a0 = _mm256_fmadd_ps(_mm256_set1_ps(q[h * hd + j]),
-                                     _mm256_loadu_ps(kt + (size_t)j * bs + p0),
-                                     a0);
-                a1 = _mm256_fmadd_ps(
-                    _mm256_set1_ps(q[h * hd + j + 1]),
-                    _mm256_loadu_ps(kt + (size_t)(j + 1) * bs + p0), a1);
+                                     load_h8(kt + (size_t)j * bs + p0), a0);
+                a1 = _mm256_fmadd_ps(_mm256_set1_ps(q[h * hd + j + 1]),
+                                     load_h8(kt + (size_t)(j + 1) * bs + p0),
+                                     a1);
             }
             if (j < hd)
                 a0 = _mm256_fmadd_ps(_mm256_set1_ps(q[h * hd + j]),
-                                     _mm256_loadu_ps(kt + (size_t)j * bs + p0),
-                                     a0);
+                                     load_h8(kt + (size_t)j * bs + p0), a0);
             _mm256_storeu_ps(s + h * lds + p0, _mm256_add_ps(a0, a1));
         }
     for (int h = 0; h < nh; h++)
         for (int p = p0; p < cnt; p++) {
             float acc = 0;
             for (int j = 0; j < hd; j++)
-                acc += q[h * hd + j] * kt[(size_t)j * bs + p];
+                acc +=
+                    q[h * hd + j] * infer_fp16_to_f32(kt[(size_t)j * bs + p]);
             s[h * lds + p] = acc;
         }
+}
+
+/* VCVTPS2PH rounds to nearest even, as infer_f32_to_fp16 does, for
+ * normals, subnormals and overflow alike. */
+static void to_half(const float *x, uint16_t *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128(
+            (__m128i *)(void *)(y + i),
+            _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        y[i] = infer_f32_to_fp16(x[i]);
 }
 
 const struct infer_kernels infer_kernels_avx2 = {
@@ -402,6 +419,7 @@ const struct infer_kernels infer_kernels_avx2 = {
     .rmsnorm = infer__rmsnorm_scalar,
     .quant_q8a = infer_quantize_q8a, /* auto-vectorised reference */
     .silu_mul = infer__silu_mul_scalar,
+    .to_half = to_half,
     .mm =
         {
             [INFER_TYPE_F32] = mm_f32,

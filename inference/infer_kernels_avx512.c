@@ -447,16 +447,23 @@ MM_DRIVER(static, mm_bf16, row_bf16, uint16_t)
 /* Scores of up to 4 heads (NH) for up to 16 positions: per dimension j,
  * one load of K's row j (16 positions) times each head's q[j] broadcast;
  * even and odd j go to separate accumulators (shorter FMA chains). */
-ALWAYS_INLINE void attn_qk_tile(const float *q, int nh, const float *kt, int bs,
-                                int hd, __mmask16 m, float *s, int64_t lds)
+/* Up to 16 halves of the KV cache (those in m) as floats. */
+ALWAYS_INLINE __m512 load_h16(__mmask16 m, const uint16_t *p)
+{
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+ALWAYS_INLINE void attn_qk_tile(const float *q, int nh, const uint16_t *kt,
+                                int bs, int hd, __mmask16 m, float *s,
+                                int64_t lds)
 {
     __m512 a0[4], a1[4];
     for (int h = 0; h < nh; h++)
         a0[h] = a1[h] = _mm512_setzero_ps();
     int j = 0;
     for (; j + 2 <= hd; j += 2) {
-        __m512 k0 = _mm512_maskz_loadu_ps(m, kt + (size_t)j * bs);
-        __m512 k1 = _mm512_maskz_loadu_ps(m, kt + (size_t)(j + 1) * bs);
+        __m512 k0 = load_h16(m, kt + (size_t)j * bs);
+        __m512 k1 = load_h16(m, kt + (size_t)(j + 1) * bs);
         for (int h = 0; h < nh; h++) {
             a0[h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * hd + j]), k0, a0[h]);
             a1[h] =
@@ -464,7 +471,7 @@ ALWAYS_INLINE void attn_qk_tile(const float *q, int nh, const float *kt, int bs,
         }
     }
     if (j < hd) {
-        __m512 k0 = _mm512_maskz_loadu_ps(m, kt + (size_t)j * bs);
+        __m512 k0 = load_h16(m, kt + (size_t)j * bs);
         for (int h = 0; h < nh; h++)
             a0[h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h * hd + j]), k0, a0[h]);
     }
@@ -472,7 +479,7 @@ ALWAYS_INLINE void attn_qk_tile(const float *q, int nh, const float *kt, int bs,
         _mm512_mask_storeu_ps(s + h * lds, m, _mm512_add_ps(a0[h], a1[h]));
 }
 
-static void attn_qk(const float *q, int nh, const float *kt, int bs, int cnt,
+static void attn_qk(const float *q, int nh, const uint16_t *kt, int bs, int cnt,
                     int hd, float *s, int64_t lds)
 {
     for (int p0 = 0; p0 < cnt; p0 += 16) {
@@ -501,7 +508,7 @@ static void attn_qk(const float *q, int nh, const float *kt, int bs, int cnt,
 /* Up to 4 heads (NH) by 64 columns: each V row is loaded once for all
  * the heads; every output element adds its terms in order of p. */
 ALWAYS_INLINE void attn_v_tile(const float *a, int64_t lda, int nh,
-                               const float *v, int cnt, int hd, float *o,
+                               const uint16_t *v, int cnt, int hd, float *o,
                                int j0)
 {
     __mmask16 m[4];
@@ -515,10 +522,10 @@ ALWAYS_INLINE void attn_v_tile(const float *a, int64_t lda, int nh,
             acc[h][t] = _mm512_maskz_loadu_ps(m[t], o + h * hd + j0 + 16 * t);
     }
     for (int p = 0; p < cnt; p++) {
-        const float *vp = v + (size_t)p * hd + j0;
+        const uint16_t *vp = v + (size_t)p * hd + j0;
         __m512 vv[4];
         for (int t = 0; t < 4; t++)
-            vv[t] = _mm512_maskz_loadu_ps(m[t], vp + 16 * t);
+            vv[t] = load_h16(m[t], vp + 16 * t);
         for (int h = 0; h < nh; h++) {
             __m512 w = _mm512_set1_ps(a[h * lda + p]);
             for (int t = 0; t < 4; t++)
@@ -530,8 +537,8 @@ ALWAYS_INLINE void attn_v_tile(const float *a, int64_t lda, int nh,
             _mm512_mask_storeu_ps(o + h * hd + j0 + 16 * t, m[t], acc[h][t]);
 }
 
-static void attn_v(const float *a, int64_t lda, int nh, const float *v, int cnt,
-                   int hd, float *o)
+static void attn_v(const float *a, int64_t lda, int nh, const uint16_t *v,
+                   int cnt, int hd, float *o)
 {
     for (int h = 0; h < nh; h += 4) {
         const float *ah = a + h * lda;
@@ -599,6 +606,18 @@ static inline __m512 exp16(__m512 x)
     p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r),
                         _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
     return _mm512_scalef_ps(p, n);
+}
+
+/* VCVTPS2PH rounds to nearest even, as infer_f32_to_fp16 does. */
+static void to_half(const float *x, uint16_t *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? 0xffff : (__mmask16)((1u << (n - i)) - 1);
+        _mm256_mask_storeu_epi16(
+            y + i, m,
+            _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i),
+                            _MM_FROUND_TO_NEAREST_INT));
+    }
 }
 
 static void silu_mul(float *g, const float *u, int64_t n)
@@ -675,6 +694,7 @@ const struct infer_kernels infer_kernels_avx512 = {
     .rmsnorm = rmsnorm,
     .quant_q8a = quant_q8a,
     .silu_mul = silu_mul,
+    .to_half = to_half,
     .mm_q8r = mm_q8r,
     .mm =
         {

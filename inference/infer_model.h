@@ -125,9 +125,10 @@ struct infer_kv {
     int n_layers, kv_dim;
     /* private */
     int head_dim;
-    float *k, *v;      /* (n_blocks, n_layers, n_kv_heads, then
-                          head_dim x block_size for k and block_size x
-                          head_dim for v) */
+    uint16_t *k, *v;   /* IEEE half precision (attention at long contexts
+                          is bound by reading them): (n_blocks, n_layers,
+                          n_kv_heads, then head_dim x block_size for k
+                          and block_size x head_dim for v) */
     int32_t *free_ids; /* (n_blocks) stack of free block ids */
     int n_free;
 };

@@ -665,14 +665,15 @@ static void mm_q8r(const void *wp, int64_t k, int64_t r0, int64_t r1,
     }
 }
 
-static void attn_qk(const float *q, int nh, const float *kt, int bs, int cnt,
+static void attn_qk(const float *q, int nh, const uint16_t *kt, int bs, int cnt,
                     int hd, float *s, int64_t lds)
 {
     for (int h = 0; h < nh; h++)
         for (int p = 0; p < cnt; p++) {
             float acc = 0;
             for (int j = 0; j < hd; j++)
-                acc += q[h * hd + j] * kt[(size_t)j * bs + p];
+                acc +=
+                    q[h * hd + j] * infer_fp16_to_f32(kt[(size_t)j * bs + p]);
             s[h * lds + p] = acc;
         }
 }
@@ -703,19 +704,26 @@ void infer__softmax_scalar(float *s, int n, float scale)
         s[p] /= t;
 }
 
-static void attn_v(const float *a, int64_t lda, int nh, const float *v, int cnt,
-                   int hd, float *o)
+static void attn_v(const float *a, int64_t lda, int nh, const uint16_t *v,
+                   int cnt, int hd, float *o)
 {
     for (int h = 0; h < nh; h++)
         for (int p = 0; p < cnt; p++)
             for (int j = 0; j < hd; j++)
-                o[h * hd + j] += a[h * lda + p] * v[(size_t)p * hd + j];
+                o[h * hd + j] +=
+                    a[h * lda + p] * infer_fp16_to_f32(v[(size_t)p * hd + j]);
 }
 
 void infer__silu_mul_scalar(float *g, const float *u, int64_t n)
 {
     for (int64_t j = 0; j < n; j++)
         g[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
+}
+
+void infer__to_half_scalar(const float *x, uint16_t *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = infer_f32_to_fp16(x[i]);
 }
 
 const struct infer_kernels infer_kernels_scalar = {
@@ -726,6 +734,7 @@ const struct infer_kernels infer_kernels_scalar = {
     .rmsnorm = infer__rmsnorm_scalar,
     .quant_q8a = infer_quantize_q8a,
     .silu_mul = infer__silu_mul_scalar,
+    .to_half = infer__to_half_scalar,
     .mm_q8r = mm_q8r,
     .mm =
         {

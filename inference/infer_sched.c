@@ -785,7 +785,7 @@ int infer__sched_open(const char *model_path,
         e->o.max_sessions = e->o.max_batch;
     if (e->o.kv_blocks <= 0) {
         size_t per_block = (size_t)KV_BLOCK * c->n_layers * c->n_kv_heads *
-                           c->head_dim * 2 * sizeof(float);
+                           c->head_dim * 2 * sizeof(uint16_t);
         size_t want = (size_t)blocks_for(e->ctx_len) * e->o.max_batch;
         size_t cap = KV_DEFAULT_BYTES / per_block;
         if (cap < (size_t)blocks_for(e->ctx_len))

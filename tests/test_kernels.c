@@ -37,6 +37,13 @@ static void fill(float *x, int64_t n, double scale)
         x[i] = (float)(urand() * scale);
 }
 
+/* Random halves, as the KV cache holds them. */
+static void fill_half(uint16_t *x, int64_t n, double scale)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = infer_f32_to_fp16((float)(urand() * scale));
+}
+
 static const uint32_t all_types[] = {
     INFER_TYPE_F32,  INFER_TYPE_F16,  INFER_TYPE_BF16, INFER_TYPE_Q8_0,
     INFER_TYPE_Q4_0, INFER_TYPE_Q4_K, INFER_TYPE_Q6_K};
@@ -488,13 +495,14 @@ TEST(q8r_packed_kernels)
 
 /* Attention scores, every set against float64: head sizes with and without
  * a SIMD tail, 1 to 37 positions (partial and several 16-groups) of a
- * block of 40 and of 16 (K stored by dimension), 1 to 5 heads. */
+ * block of 40 and of 16 (K stored by dimension, in halves), 1 to 5 heads. */
 TEST(attn_qk_every_set)
 {
     static const int hds[] = {64, 128, 24, 100, 5};
     static const int bss[] = {40, 16};
     enum { LDS = 41, MAXH = 5 };
-    static float q[MAXH * 128], kt[40 * 128], s[MAXH * LDS];
+    static float q[MAXH * 128], s[MAXH * LDS];
+    static uint16_t kt[40 * 128];
     for (int si = 0; infer_kernel_names[si] != NULL; si++) {
         const struct infer_kernels *ks =
             infer_kernels_get(infer_kernel_names[si]);
@@ -506,7 +514,7 @@ TEST(attn_qk_every_set)
                     int hd = hds[hi], bs = bss[bi];
                     for (int cnt = 1; cnt <= bs && cnt <= 37; cnt += 4) {
                         fill(q, MAXH * 128, 1.0);
-                        fill(kt, 40 * 128, 1.0);
+                        fill_half(kt, 40 * 128, 1.0);
                         for (int i = 0; i < MAXH * LDS; i++)
                             s[i] = NAN;
                         ks->attn_qk(q, nh, kt, bs, cnt, hd, s, LDS);
@@ -519,7 +527,8 @@ TEST(attn_qk_every_set)
                                 double ref = 0, mag = 0;
                                 for (int j = 0; j < hd; j++) {
                                     double t =
-                                        (double)q[h * hd + j] * kt[j * bs + p];
+                                        (double)q[h * hd + j] *
+                                        infer_fp16_to_f32(kt[j * bs + p]);
                                     ref += t;
                                     mag += fabs(t);
                                 }
@@ -528,6 +537,40 @@ TEST(attn_qk_every_set)
                             }
                     }
                 }
+    }
+}
+
+/* Float to half for the KV cache, every set against infer_f32_to_fp16 bit
+ * for bit: magnitudes from below the smallest subnormal to past the
+ * largest half (rounding to infinity), exact ties, signed zeros, lengths
+ * with and without a SIMD tail. */
+TEST(to_half_every_set)
+{
+    enum { N = 1000 };
+    static float x[N];
+    static uint16_t y[N + 1];
+    for (int i = 0; i < N; i++) {
+        double mag = pow(2.0, -30 + 47 * (urand() + 1) / 2); /* 2^-30..2^17 */
+        x[i] = (float)(urand() * mag);
+    }
+    static const float edge[] = {
+        0.0f,    -0.0f,    65504.0f, 65519.0f,        65520.0f,       -65520.0f,
+        6.1e-5f, 5.96e-8f, 2.98e-8f, 1.0f + 0x1p-11f, 1.0f + 0x3p-11f};
+    memcpy(x, edge, sizeof(edge));
+    for (int si = 0; infer_kernel_names[si] != NULL; si++) {
+        const struct infer_kernels *ks =
+            infer_kernels_get(infer_kernel_names[si]);
+        if (ks == NULL)
+            continue;
+        static const int ns[] = {N, 1, 7, 16, 37};
+        for (size_t t = 0; t < sizeof(ns) / sizeof(ns[0]); t++) {
+            y[ns[t]] = 0xabcd;
+            ks->to_half(x, y, ns[t]);
+            for (int i = 0; i < ns[t]; i++)
+                if (y[i] != infer_f32_to_fp16(x[i]))
+                    CHECK_EQ(y[i], infer_f32_to_fp16(x[i]));
+            CHECK_EQ(y[ns[t]], 0xabcd); /* nothing past the end */
+        }
     }
 }
 
@@ -562,8 +605,8 @@ TEST(softmax_every_set)
     }
 }
 
-/* Attention's weighted V sums, every set against float64, head sizes with
- * and without a SIMD tail. */
+/* Attention's weighted V sums (V in halves), every set against float64,
+ * head sizes with and without a SIMD tail. */
 TEST(attn_v_every_set)
 {
     static const int hds[] = {64, 128, 24, 100, 5};
@@ -576,17 +619,18 @@ TEST(attn_v_every_set)
         for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++) {
             int hd = hds[hi];
             for (int cnt = 1; cnt <= CNT; cnt += 5) {
-                float a[NH * LDA], v[CNT * 128], o[NH * 128];
+                float a[NH * LDA], o[NH * 128];
+                uint16_t v[CNT * 128];
                 fill(a, NH * LDA, 1.0);
-                fill(v, CNT * 128, 2.0);
+                fill_half(v, CNT * 128, 2.0);
                 fill(o, NH * 128, 1.0);
                 double ref[NH * 128];
                 for (int h = 0; h < NH; h++)
                     for (int j = 0; j < hd; j++) {
                         ref[h * hd + j] = o[h * hd + j];
                         for (int p = 0; p < cnt; p++)
-                            ref[h * hd + j] +=
-                                (double)a[h * LDA + p] * v[p * hd + j];
+                            ref[h * hd + j] += (double)a[h * LDA + p] *
+                                               infer_fp16_to_f32(v[p * hd + j]);
                     }
                 float guard = o[NH * hd < NH * 128 ? NH * hd : 0];
                 ks->attn_v(a, LDA, NH, v, cnt, hd, o);
@@ -850,6 +894,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(matmul_result_independent_of_tiling),
     TEST_ENTRY(q8r_packed_kernels),
     TEST_ENTRY(attn_qk_every_set),
+    TEST_ENTRY(to_half_every_set),
     TEST_ENTRY(softmax_every_set),
     TEST_ENTRY(attn_v_every_set),
     TEST_ENTRY(rmsnorm_every_set),
