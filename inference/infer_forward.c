@@ -633,6 +633,26 @@ static void attend(struct infer_ctx *c, int l, int i, int g, float *s)
     }
 }
 
+/* Asks for every cache line of the KV cache that attention of entry i
+ * at layer l for KV head g reads or writes, at once. The blocks lie
+ * apart, a short run each, too short for the hardware prefetcher: read
+ * on demand, they cost a memory latency every few lines. */
+static void kv_prefetch(const struct infer_ctx *c, int l, int i, int g)
+{
+    const struct infer_kv *kv = c->kv;
+    const struct infer_batch_entry *e = &c->e[i];
+    int hd = c->m->cfg.head_dim, bs = kv->block_size;
+    for (int p0 = 0; p0 <= e->pos; p0 += bs) {
+        int cnt = e->pos + 1 - p0 < bs ? e->pos + 1 - p0 : bs;
+        const char *kt = (const char *)kv_at(kv, kv->k, e->seq, l, g, p0);
+        const char *v = (const char *)kv_at(kv, kv->v, e->seq, l, g, p0);
+        for (size_t t = 0; t < (size_t)bs * hd * sizeof(uint16_t); t += 64)
+            __builtin_prefetch(kt + t, 0, 3);
+        for (size_t t = 0; t < (size_t)cnt * hd * sizeof(uint16_t); t += 64)
+            __builtin_prefetch(v + t, 0, 3);
+    }
+}
+
 static void embed(struct infer_ctx *c, int i)
 {
     const struct infer_model *m = c->m;
@@ -770,6 +790,7 @@ static void ch_attend_act(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_config *cf = &c->m->cfg;
     int nkv = cf->n_kv_heads, span = cf->n_heads / nkv * cf->head_dim;
+    kv_prefetch(c, l, k / nkv, k % nkv);
     if (c->rope_in_attn)
         qkv_finish_head(c, l, k / nkv, k % nkv);
     ch_attend(c, l, k, ith);
