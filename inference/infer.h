@@ -194,7 +194,10 @@ struct infer_engine_opts {
     int max_batch;         /* sequences decoded per step (default 64) */
     int max_queue;         /* waiting requests before INFER_ERR_BUSY (256) */
     int kv_blocks;         /* KV pool size in blocks of 16 positions, 0 =
-                              enough for max_batch sequences of ctx_len */
+                              enough for max_batch sequences of ctx_len,
+                              at most 1 GiB (K and V in half precision;
+                              the pool is committed when the engine
+                              starts) */
     int ctx_len;           /* max tokens per sequence, 0 = model's */
     int step_token_budget; /* prompt tokens per step (chunked prefill, 128) */
     int max_sessions;      /* cached conversations kept for prefix reuse,
