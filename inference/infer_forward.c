@@ -991,9 +991,9 @@ static void prefetch_rows(const struct infer_ctx *c,
  * so for its first own chunk of the next step as it takes its last own
  * chunks of a step, and for its first chunk of a step before the step's
  * prologue: the weights then arrive while it computes, waits at the step's
- * end or norms its input, and the chunk starts at streaming speed. Per
- * step at batch 1 the first chunk took 2x the others without it; with it,
- * 1.3x (qkv, wo, gate/up, down, logits: 1.4x-1.8x -> 1.1x-1.5x). */
+ * end or norms its input, and the chunk starts nearer streaming speed: at
+ * batch 1 a thread's first chunk of a step took 1.7-2.1x the time of its
+ * later ones without this, 1.2-1.7x with it (rdtsc per chunk). */
 static void chunk_prefetch(const struct infer_ctx *c, const struct step *s,
                            int k)
 {
