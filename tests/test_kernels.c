@@ -37,6 +37,20 @@ static void fill(float *x, int64_t n, double scale)
         x[i] = (float)(urand() * scale);
 }
 
+/* The next kernel set this CPU runs from infer_kernel_names[*i] on, or
+ * NULL: for (int i = 0; (ks = next_set(&i)) != NULL;) visits them all
+ * (i = 1: the SIMD ones). */
+static const struct infer_kernels *next_set(int *i)
+{
+    while (infer_kernel_names[*i] != NULL) {
+        const struct infer_kernels *ks =
+            infer_kernels_get(infer_kernel_names[(*i)++]);
+        if (ks != NULL)
+            return ks;
+    }
+    return NULL;
+}
+
 /* Random halves, as the KV cache holds them. */
 static void fill_half(uint16_t *x, int64_t n, double scale)
 {
@@ -311,11 +325,8 @@ TEST(simd_matches_scalar)
             infer_quantize_act(kind, x + b * K, xa + b * ab, K);
         float ys[NB * R], yv[NB * R];
         infer_kernels_scalar.mm[t](wq, rb, K, 0, R, xa, ab, NB, ys, R);
-        for (int s = 1; infer_kernel_names[s] != NULL; s++) {
-            const struct infer_kernels *ks =
-                infer_kernels_get(infer_kernel_names[s]);
-            if (ks == NULL)
-                continue;
+        const struct infer_kernels *ks;
+        for (int s = 1; (ks = next_set(&s)) != NULL;) {
             ks->mm[t](wq, rb, K, 0, R, xa, ab, NB, yv, R);
             for (int i = 0; i < NB * R; i++)
                 CHECK_NEAR(yv[i], ys[i], 1e-4 * (fabs(ys[i]) + 1));
@@ -384,11 +395,8 @@ static int check_tile_invariance(const struct infer_kernels *ks, uint32_t t,
 
 TEST(matmul_result_independent_of_tiling)
 {
-    for (int s = 0; infer_kernel_names[s] != NULL; s++) {
-        const struct infer_kernels *ks =
-            infer_kernels_get(infer_kernel_names[s]);
-        if (ks == NULL)
-            continue;
+    const struct infer_kernels *ks;
+    for (int s = 0; (ks = next_set(&s)) != NULL;) {
         for (size_t ti = 0; ti < N_TYPES; ti++) {
             uint32_t t = all_types[ti];
             int blk = infer_type_block(t);
@@ -446,10 +454,9 @@ static int check_q8r(int64_t k, int nb)
                 bad++;
         }
     }
-    for (int s = 1; infer_kernel_names[s] != NULL; s++) {
-        const struct infer_kernels *ks =
-            infer_kernels_get(infer_kernel_names[s]);
-        if (ks == NULL || ks->mm_q8r == NULL)
+    const struct infer_kernels *ks;
+    for (int s = 1; (ks = next_set(&s)) != NULL;) {
+        if (ks->mm_q8r == NULL)
             continue;
         ks->mm_q8r(wp, k, 0, R, R, true, xa, ab, nb, yv, R);
         bad += memcmp(yv, ys, sizeof(float) * nb * R) != 0;
@@ -503,11 +510,8 @@ TEST(attn_qk_every_set)
     enum { LDS = 41, MAXH = 5 };
     static float q[MAXH * 128], s[MAXH * LDS];
     static uint16_t kt[40 * 128];
-    for (int si = 0; infer_kernel_names[si] != NULL; si++) {
-        const struct infer_kernels *ks =
-            infer_kernels_get(infer_kernel_names[si]);
-        if (ks == NULL)
-            continue;
+    const struct infer_kernels *ks;
+    for (int si = 0; (ks = next_set(&si)) != NULL;) {
         for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++)
             for (size_t bi = 0; bi < 2; bi++)
                 for (int nh = 1; nh <= MAXH; nh += 2) {
@@ -557,11 +561,8 @@ TEST(to_half_every_set)
         0.0f,    -0.0f,    65504.0f, 65519.0f,        65520.0f,       -65520.0f,
         6.1e-5f, 5.96e-8f, 2.98e-8f, 1.0f + 0x1p-11f, 1.0f + 0x3p-11f};
     memcpy(x, edge, sizeof(edge));
-    for (int si = 0; infer_kernel_names[si] != NULL; si++) {
-        const struct infer_kernels *ks =
-            infer_kernels_get(infer_kernel_names[si]);
-        if (ks == NULL)
-            continue;
+    const struct infer_kernels *ks;
+    for (int si = 0; (ks = next_set(&si)) != NULL;) {
         static const int ns[] = {N, 1, 7, 16, 37};
         for (size_t t = 0; t < sizeof(ns) / sizeof(ns[0]); t++) {
             y[ns[t]] = 0xabcd;
@@ -581,11 +582,8 @@ TEST(softmax_every_set)
     static const int ns[] = {1, 7, 16, 33, 300};
     static float s[300];
     static double ref[300];
-    for (int si = 0; infer_kernel_names[si] != NULL; si++) {
-        const struct infer_kernels *ks =
-            infer_kernels_get(infer_kernel_names[si]);
-        if (ks == NULL)
-            continue;
+    const struct infer_kernels *ks;
+    for (int si = 0; (ks = next_set(&si)) != NULL;) {
         for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
             int n = ns[i];
             fill(s, n, 40.0);
@@ -611,11 +609,8 @@ TEST(attn_v_every_set)
 {
     static const int hds[] = {64, 128, 24, 100, 5};
     enum { NH = 3, CNT = 16, LDA = 19 };
-    for (int s = 0; infer_kernel_names[s] != NULL; s++) {
-        const struct infer_kernels *ks =
-            infer_kernels_get(infer_kernel_names[s]);
-        if (ks == NULL)
-            continue;
+    const struct infer_kernels *ks;
+    for (int s = 0; (ks = next_set(&s)) != NULL;) {
         for (size_t hi = 0; hi < sizeof(hds) / sizeof(hds[0]); hi++) {
             int hd = hds[hi];
             for (int cnt = 1; cnt <= CNT; cnt += 5) {
@@ -654,11 +649,8 @@ TEST(rmsnorm_every_set)
     fill(x, K, 5.0);
     fill(w, K, 1.0);
     static const int ns[] = {1, 15, 16, 64, 576, 599};
-    for (int si = 0; infer_kernel_names[si] != NULL; si++) {
-        const struct infer_kernels *ks =
-            infer_kernels_get(infer_kernel_names[si]);
-        if (ks == NULL)
-            continue;
+    const struct infer_kernels *ks;
+    for (int si = 0; (ks = next_set(&si)) != NULL;) {
         for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
             int n = ns[i];
             o[n] = 12345.0f;
@@ -697,11 +689,8 @@ TEST(quant_and_silu_every_set)
     g0[0] = -100;
     g0[1] = 100;
     g0[2] = 0;
-    for (int s = 0; infer_kernel_names[s] != NULL; s++) {
-        const struct infer_kernels *ks =
-            infer_kernels_get(infer_kernel_names[s]);
-        if (ks == NULL)
-            continue;
+    const struct infer_kernels *ks;
+    for (int s = 0; (ks = next_set(&s)) != NULL;) {
         memset(got, 0x55, sizeof(got));
         ks->quant_q8a(x, got, K);
         CHECK(memcmp(got, ref, sizeof(ref)) == 0);
