@@ -900,18 +900,27 @@ static void pro_out_norm(struct infer_ctx *c, int l, int k, int ith)
 
 /* Matmul chunks (k is a block of CHUNK_ROWS weight rows). */
 
+/* Chunk k of a step over the weights ws[0, nw) one after another: the
+ * index of the weight it falls in, and its chunk there in *kk. */
+static int chunk_of(const struct infer_weight *const *ws, int nw, int k,
+                    int *kk)
+{
+    int i = 0;
+    for (; i + 1 < nw && k >= n_chunks(ws[i]); i++)
+        k -= n_chunks(ws[i]);
+    *kk = k;
+    return i;
+}
+
 static void ch_qkv(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_config *cf = &c->m->cfg;
     const struct infer_layer *L = &c->m->layers[l];
-    int kvd = cf->n_kv_heads * cf->head_dim, nq = n_chunks(&L->wq);
-    int nk = n_chunks(&L->wk);
-    if (k < nq)
-        mm_normed(c, &L->wq, c->n, c->q, cf->n_heads * cf->head_dim, k, ith);
-    else if (k < nq + nk)
-        mm_normed(c, &L->wk, c->n, c->k, kvd, k - nq, ith);
-    else
-        mm_normed(c, &L->wv, c->n, c->v, kvd, k - nq - nk, ith);
+    const struct infer_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+    float *ys[3] = {c->q, c->k, c->v};
+    int kvd = cf->n_kv_heads * cf->head_dim, kk, i = chunk_of(ws, 3, k, &kk);
+    mm_normed(c, ws[i], c->n, ys[i], i == 0 ? cf->n_heads * cf->head_dim : kvd,
+              kk, ith);
 }
 
 static void ch_wo(struct infer_ctx *c, int l, int k, int ith)
@@ -924,11 +933,10 @@ static void ch_wo(struct infer_ctx *c, int l, int k, int ith)
 static void ch_gate_up(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_layer *L = &c->m->layers[l];
-    int ng = n_chunks(&L->w_gate), hid = c->m->cfg.hidden;
-    if (k < ng)
-        mm_normed(c, &L->w_gate, c->n, c->hb, hid, k, ith);
-    else
-        mm_normed(c, &L->w_up, c->n, c->hb2, hid, k - ng, ith);
+    const struct infer_weight *ws[2] = {&L->w_gate, &L->w_up};
+    int kk, i = chunk_of(ws, 2, k, &kk);
+    mm_normed(c, ws[i], c->n, i == 0 ? c->hb : c->hb2, c->m->cfg.hidden, kk,
+              ith);
 }
 
 /* Gate and up rows [32k, 32k + 32) for all entries, then SiLU(gate) * up
@@ -998,14 +1006,12 @@ static void chunk_prefetch(const struct infer_ctx *c, const struct step *s,
                            int k)
 {
     const struct infer_layer *L = &c->m->layers[s->l];
+    const struct infer_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    const struct infer_weight *gu[2] = {&L->w_gate, &L->w_up};
+    int kk;
     if (s->fn == ch_qkv) {
-        int nq = n_chunks(&L->wq), nk = n_chunks(&L->wk);
-        if (k < nq)
-            prefetch_rows(c, &L->wq, k);
-        else if (k < nq + nk)
-            prefetch_rows(c, &L->wk, k - nq);
-        else
-            prefetch_rows(c, &L->wv, k - nq - nk);
+        int i = chunk_of(qkv, 3, k, &kk);
+        prefetch_rows(c, qkv[i], kk);
     } else if (s->fn == ch_wo) {
         prefetch_rows(c, &L->wo, k);
     } else if (s->fn == ch_down) {
@@ -1014,8 +1020,8 @@ static void chunk_prefetch(const struct infer_ctx *c, const struct step *s,
         prefetch_rows(c, &L->w_gate, k);
         prefetch_rows(c, &L->w_up, k);
     } else if (s->fn == ch_gate_up) {
-        int ng = n_chunks(&L->w_gate);
-        prefetch_rows(c, k < ng ? &L->w_gate : &L->w_up, k < ng ? k : k - ng);
+        int i = chunk_of(gu, 2, k, &kk);
+        prefetch_rows(c, gu[i], kk);
     } else if (s->fn == ch_logits) {
         prefetch_rows(c, &c->m->output, k);
     }
