@@ -322,14 +322,14 @@ MM_DRIVER(static, mm_bf16, row_bf16, uint16_t)
 MM_DRIVER(, infer__mm_q4_k_avx2, row_q4_k, struct infer_block_q4_k)
 MM_DRIVER(, infer__mm_q6_k_avx2, row_q6_k, struct infer_block_q6_k)
 
-/* 32 columns (4 ymm accumulators) of one head at a time over all cnt rows;
- * a last part of a row shorter than 8 is done with scalar FMAs. */
 /* 8 halves of the KV cache as floats. */
 static inline __m256 load_h8(const uint16_t *p)
 {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
 }
 
+/* 32 columns (4 ymm accumulators) of one head at a time over all cnt rows;
+ * a last part of a row shorter than 8 is done with scalar FMAs. */
 static void attn_v(const float *a, int64_t lda, int nh, const uint16_t *v,
                    int cnt, int hd, float *o)
 {

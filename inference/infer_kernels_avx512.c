@@ -444,15 +444,15 @@ MM_DRIVER(static, mm_f32, row_f32, float)
 MM_DRIVER(static, mm_f16, row_f16, uint16_t)
 MM_DRIVER(static, mm_bf16, row_bf16, uint16_t)
 
-/* Scores of up to 4 heads (NH) for up to 16 positions: per dimension j,
- * one load of K's row j (16 positions) times each head's q[j] broadcast;
- * even and odd j go to separate accumulators (shorter FMA chains). */
 /* Up to 16 halves of the KV cache (those in m) as floats. */
 ALWAYS_INLINE __m512 load_h16(__mmask16 m, const uint16_t *p)
 {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 
+/* Scores of up to 4 heads (NH) for up to 16 positions: per dimension j,
+ * one load of K's row j (16 positions) times each head's q[j] broadcast;
+ * even and odd j go to separate accumulators (shorter FMA chains). */
 ALWAYS_INLINE void attn_qk_tile(const float *q, int nh, const uint16_t *kt,
                                 int bs, int hd, __mmask16 m, float *s,
                                 int64_t lds)
