@@ -708,6 +708,13 @@ static int share_take(struct share *sh, bool front, int *k, int *left)
 static void chunk_prefetch(const struct infer_ctx *c, const struct step *s,
                            int k);
 
+/* The first of the n chunks of a step that thread t of nth owns (its run
+ * ends where thread t + 1's starts). */
+static int own_first(int n, int t, int nth)
+{
+    return (int)((int64_t)n * t / nth);
+}
+
 static void run_step_pro(struct infer_ctx *c, int *si, int n, chunk_fn fn,
                          int l, int ith, chunk_fn prologue)
 {
@@ -724,8 +731,8 @@ static void run_step_pro(struct infer_ctx *c, int *si, int n, chunk_fn fn,
         atomic_store_explicit(&s->sleepers, 0, memory_order_relaxed);
         for (int t = 0; t < nth; t++)
             atomic_store_explicit(&sh[t].v,
-                                  (uint64_t)((int64_t)n * (t + 1) / nth) << 32 |
-                                      (uint64_t)((int64_t)n * t / nth),
+                                  (uint64_t)own_first(n, t + 1, nth) << 32 |
+                                      (uint64_t)own_first(n, t, nth),
                                   memory_order_relaxed);
         return;
     }
@@ -735,8 +742,8 @@ static void run_step_pro(struct infer_ctx *c, int *si, int n, chunk_fn fn,
         if (got > 0 && left == 0 && *si < c->n_steps) {
             /* This thread's last own chunks: its first of the next step. */
             const struct step *ns = &c->steps[*si];
-            int k0 = (int)((int64_t)ns->n * ith / nth);
-            if (k0 < (int64_t)ns->n * (ith + 1) / nth)
+            int k0 = own_first(ns->n, ith, nth);
+            if (k0 < own_first(ns->n, ith + 1, nth))
                 chunk_prefetch(c, ns, k0);
         }
         for (int o = 1; got == 0 && o < nth; o++)
