@@ -803,6 +803,9 @@ int infer__sched_open(const char *model_path,
     if (e->base.name == NULL || e->comp == NULL || e->logits == NULL ||
         e->batch == NULL || e->run == NULL || e->sess == NULL)
         st = infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
+    else /* pages in now, not in the first steps (as the KV pool) */
+        memset(e->logits, 0,
+               (size_t)e->o.max_batch * c->n_vocab * sizeof(float));
     struct infer_ctx_params cp = {.max_batch = e->max_tokens_step,
                                   .max_ctx = e->ctx_len,
                                   .pool = e->comp ? e->comp->pool : NULL};
