@@ -70,6 +70,9 @@ int infer_bench_prompt_rate(const struct infer_model *m, int batch,
         malloc((size_t)PREFILL_CHUNK * m->cfg.n_vocab * sizeof(float));
     int st = e && logits ? INFER_OK
                          : infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
+    if (st == INFER_OK) /* its pages in before the clock starts */
+        memset(logits, 0,
+               (size_t)PREFILL_CHUNK * m->cfg.n_vocab * sizeof(float));
     if (st == INFER_OK)
         st = infer_ctx_new(m, &cp, &ctx, err);
     if (st == INFER_OK)
