@@ -34,8 +34,8 @@
 
 /* Zeroed, so every page is touched now: the buffers are committed memory
  * from the start, and forward calls never stop on a first-touch page
- * fault (in a VM, ~17 us a page here: a step's worth of them cost a
- * decode step 5-10%, and a 128-token generation's KV pool 3-4%). */
+ * fault (in a VM, ~17 us a 4 KB page here: a step's worth of them cost
+ * a decode step 5-10%, and a 128-token generation's KV pool 3-4%). */
 static void *alloc64(size_t bytes)
 {
     size_t n = (bytes + 63) / 64 * 64;
@@ -66,14 +66,17 @@ int infer_kv_new(const struct infer_model *m, int n_blocks, int block_size,
         free(kv);
         return infer_err_set(err, INFER_ERR_NOMEM, "kv: pool too large");
     }
-    kv->k = alloc64((size_t)n_blocks * per * sizeof(uint16_t));
-    kv->v = alloc64((size_t)n_blocks * per * sizeof(uint16_t));
+    size_t bytes = (size_t)n_blocks * per * sizeof(uint16_t);
+    kv->k = infer_alloc_big(bytes);
+    kv->v = infer_alloc_big(bytes);
     kv->free_ids = malloc((size_t)n_blocks * sizeof(int32_t));
     if (kv->k == NULL || kv->v == NULL || kv->free_ids == NULL) {
         infer_kv_free(kv);
         return infer_err_set(err, INFER_ERR_NOMEM,
                              "kv: cannot allocate %d blocks", n_blocks);
     }
+    memset(kv->k, 0, bytes); /* paged in now (see alloc64) */
+    memset(kv->v, 0, bytes);
     /* Stack order: block 0 is handed out first. */
     for (int i = 0; i < n_blocks; i++)
         kv->free_ids[i] = n_blocks - 1 - i;

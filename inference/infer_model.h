@@ -94,9 +94,8 @@ struct infer_model {
     struct infer_gguf *gguf;
     void *map;
     size_t map_size;
-    float *owned;  /* converted norms and biases */
-    void **packed; /* (n_packed) Q8R copies of weights */
-    int n_packed;
+    float *owned; /* converted norms and biases */
+    void *packed; /* the Q8R copies of weights, one after another */
     size_t n_owned, cap_owned;
     char *name_buf;
 };
@@ -106,6 +105,13 @@ struct infer_model_params {
     bool no_tokenizer;          /* weights only (tests) */
     bool no_repack; /* keep Q8_0 row-major only (also $ARENA_REPACK=0) */
 };
+
+/* Memory for the large buffers a decode step streams through (packed
+ * weights, the KV pool): 2 MB aligned and, where the kernel grants them
+ * on request (transparent huge pages in "madvise" mode, as on Debian),
+ * in 2 MB pages, so streaming them walks a page table 512 times less
+ * often. Not zeroed; free() releases it. */
+void *infer_alloc_big(size_t bytes);
 
 /* Loads a GGUF (llama, qwen2) or llama2.c version-0 file (chosen by magic)
  * with its tokenizer. INFER_ERR_IO, _FORMAT (the file is malformed: err
