@@ -6,13 +6,14 @@
  * pass is a fixed list of steps, walked once by the caller to set them up
  * (c->planning) and then by every thread. Each step is cut into chunks:
  * an entry (norms, activation quantisation, RoPE, KV writes), an (entry,
- * KV head) pair (attention for the query heads that share it) or 32 weight
- * rows multiplied by all n activation rows while they are in cache
- * (matmuls). Every thread owns an equal run of a step's chunks and steals
- * from the others' when done (struct step); a step ends when all its
- * chunks are done. Every output value is computed from its own row alone,
- * so results do not depend on the batch, the chunking or the number of
- * threads.
+ * KV head) pair (attention for the query heads that share it; past
+ * ATT_PART_MIN positions, a part of their positions, the parts merged by
+ * the last to finish) or 32 weight rows multiplied by all n activation
+ * rows while they are in cache (matmuls). Every thread owns an equal run
+ * of a step's chunks and steals from the others' when done (struct step);
+ * a step ends when all its chunks are done. Every output value is
+ * computed from its own row alone, so results do not depend on the batch,
+ * the chunking or the number of threads.
  * Per layer: q,k,v | attention (with bias+RoPE+KV write of its head when
  * each entry is its own sequence, else a step before it; and quantising
  * its output for wo) | wo (+ residual) | gate,up (and SiLU * up, quantised
@@ -146,6 +147,23 @@ void infer_kv_release(struct infer_kv *kv, struct infer_seq *s, int keep_pos)
  * thread (a norm costs a row; a boundary, every thread's wait). */
 #define FUSE_MAX 4
 
+/* Attention over more than ATT_PART_MIN positions is cut into up to
+ * ATT_MAX_PARTS parts of whole 16-position runs, one chunk each, whose
+ * softmaxes are merged after (att_part_size, att_merge): one sequence's
+ * KV heads then keep every thread busy (3 KV heads on 2 threads leave one
+ * idle for a head otherwise), and each thread keeps its own misses in
+ * flight. The parts depend on the position alone, so results do not
+ * depend on the batch or the threads either. */
+#define ATT_PART_MIN  128
+#define ATT_MAX_PARTS 4
+
+/* One attention chunk: entry i, KV head g, part p of np. */
+struct att_chunk {
+    int32_t i;
+    int16_t g;
+    uint8_t p, np;
+};
+
 struct infer_ctx;
 typedef void (*chunk_fn)(struct infer_ctx *c, int l, int k, int ith);
 
@@ -199,7 +217,17 @@ struct infer_ctx {
      * (nth, FUSE_MAX, row) per infer_act_kind. */
     float *xb_th;
     void *act_th[3];
-    size_t act_th_row[3];   /* bytes per row of act_th[kind] */
+    size_t act_th_row[3]; /* bytes per row of act_th[kind] */
+    /* Attention in parts (att_split): the chunks of a call, each part's
+     * output (group, head_dim) and softmax maximum and sum (group, 2),
+     * by chunk, and how many parts of (entry, KV head) have finished in
+     * the call; the one that finishes a layer's last merges (att_merge). */
+    struct att_chunk *att_map; /* (max_batch * n_kv_heads * ATT_MAX_PARTS) */
+    float *att_part, *att_stat;
+    float *q_th;            /* (nth, group, head_dim) a part's queries */
+    atomic_int *att_done;   /* (max_batch * n_kv_heads) */
+    int n_att;              /* attention chunks of the call */
+    bool att_split;         /* some entry's attention is in parts */
     struct step *steps;     /* (max_steps) of one call */
     struct share *shares;   /* (max_steps, nth) */
     struct cold *cold;      /* (nth) */
@@ -271,13 +299,22 @@ int infer_ctx_new(const struct infer_model *m, const struct infer_ctx_params *p,
     c->scores = alloc64((size_t)nth * (cf->n_heads / cf->n_kv_heads) *
                         (p->max_ctx + 1) * 4);
     c->out_rows = alloc64(B * sizeof(int32_t));
+    size_t n_parts = B * cf->n_kv_heads * ATT_MAX_PARTS;
+    int grp = cf->n_heads / cf->n_kv_heads;
+    c->att_map = alloc64(n_parts * sizeof(struct att_chunk));
+    c->att_part = alloc64(n_parts * grp * cf->head_dim * 4);
+    c->att_stat = alloc64(n_parts * grp * 2 * 4);
+    c->att_done = alloc64(B * cf->n_kv_heads * sizeof(atomic_int));
+    c->q_th = alloc64((size_t)nth * grp * cf->head_dim * 4);
     c->max_steps = 10 * cf->n_layers + 4;
     c->steps = alloc64((size_t)c->max_steps * sizeof(struct step));
     c->shares = alloc64((size_t)c->max_steps * nth * sizeof(struct share));
     c->cold = alloc64((size_t)nth * sizeof(struct cold));
     bool ok = c->pool != NULL && c->x && c->xb && c->xb2 && c->q && c->att &&
               c->k && c->v && c->hb && c->hb2 && c->rope && c->inv_freq &&
-              c->scores && c->out_rows && c->steps && c->shares && c->cold;
+              c->scores && c->out_rows && c->steps && c->shares && c->cold &&
+              c->att_map && c->att_part && c->att_stat && c->att_done &&
+              c->q_th;
     c->act_down = alloc64(B * infer_act_row_bytes(INFER_ACT_Q8A, maxk + 256));
     ok = ok && c->act_down != NULL;
     c->xb_th = alloc64((size_t)nth * FUSE_MAX * cf->dim * 4);
@@ -316,6 +353,11 @@ void infer_ctx_free(struct infer_ctx *c)
         free(bufs[i]);
     free(c->inv_freq);
     free(c->out_rows);
+    free(c->att_map);
+    free(c->att_part);
+    free(c->att_stat);
+    free(c->att_done);
+    free(c->q_th);
     free(c->steps);
     free(c->shares);
     free(c->cold);
@@ -568,31 +610,38 @@ static void kv_half(const struct infer_ctx *c, float *x, uint16_t *h, int n)
     c->kern->to_half(x, h, n);
 }
 
-/* Bias, RoPE and the KV write for entry i at layer l, for KV head g and
- * the query heads that share it (all heads: qkv_finish). Element-wise, so
- * the values do not depend on how the heads are split. */
-static void qkv_finish_head(struct infer_ctx *c, int l, int i, int g)
+/* Bias and RoPE of the query heads of entry i that share KV head g, at
+ * layer l, from c->q into q (c->q's own place, or a copy). */
+static void rope_q(const struct infer_ctx *c, int l, int i, int g, float *q)
 {
     const struct infer_config *cf = &c->m->cfg;
     const struct infer_layer *L = &c->m->layers[l];
-    int hd = cf->head_dim, qd = cf->n_heads * hd, kvd = cf->n_kv_heads * hd;
-    int grp = cf->n_heads / cf->n_kv_heads;
-    float *q = c->q + (size_t)i * qd + (size_t)g * grp * hd;
+    int hd = cf->head_dim, grp = cf->n_heads / cf->n_kv_heads;
+    const float *src =
+        c->q + (size_t)i * cf->n_heads * hd + (size_t)g * grp * hd;
+    for (int j = 0; j < grp * hd; j++)
+        q[j] = L->bq != NULL ? src[j] + L->bq[g * grp * hd + j] : src[j];
+    const float *cs = c->rope + (size_t)i * (cf->n_rot + 1);
+    for (int h = 0; h < grp; h++)
+        rope_apply(cf, q + h * hd, cs);
+}
+
+/* Bias and RoPE of K head g of entry i at layer l, and the KV write of
+ * its position. */
+static void rope_kv_write(struct infer_ctx *c, int l, int i, int g)
+{
+    const struct infer_config *cf = &c->m->cfg;
+    const struct infer_layer *L = &c->m->layers[l];
+    int hd = cf->head_dim, kvd = cf->n_kv_heads * hd;
     float *k = c->k + (size_t)i * kvd + (size_t)g * hd;
     float *v = c->v + (size_t)i * kvd + (size_t)g * hd;
-    if (L->bq != NULL)
-        for (int j = 0; j < grp * hd; j++)
-            q[j] += L->bq[g * grp * hd + j];
     if (L->bk != NULL)
         for (int j = 0; j < hd; j++)
             k[j] += L->bk[g * hd + j];
     if (L->bv != NULL)
         for (int j = 0; j < hd; j++)
             v[j] += L->bv[g * hd + j];
-    const float *cs = c->rope + (size_t)i * (cf->n_rot + 1);
-    for (int h = 0; h < grp; h++)
-        rope_apply(cf, q + h * hd, cs);
-    rope_apply(cf, k, cs);
+    rope_apply(cf, k, c->rope + (size_t)i * (cf->n_rot + 1));
     const struct infer_batch_entry *e = &c->e[i];
     int bs = c->kv->block_size, off = e->pos % bs;
     uint16_t *kt = kv_at(c->kv, c->kv->k, e->seq, l, g, e->pos - off);
@@ -606,60 +655,123 @@ static void qkv_finish_head(struct infer_ctx *c, int l, int i, int g)
     kv_half(c, v, kv_at(c->kv, c->kv->v, e->seq, l, g, e->pos), hd);
 }
 
+/* Bias, RoPE and the KV write for entry i at layer l, for KV head g and
+ * the query heads that share it (all heads: qkv_finish). Element-wise, so
+ * the values do not depend on how the heads are split. */
+static void qkv_finish_head(struct infer_ctx *c, int l, int i, int g)
+{
+    const struct infer_config *cf = &c->m->cfg;
+    int hd = cf->head_dim, grp = cf->n_heads / cf->n_kv_heads;
+    rope_q(c, l, i, g,
+           c->q + (size_t)i * cf->n_heads * hd + (size_t)g * grp * hd);
+    rope_kv_write(c, l, i, g);
+}
+
 static void qkv_finish(struct infer_ctx *c, int l, int i)
 {
     for (int g = 0; g < c->m->cfg.n_kv_heads; g++)
         qkv_finish_head(c, l, i, g);
 }
 
-/* Attention of entry i at layer l over positions [0, pos] for the query
- * heads that share KV head g: their scores against each KV block come
- * from one small matmul (the block's K rows x the group's query rows), and
- * each block of V rows is read once for the whole group (attn_v).
- * s: (group, max_ctx + 1) scores, then softmax weights. */
-static void attend(struct infer_ctx *c, int l, int i, int g, float *s)
+/* Positions per attention part for an entry attending to n positions,
+ * or 0 if it is one chunk (see ATT_PART_MIN); parts = ceil(n / size). */
+static int att_part_size(int n)
+{
+    if (n <= ATT_PART_MIN)
+        return 0;
+    int np = (n + ATT_PART_MIN - 1) / ATT_PART_MIN;
+    np = np < ATT_MAX_PARTS ? np : ATT_MAX_PARTS;
+    return ((n + np - 1) / np + 15) / 16 * 16;
+}
+
+static int att_n_parts(int n)
+{
+    int size = att_part_size(n);
+    return size > 0 ? (n + size - 1) / size : 1;
+}
+
+/* Attention of entry i at layer l over positions [p0, p1) for the query
+ * heads that share KV head g, whose rows (after RoPE) are at q: their
+ * scores against each run of a KV block come from one small matmul (the
+ * block's K rows x the group's query rows), and each run of V rows is
+ * read once for the whole group (attn_v). s: (group, max_ctx + 1)
+ * scores, then softmax weights; o: (group, head_dim) output; stat: NULL,
+ * or each head's softmax maximum and sum (group, 2) when [p0, p1) is a
+ * part of the positions. */
+static void attend(struct infer_ctx *c, int l, int i, int g, const float *q,
+                   int p0, int p1, float *s, float *o, float *stat)
 {
     const struct infer_config *cf = &c->m->cfg;
     const struct infer_batch_entry *e = &c->e[i];
     const struct infer_kv *kv = c->kv;
-    int hd = cf->head_dim, qd = cf->n_heads * hd;
-    int grp = cf->n_heads / cf->n_kv_heads, n = e->pos + 1;
+    int hd = cf->head_dim, grp = cf->n_heads / cf->n_kv_heads;
     int bs = kv->block_size, ls = c->max_ctx + 1;
-    const float *q = c->q + (size_t)i * qd + (size_t)g * grp * hd;
     float scale = 1.0f / sqrtf((float)hd);
-    for (int p0 = 0; p0 < n; p0 += bs) {
-        int cnt = n - p0 < bs ? n - p0 : bs;
-        c->kern->attn_qk(q, grp, kv_at(kv, kv->k, e->seq, l, g, p0), bs, cnt,
-                         hd, s + p0, ls);
+    for (int p = p0, cnt; p < p1; p += cnt) {
+        int off = p % bs; /* K by dimension: a run starts at its offset */
+        cnt = p1 - p < bs - off ? p1 - p : bs - off;
+        c->kern->attn_qk(q, grp, kv_at(kv, kv->k, e->seq, l, g, p - off) + off,
+                         bs, cnt, hd, s + (p - p0), ls);
     }
     for (int h = 0; h < grp; h++)
-        c->kern->softmax(s + (size_t)h * ls, n, scale);
-    float *o = c->att + (size_t)i * qd + (size_t)g * grp * hd;
+        c->kern->softmax(s + (size_t)h * ls, p1 - p0, scale,
+                         stat != NULL ? stat + 2 * h : NULL);
     memset(o, 0, (size_t)grp * hd * sizeof(float));
-    for (int p0 = 0; p0 < n; p0 += bs) {
-        int cnt = n - p0 < bs ? n - p0 : bs;
-        c->kern->attn_v(s + p0, ls, grp, kv_at(kv, kv->v, e->seq, l, g, p0),
-                        cnt, hd, o);
+    for (int p = p0, cnt; p < p1; p += cnt) {
+        cnt = p1 - p < bs - p % bs ? p1 - p : bs - p % bs;
+        c->kern->attn_v(s + (p - p0), ls, grp,
+                        kv_at(kv, kv->v, e->seq, l, g, p), cnt, hd, o);
     }
 }
 
 /* Asks for every cache line of the KV cache that attention of entry i
- * at layer l for KV head g reads or writes, at once. The blocks lie
- * apart, a short run each, too short for the hardware prefetcher: read
- * on demand, they cost a memory latency every few lines. */
-static void kv_prefetch(const struct infer_ctx *c, int l, int i, int g)
+ * at layer l for KV head g over positions [p0, p1) reads or writes, at
+ * once. The blocks lie apart, a short run each, too short for the
+ * hardware prefetcher: read on demand, they cost a memory latency every
+ * few lines. */
+static void kv_prefetch(const struct infer_ctx *c, int l, int i, int g, int p0,
+                        int p1)
 {
     const struct infer_kv *kv = c->kv;
     const struct infer_batch_entry *e = &c->e[i];
     int hd = c->m->cfg.head_dim, bs = kv->block_size;
-    for (int p0 = 0; p0 <= e->pos; p0 += bs) {
-        int cnt = e->pos + 1 - p0 < bs ? e->pos + 1 - p0 : bs;
-        const char *kt = (const char *)kv_at(kv, kv->k, e->seq, l, g, p0);
-        const char *v = (const char *)kv_at(kv, kv->v, e->seq, l, g, p0);
+    for (int p = p0, cnt; p < p1; p += cnt) {
+        int off = p % bs;
+        cnt = p1 - p < bs - off ? p1 - p : bs - off;
+        const char *kt = (const char *)kv_at(kv, kv->k, e->seq, l, g, p - off);
+        const char *v = (const char *)kv_at(kv, kv->v, e->seq, l, g, p);
         for (size_t t = 0; t < (size_t)bs * hd * sizeof(uint16_t); t += 64)
             __builtin_prefetch(kt + t, 0, 3);
         for (size_t t = 0; t < (size_t)cnt * hd * sizeof(uint16_t); t += 64)
             __builtin_prefetch(v + t, 0, 3);
+    }
+}
+
+/* The output of the np parts of an (entry, KV head), at chunks k0 on, into
+ * o: each part's softmax is rescaled to the largest maximum and the parts
+ * are added in their order, whichever thread merges. */
+static void att_merge(const struct infer_ctx *c, int k0, int np, float *o)
+{
+    const struct infer_config *cf = &c->m->cfg;
+    int hd = cf->head_dim, grp = cf->n_heads / cf->n_kv_heads;
+    for (int h = 0; h < grp; h++) {
+        float mx = -INFINITY, w[ATT_MAX_PARTS], t = 0;
+        for (int p = 0; p < np; p++) {
+            const float *st = c->att_stat + ((size_t)(k0 + p) * grp + h) * 2;
+            mx = st[0] > mx ? st[0] : mx;
+        }
+        for (int p = 0; p < np; p++) {
+            const float *st = c->att_stat + ((size_t)(k0 + p) * grp + h) * 2;
+            w[p] = st[1] * expf(st[0] - mx);
+            t += w[p];
+        }
+        for (int j = 0; j < hd; j++) {
+            float acc = 0;
+            for (int p = 0; p < np; p++)
+                acc +=
+                    w[p] * c->att_part[((size_t)(k0 + p) * grp + h) * hd + j];
+            o[(size_t)h * hd + j] = acc / t;
+        }
     }
 }
 
@@ -807,26 +919,73 @@ static void ch_rope(struct infer_ctx *c, int l, int k, int ith)
     qkv_finish(c, l, k);
 }
 
-static void ch_attend(struct infer_ctx *c, int l, int k, int ith)
+/* Attention chunk k: its (entry, KV head, part) in *a. Returns whether
+ * the output of that (entry, KV head) is now complete: a whole one, or
+ * the last of its parts to finish, which merges them. First, if rope
+ * (c->rope_in_attn: no step does them before), bias and RoPE of the
+ * head's queries (every part, into its own copy) and of its key, and the
+ * KV write of its position (the one part that reads it: the last). */
+static bool attend_chunk(struct infer_ctx *c, int l, int k, int ith, bool rope,
+                         struct att_chunk *a)
 {
     const struct infer_config *cf = &c->m->cfg;
-    int nkv = cf->n_kv_heads;
-    attend(c, l, k / nkv, k % nkv,
-           c->scores + (size_t)ith * (cf->n_heads / nkv) * (c->max_ctx + 1));
+    int nkv = cf->n_kv_heads, grp = cf->n_heads / nkv;
+    int span = grp * cf->head_dim;
+    *a = c->att_split ? c->att_map[k]
+                      : (struct att_chunk){k / nkv, (int16_t)(k % nkv), 0, 1};
+    int n = c->e[a->i].pos + 1, size = att_part_size(n);
+    int p0 = a->np > 1 ? a->p * size : 0;
+    int p1 = a->np > 1 && p0 + size < n ? p0 + size : n;
+    float *s = c->scores + (size_t)ith * grp * (c->max_ctx + 1);
+    float *o = c->att + (size_t)a->i * cf->n_heads * cf->head_dim +
+               (size_t)a->g * span;
+    const float *q =
+        c->q + (size_t)a->i * cf->n_heads * cf->head_dim + (size_t)a->g * span;
+    kv_prefetch(c, l, a->i, a->g, p0, p1);
+    if (rope && a->np == 1) {
+        qkv_finish_head(c, l, a->i, a->g);
+    } else if (rope) {
+        float *qc = c->q_th + (size_t)ith * span;
+        rope_q(c, l, a->i, a->g, qc);
+        q = qc;
+        if (a->p == a->np - 1)
+            rope_kv_write(c, l, a->i, a->g);
+    }
+    if (a->np == 1) {
+        attend(c, l, a->i, a->g, q, 0, n, s, o, NULL);
+        return true;
+    }
+    attend(c, l, a->i, a->g, q, p0, p1, s, c->att_part + (size_t)k * span,
+           c->att_stat + (size_t)k * grp * 2);
+    /* Each layer adds np, one step after the other: the part that brings
+     * the count to a multiple of np is the layer's last (acq_rel: it sees
+     * every other part's output). */
+    if ((atomic_fetch_add_explicit(&c->att_done[a->i * nkv + a->g], 1,
+                                   memory_order_acq_rel) +
+         1) %
+            a->np !=
+        0)
+        return false;
+    att_merge(c, k - a->p, a->np, o);
+    return true;
 }
 
-/* Attention, then (when fusable) quantising the columns it wrote for wo;
- * first bias, RoPE and the KV write of this head when c->rope_in_attn. */
+static void ch_attend(struct infer_ctx *c, int l, int k, int ith)
+{
+    struct att_chunk a;
+    attend_chunk(c, l, k, ith, false, &a);
+}
+
+/* Attention, then (when fusable) quantising the columns of a completed
+ * (entry, KV head) for wo. */
 static void ch_attend_act(struct infer_ctx *c, int l, int k, int ith)
 {
     const struct infer_config *cf = &c->m->cfg;
-    int nkv = cf->n_kv_heads, span = cf->n_heads / nkv * cf->head_dim;
-    kv_prefetch(c, l, k / nkv, k % nkv);
-    if (c->rope_in_attn)
-        qkv_finish_head(c, l, k / nkv, k % nkv);
-    ch_attend(c, l, k, ith);
-    act_part(c, c->act[INFER_ACT_Q8A], &c->m->layers[l].wo, c->att, k / nkv,
-             (int64_t)(k % nkv) * span, span);
+    int span = cf->n_heads / cf->n_kv_heads * cf->head_dim;
+    struct att_chunk a;
+    if (attend_chunk(c, l, k, ith, c->rope_in_attn, &a))
+        act_part(c, c->act[INFER_ACT_Q8A], &c->m->layers[l].wo, c->att, a.i,
+                 (int64_t)a.g * span, span);
 }
 
 static void ch_att_act(struct infer_ctx *c, int l, int k, int ith)
@@ -1059,9 +1218,9 @@ static void forward_worker(void *arg, int ith, int nth)
         if (!fuse || !c->rope_in_attn)
             run_step(c, &si, n, ch_rope, l, ith);
         if (fuse) {
-            run_step(c, &si, n * m->cfg.n_kv_heads, ch_attend_act, l, ith);
+            run_step(c, &si, c->n_att, ch_attend_act, l, ith);
         } else {
-            run_step(c, &si, n * m->cfg.n_kv_heads, ch_attend, l, ith);
+            run_step(c, &si, c->n_att, ch_attend, l, ith);
             run_step(c, &si, n, ch_att_act, l, ith);
         }
         run_step(c, &si, n_chunks(&L->wo), ch_wo, l, ith);
@@ -1126,6 +1285,22 @@ int infer_forward(struct infer_ctx *c, struct infer_kv *kv,
                 c->rope_in_attn = false;
                 break;
             }
+    /* The attention chunks: (entry, KV head), or parts of them. */
+    int nkv = c->m->cfg.n_kv_heads;
+    c->att_split = false;
+    for (int i = 0; i < n && !c->att_split; i++)
+        c->att_split = att_n_parts(e[i].pos + 1) > 1;
+    c->n_att = c->att_split ? 0 : n * nkv;
+    for (int i = 0; i < n && c->att_split; i++) {
+        int np = att_n_parts(e[i].pos + 1);
+        for (int g = 0; g < nkv; g++) {
+            atomic_store_explicit(&c->att_done[i * nkv + g], 0,
+                                  memory_order_relaxed);
+            for (int p = 0; p < np; p++)
+                c->att_map[c->n_att++] =
+                    (struct att_chunk){i, (int16_t)g, (uint8_t)p, (uint8_t)np};
+        }
+    }
     c->fuse_norm = n <= FUSE_MAX;
     c->kv = kv;
     c->logits = logits;

@@ -179,8 +179,10 @@ struct infer_kernels {
      * with the squares summed in double (RMSNorm). */
     void (*rmsnorm)(float *o, const float *x, const float *w, int n, float eps);
     /* s[p] = exp(scale s[p] - m) / sum for p < n, m the largest scale s[p]
-     * and sum the sum of the exps (attention weights); exp as below. */
-    void (*softmax)(float *s, int n, float scale);
+     * and sum the sum of the exps (attention weights); exp as below. If
+     * stat is not NULL, stat[0] = m and stat[1] = sum (to merge the
+     * softmaxes of parts of a row). */
+    void (*softmax)(float *s, int n, float scale, float *stat);
     /* g[j] = g[j] / (1 + exp(-g[j])) * u[j] for j < n (SwiGLU); exp to
      * within a few ulp of expf(). */
     void (*silu_mul)(float *g, const float *u, int64_t n);

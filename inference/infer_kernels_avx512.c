@@ -660,7 +660,7 @@ static void rmsnorm(float *o, const float *x, const float *w, int n, float eps)
 
 /* infer__softmax_scalar with exp16: the scaled maximum, then the exps and
  * their sum, then the division. */
-static void softmax(float *s, int n, float scale)
+static void softmax(float *s, int n, float scale, float *stat)
 {
     const __m512 vs = _mm512_set1_ps(scale);
     __m512 mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
@@ -683,6 +683,10 @@ static void softmax(float *s, int n, float scale)
         __mmask16 m = n - p >= 16 ? 0xffff : (__mmask16)((1u << (n - p)) - 1);
         _mm512_mask_storeu_ps(
             s + p, m, _mm512_div_ps(_mm512_maskz_loadu_ps(m, s + p), vt));
+    }
+    if (stat != NULL) {
+        stat[0] = _mm512_cvtss_f32(vm);
+        stat[1] = _mm512_cvtss_f32(vt);
     }
 }
 

@@ -52,7 +52,7 @@ void infer__mm_q6_k_avx2(const void *w, size_t w_stride, int64_t k, int64_t r0,
 /* The scalar SwiGLU and softmax of infer_quant.c (the AVX2 set uses
  * them). */
 void infer__silu_mul_scalar(float *g, const float *u, int64_t n);
-void infer__softmax_scalar(float *s, int n, float scale);
+void infer__softmax_scalar(float *s, int n, float scale, float *stat);
 void infer__rmsnorm_scalar(float *o, const float *x, const float *w, int n,
                            float eps);
 

@@ -689,7 +689,7 @@ void infer__rmsnorm_scalar(float *o, const float *x, const float *w, int n,
         o[i] = x[i] * r * w[i];
 }
 
-void infer__softmax_scalar(float *s, int n, float scale)
+void infer__softmax_scalar(float *s, int n, float scale, float *stat)
 {
     float mx = -INFINITY, t = 0;
     for (int p = 0; p < n; p++) {
@@ -702,6 +702,10 @@ void infer__softmax_scalar(float *s, int n, float scale)
     }
     for (int p = 0; p < n; p++)
         s[p] /= t;
+    if (stat != NULL) {
+        stat[0] = mx;
+        stat[1] = t;
+    }
 }
 
 static void attn_v(const float *a, int64_t lda, int nh, const uint16_t *v,

@@ -729,6 +729,101 @@ TEST(batched_equals_unbatched)
     }
 }
 
+/* Attention over more than ATT_PART_MIN (128) positions runs in parts
+ * merged after: 300 positions against float64, and bit for bit the same
+ * alone, one token a call on one thread, as in prompt chunks beside
+ * another sequence on two threads. KV blocks of 12 positions, so parts
+ * start inside blocks. */
+TEST(long_context_attention_in_parts)
+{
+    enum { T = 300 };
+    static const char *const types[] = {"f32", "q8_0"};
+    static int tok[2][T];
+    for (int s = 0; s < 2; s++)
+        for (int t = 0; t < T; t++)
+            tok[s][t] = (t * 37 + s * 101 + 11) % 320;
+    for (size_t ti = 0; ti < 2; ti++) {
+        char path[1200];
+        CHECK_EQ(make_model(&model_cases[0], types[ti], path, sizeof(path)), 0);
+        struct infer_model *m;
+        struct infer_err err;
+        struct infer_model_params p = {.no_tokenizer = true};
+        CHECK_EQ(infer_model_load(path, &p, &m, &err), INFER_OK);
+        int V = m->cfg.n_vocab;
+        double *ref = malloc(sizeof(double) * T * V);
+        float *alone = malloc(sizeof(float) * T * V);
+        float *mixed = malloc(sizeof(float) * 2 * T * V);
+        ref_forward(m, tok[0], T, ref);
+        for (int threads = 1; threads <= 2; threads++) {
+            struct infer_ctx_params cp = {
+                .max_batch = 64, .max_ctx = T, .n_threads = threads};
+            struct infer_ctx *ctx;
+            struct infer_kv *kv;
+            struct infer_seq seq[2];
+            CHECK_EQ(infer_ctx_new(m, &cp, &ctx, &err), INFER_OK);
+            CHECK_EQ(infer_kv_new(m, 2 * (T + 11) / 12, 12, &kv, &err),
+                     INFER_OK);
+            for (int s = 0; s < 2; s++) {
+                CHECK_EQ(infer_seq_init(&seq[s], kv, T), INFER_OK);
+                CHECK_EQ(infer_kv_reserve(kv, &seq[s], T), INFER_OK);
+            }
+            if (threads == 1) { /* seq 0 alone, a token a call */
+                for (int t = 0; t < T; t++) {
+                    struct infer_batch_entry e = {&seq[0], t, tok[0][t], true};
+                    CHECK_EQ(infer_forward(ctx, kv, &e, 1,
+                                           alone + (size_t)t * V, &err),
+                             INFER_OK);
+                }
+            } else { /* seq 0 in chunks of 50, seq 1 a token a call */
+                int done[2] = {0, 0}, row[T], n_rows = 0;
+                while (done[0] < T) {
+                    struct infer_batch_entry e[64];
+                    int n = 0;
+                    for (int k = 0; k < 50 && done[0] < T; k++, done[0]++) {
+                        e[n++] = (struct infer_batch_entry){
+                            &seq[0], done[0], tok[0][done[0]], true};
+                        row[done[0]] = n_rows++;
+                    }
+                    e[n++] = (struct infer_batch_entry){&seq[1], done[1],
+                                                        tok[1][done[1]], true};
+                    done[1]++;
+                    n_rows++;
+                    CHECK_EQ(infer_forward(ctx, kv, e, n,
+                                           mixed + (size_t)(n_rows - n) * V,
+                                           &err),
+                             INFER_OK);
+                }
+                for (int t = 0; t < T; t++)
+                    CHECK(memcmp(mixed + (size_t)row[t] * V,
+                                 alone + (size_t)t * V,
+                                 sizeof(float) * V) == 0);
+            }
+            for (int s = 0; s < 2; s++)
+                infer_seq_cleanup(&seq[s]);
+            infer_kv_free(kv);
+            infer_ctx_free(ctx);
+        }
+        double mx = 0, err_max = 0, err_late = 0;
+        for (int i = 0; i < T * V; i++) {
+            mx = fmax(mx, fabs(ref[i]));
+            err_max = fmax(err_max, fabs(alone[i] - ref[i]));
+            if (i >= 129 * V)
+                err_late = fmax(err_late, fabs(alone[i] - ref[i]));
+        }
+        double tol = ti == 0 ? 2e-4 : 4e-2;
+        fprintf(stderr,
+                "%-5s %d positions: max|ref| %.3f max err %.2e (%.2e past "
+                "128)\n",
+                types[ti], T, mx, err_max, err_late);
+        CHECK(mx > 0.1);
+        CHECK(err_max <= tol * mx);
+        free(ref);
+        free(alone);
+        free(mixed);
+        infer_model_free(m);
+    }
+}
+
 TEST(forward_rejects_bad_entries)
 {
     char path[1200];
@@ -1020,6 +1115,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(gguf_random_corruption_never_crashes),
     TEST_ENTRY(forward_matches_float64_reference),
     TEST_ENTRY(batched_equals_unbatched),
+    TEST_ENTRY(long_context_attention_in_parts),
     TEST_ENTRY(forward_rejects_bad_entries),
     TEST_ENTRY(kv_pool_accounting),
     TEST_ENTRY(model_load_rejects_bad_files),

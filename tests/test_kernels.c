@@ -592,7 +592,10 @@ TEST(softmax_every_set)
                 mx = fmax(mx, 0.125 * s[p]);
             for (int p = 0; p < n; p++)
                 t += ref[p] = exp(0.125 * s[p] - mx);
-            ks->softmax(s, n, 0.125f);
+            float stat[2];
+            ks->softmax(s, n, 0.125f, stat);
+            CHECK(stat[0] == (float)mx); /* 0.125 s[p] is exact */
+            CHECK_NEAR(stat[1], t, 1e-5 * t);
             double sum = 0;
             for (int p = 0; p < n; p++) {
                 CHECK_NEAR(s[p], ref[p] / t, 1e-6 * (ref[p] / t) + 1e-9);
