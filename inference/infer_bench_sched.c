@@ -66,13 +66,10 @@ int infer_bench_prompt_rate(const struct infer_model *m, int batch,
     struct infer_kv *kv = NULL;
     struct infer_seq *seqs = NULL;
     struct infer_batch_entry *e = calloc(PREFILL_CHUNK, sizeof(*e));
-    float *logits =
-        malloc((size_t)PREFILL_CHUNK * m->cfg.n_vocab * sizeof(float));
+    float *logits = infer_alloc_zeroed((size_t)PREFILL_CHUNK * m->cfg.n_vocab *
+                                       sizeof(float));
     int st = e && logits ? INFER_OK
                          : infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
-    if (st == INFER_OK) /* its pages in before the clock starts */
-        memset(logits, 0,
-               (size_t)PREFILL_CHUNK * m->cfg.n_vocab * sizeof(float));
     if (st == INFER_OK)
         st = infer_ctx_new(m, &cp, &ctx, err);
     if (st == INFER_OK)

@@ -33,19 +33,6 @@
 
 /* ---- KV cache ------------------------------------------------------------ */
 
-/* Zeroed, so every page is touched now: the buffers are committed memory
- * from the start, and forward calls never stop on a first-touch page
- * fault (in a VM, ~17 us a 4 KB page here: a step's worth of them cost
- * a decode step 5-10%, and a 128-token generation's KV pool 3-4%). */
-static void *alloc64(size_t bytes)
-{
-    size_t n = (bytes + 63) / 64 * 64;
-    void *p = aligned_alloc(64, n > 0 ? n : 64);
-    if (p != NULL)
-        memset(p, 0, n > 0 ? n : 64);
-    return p;
-}
-
 int infer_kv_new(const struct infer_model *m, int n_blocks, int block_size,
                  struct infer_kv **out, struct infer_err *err)
 {
@@ -76,7 +63,7 @@ int infer_kv_new(const struct infer_model *m, int n_blocks, int block_size,
         return infer_err_set(err, INFER_ERR_NOMEM,
                              "kv: cannot allocate %d blocks", n_blocks);
     }
-    memset(kv->k, 0, bytes); /* paged in now (see alloc64) */
+    memset(kv->k, 0, bytes); /* paged in now (see infer_alloc_zeroed) */
     memset(kv->v, 0, bytes);
     /* Stack order: block 0 is handed out first. */
     for (int i = 0; i < n_blocks; i++)
@@ -285,48 +272,52 @@ int infer_ctx_new(const struct infer_model *m, const struct infer_ctx_params *p,
         maxk = (int64_t)qd;
     if (cf->hidden > maxk)
         maxk = cf->hidden;
-    c->x = alloc64(B * cf->dim * 4);
-    c->xb = alloc64(B * cf->dim * 4);
-    c->xb2 = alloc64(B * cf->dim * 4);
-    c->q = alloc64(B * qd * 4);
-    c->att = alloc64(B * qd * 4);
-    c->k = alloc64(B * kvd * 4);
-    c->v = alloc64(B * kvd * 4);
-    c->hb = alloc64(B * cf->hidden * 4);
-    c->hb2 = alloc64(B * cf->hidden * 4);
-    c->rope = alloc64(B * (cf->n_rot + 1) * 4);
-    c->inv_freq = alloc64((cf->n_rot / 2 + 1) * sizeof(double));
-    c->scores = alloc64((size_t)nth * (cf->n_heads / cf->n_kv_heads) *
-                        (p->max_ctx + 1) * 4);
-    c->out_rows = alloc64(B * sizeof(int32_t));
+    c->x = infer_alloc_zeroed(B * cf->dim * 4);
+    c->xb = infer_alloc_zeroed(B * cf->dim * 4);
+    c->xb2 = infer_alloc_zeroed(B * cf->dim * 4);
+    c->q = infer_alloc_zeroed(B * qd * 4);
+    c->att = infer_alloc_zeroed(B * qd * 4);
+    c->k = infer_alloc_zeroed(B * kvd * 4);
+    c->v = infer_alloc_zeroed(B * kvd * 4);
+    c->hb = infer_alloc_zeroed(B * cf->hidden * 4);
+    c->hb2 = infer_alloc_zeroed(B * cf->hidden * 4);
+    c->rope = infer_alloc_zeroed(B * (cf->n_rot + 1) * 4);
+    c->inv_freq = infer_alloc_zeroed((cf->n_rot / 2 + 1) * sizeof(double));
+    c->scores = infer_alloc_zeroed(
+        (size_t)nth * (cf->n_heads / cf->n_kv_heads) * (p->max_ctx + 1) * 4);
+    c->out_rows = infer_alloc_zeroed(B * sizeof(int32_t));
     size_t n_parts = B * cf->n_kv_heads * ATT_MAX_PARTS;
     int grp = cf->n_heads / cf->n_kv_heads;
-    c->att_map = alloc64(n_parts * sizeof(struct att_chunk));
-    c->att_part = alloc64(n_parts * grp * cf->head_dim * 4);
-    c->att_stat = alloc64(n_parts * grp * 2 * 4);
-    c->att_done = alloc64(B * cf->n_kv_heads * sizeof(atomic_int));
-    c->q_th = alloc64((size_t)nth * grp * cf->head_dim * 4);
+    c->att_map = infer_alloc_zeroed(n_parts * sizeof(struct att_chunk));
+    c->att_part = infer_alloc_zeroed(n_parts * grp * cf->head_dim * 4);
+    c->att_stat = infer_alloc_zeroed(n_parts * grp * 2 * 4);
+    c->att_done = infer_alloc_zeroed(B * cf->n_kv_heads * sizeof(atomic_int));
+    c->q_th = infer_alloc_zeroed((size_t)nth * grp * cf->head_dim * 4);
     c->max_steps = 10 * cf->n_layers + 4;
-    c->steps = alloc64((size_t)c->max_steps * sizeof(struct step));
-    c->shares = alloc64((size_t)c->max_steps * nth * sizeof(struct share));
-    c->cold = alloc64((size_t)nth * sizeof(struct cold));
+    c->steps = infer_alloc_zeroed((size_t)c->max_steps * sizeof(struct step));
+    c->shares =
+        infer_alloc_zeroed((size_t)c->max_steps * nth * sizeof(struct share));
+    c->cold = infer_alloc_zeroed((size_t)nth * sizeof(struct cold));
     bool ok = c->pool != NULL && c->x && c->xb && c->xb2 && c->q && c->att &&
               c->k && c->v && c->hb && c->hb2 && c->rope && c->inv_freq &&
               c->scores && c->out_rows && c->steps && c->shares && c->cold &&
               c->att_map && c->att_part && c->att_stat && c->att_done &&
               c->q_th;
-    c->act_down = alloc64(B * infer_act_row_bytes(INFER_ACT_Q8A, maxk + 256));
+    c->act_down =
+        infer_alloc_zeroed(B * infer_act_row_bytes(INFER_ACT_Q8A, maxk + 256));
     ok = ok && c->act_down != NULL;
-    c->xb_th = alloc64((size_t)nth * FUSE_MAX * cf->dim * 4);
+    c->xb_th = infer_alloc_zeroed((size_t)nth * FUSE_MAX * cf->dim * 4);
     ok = ok && c->xb_th != NULL;
     for (int kind = INFER_ACT_Q8A; ok && kind <= INFER_ACT_Q8K; kind++) {
         c->act_th_row[kind] =
             (infer_act_row_bytes(kind, cf->dim + 256) + 63) / 64 * 64;
-        c->act_th[kind] = alloc64((size_t)nth * FUSE_MAX * c->act_th_row[kind]);
+        c->act_th[kind] =
+            infer_alloc_zeroed((size_t)nth * FUSE_MAX * c->act_th_row[kind]);
         ok = c->act_th[kind] != NULL;
     }
     for (int kind = INFER_ACT_Q8A; ok && kind <= INFER_ACT_Q8K; kind++) {
-        c->act[kind] = alloc64(B * infer_act_row_bytes(kind, maxk + 256));
+        c->act[kind] =
+            infer_alloc_zeroed(B * infer_act_row_bytes(kind, maxk + 256));
         ok = c->act[kind] != NULL;
     }
     if (!ok) {

@@ -527,6 +527,15 @@ static void account(struct infer_model *m)
     m->n_params = params;
 }
 
+void *infer_alloc_zeroed(size_t bytes)
+{
+    size_t n = bytes > 0 ? (bytes + 63) / 64 * 64 : 64;
+    void *p = aligned_alloc(64, n);
+    if (p != NULL)
+        memset(p, 0, n);
+    return p;
+}
+
 void *infer_alloc_big(size_t bytes)
 {
     const size_t huge = (size_t)2 << 20;

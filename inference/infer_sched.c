@@ -796,16 +796,14 @@ int infer__sched_open(const char *model_path,
     e->base.fmt = infer_chat_detect(e->m->chat_template);
     e->base.name = strdup(e->m->name != NULL ? e->m->name : model_path);
     e->comp = compute_get(e->o.threads);
-    e->logits = malloc((size_t)e->o.max_batch * c->n_vocab * sizeof(float));
+    e->logits =
+        infer_alloc_zeroed((size_t)e->o.max_batch * c->n_vocab * sizeof(float));
     e->batch = malloc((size_t)e->max_tokens_step * sizeof(*e->batch));
     e->run = calloc((size_t)e->o.max_batch, sizeof(*e->run));
     e->sess = calloc((size_t)e->o.max_sessions, sizeof(*e->sess));
     if (e->base.name == NULL || e->comp == NULL || e->logits == NULL ||
         e->batch == NULL || e->run == NULL || e->sess == NULL)
         st = infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
-    else /* pages in now, not in the first steps (as the KV pool) */
-        memset(e->logits, 0,
-               (size_t)e->o.max_batch * c->n_vocab * sizeof(float));
     struct infer_ctx_params cp = {.max_batch = e->max_tokens_step,
                                   .max_ctx = e->ctx_len,
                                   .pool = e->comp ? e->comp->pool : NULL};
