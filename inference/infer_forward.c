@@ -681,6 +681,13 @@ static int att_n_parts(int n)
     return size > 0 ? (n + size - 1) / size : 1;
 }
 
+/* Positions from p on (before p1) that lie in p's KV block: attention
+ * walks [p0, p1) in such runs, one per block it touches. */
+static int kv_run(int p, int p1, int bs)
+{
+    return p1 - p < bs - p % bs ? p1 - p : bs - p % bs;
+}
+
 /* Attention of entry i at layer l over positions [p0, p1) for the query
  * heads that share KV head g, whose rows (after RoPE) are at q: their
  * scores against each run of a KV block come from one small matmul (the
@@ -700,7 +707,7 @@ static void attend(struct infer_ctx *c, int l, int i, int g, const float *q,
     float scale = 1.0f / sqrtf((float)hd);
     for (int p = p0, cnt; p < p1; p += cnt) {
         int off = p % bs; /* K by dimension: a run starts at its offset */
-        cnt = p1 - p < bs - off ? p1 - p : bs - off;
+        cnt = kv_run(p, p1, bs);
         c->kern->attn_qk(q, grp, kv_at(kv, kv->k, e->seq, l, g, p - off) + off,
                          bs, cnt, hd, s + (p - p0), ls);
     }
@@ -709,7 +716,7 @@ static void attend(struct infer_ctx *c, int l, int i, int g, const float *q,
                          stat != NULL ? stat + 2 * h : NULL);
     memset(o, 0, (size_t)grp * hd * sizeof(float));
     for (int p = p0, cnt; p < p1; p += cnt) {
-        cnt = p1 - p < bs - p % bs ? p1 - p : bs - p % bs;
+        cnt = kv_run(p, p1, bs);
         c->kern->attn_v(s + (p - p0), ls, grp,
                         kv_at(kv, kv->v, e->seq, l, g, p), cnt, hd, o);
     }
@@ -728,7 +735,7 @@ static void kv_prefetch(const struct infer_ctx *c, int l, int i, int g, int p0,
     int hd = c->m->cfg.head_dim, bs = kv->block_size;
     for (int p = p0, cnt; p < p1; p += cnt) {
         int off = p % bs;
-        cnt = p1 - p < bs - off ? p1 - p : bs - off;
+        cnt = kv_run(p, p1, bs);
         const char *kt = (const char *)kv_at(kv, kv->k, e->seq, l, g, p - off);
         const char *v = (const char *)kv_at(kv, kv->v, e->seq, l, g, p);
         for (size_t t = 0; t < (size_t)bs * hd * sizeof(uint16_t); t += 64)
@@ -943,7 +950,7 @@ static bool attend_chunk(struct infer_ctx *c, int l, int k, int ith, bool rope,
             rope_kv_write(c, l, a->i, a->g);
     }
     if (a->np == 1) {
-        attend(c, l, a->i, a->g, q, 0, n, s, o, NULL);
+        attend(c, l, a->i, a->g, q, p0, p1, s, o, NULL);
         return true;
     }
     attend(c, l, a->i, a->g, q, p0, p1, s, c->att_part + (size_t)k * span,
