@@ -647,6 +647,8 @@ static int side_submit(struct arena *a, struct side *sd, const struct convo *cv,
     p.top_k = (int)gen_num(g, "top_k", 0);
     p.min_p = (float)gen_num(g, "min_p", 0);
     p.repeat_penalty = (float)gen_num(g, "repeat_penalty", 0);
+    p.presence_penalty = (float)gen_num(g, "presence_penalty", 0);
+    p.frequency_penalty = (float)gen_num(g, "frequency_penalty", 0);
     const json_t *seed = json_object_get(g, "seed");
     p.seed = json_is_integer(seed) ? (uint64_t)json_integer_value(seed)
                                    : arena__rand(a);

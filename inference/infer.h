@@ -255,6 +255,14 @@ struct infer_engine_info {
 };
 void infer_engine_info(struct infer_engine *e, struct infer_engine_info *out);
 
+/* OpenAI's logit_bias: added to a token's logit before sampling (greedy
+ * too); -100 bans the token, 100 all but forces it. */
+struct infer_logit_bias {
+    int32_t token;
+    float bias; /* [-100, 100] */
+};
+#define INFER_MAX_LOGIT_BIAS 1024
+
 struct infer_params {                  /* zero-initialised = greedy, defaults */
     const struct infer_chat_msg *msgs; /* chat: rendered with the model's */
     size_t n_msgs;                     /* template (ChatML gets its default
@@ -266,6 +274,12 @@ struct infer_params {                  /* zero-initialised = greedy, defaults */
     float min_p;          /* <= 0: off */
     float repeat_penalty; /* 0 or 1: off */
     int top_k;            /* <= 0: off */
+    /* OpenAI's penalties, over the generated tokens: [-2, 2], 0: off. */
+    float presence_penalty, frequency_penalty;
+    /* Copied at submit; tokens of this model's vocabulary, at most
+     * INFER_MAX_LOGIT_BIAS entries. */
+    const struct infer_logit_bias *logit_bias;
+    size_t n_logit_bias;
     uint64_t seed;
     const char *const *stop; /* stop strings (copied at submit) */
     size_t n_stop;

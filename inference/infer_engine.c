@@ -264,8 +264,25 @@ int infer__params_check(const struct infer_params *p, struct infer_err *err)
         p->repeat_penalty > 100)
         return infer_err_set(err, INFER_ERR_ARG,
                              "repeat_penalty must be in [0, 100]");
+    if (!isfinite(p->presence_penalty) || fabsf(p->presence_penalty) > 2)
+        return infer_err_set(err, INFER_ERR_ARG,
+                             "presence_penalty must be in [-2, 2]");
+    if (!isfinite(p->frequency_penalty) || fabsf(p->frequency_penalty) > 2)
+        return infer_err_set(err, INFER_ERR_ARG,
+                             "frequency_penalty must be in [-2, 2]");
     if (p->top_k < 0)
         return infer_err_set(err, INFER_ERR_ARG, "top_k must be >= 0");
+    if (p->n_logit_bias > INFER_MAX_LOGIT_BIAS ||
+        (p->n_logit_bias > 0 && p->logit_bias == NULL))
+        return infer_err_set(err, INFER_ERR_ARG,
+                             "at most %d logit_bias entries",
+                             INFER_MAX_LOGIT_BIAS);
+    for (size_t i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].token < 0 || !isfinite(p->logit_bias[i].bias) ||
+            fabsf(p->logit_bias[i].bias) > 100)
+            return infer_err_set(err, INFER_ERR_ARG,
+                                 "logit_bias: token ids are >= 0 and biases "
+                                 "in [-100, 100]");
     if (p->max_tokens < 0)
         return infer_err_set(err, INFER_ERR_ARG, "max_tokens must be >= 0");
     if (p->n_stop > 16 || (p->n_stop > 0 && p->stop == NULL))

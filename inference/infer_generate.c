@@ -60,6 +60,7 @@ struct gen_opts {
     const char *model, *prompt, *kernels;
     long max_tokens, top_k, threads, repeat_last_n, seed;
     double temperature, top_p, min_p, repeat_penalty;
+    double presence_penalty, frequency_penalty;
     bool ids, chat, stats;
     const char *stops[MAX_STOPS];
     int n_stops;
@@ -89,6 +90,9 @@ static void gen_usage(FILE *f)
                "  --top-k K --top-p P --min-p P   sampling filters (40, 0.95, "
                "0.05)\n"
                "  --repeat-penalty R --repeat-last-n N   (1.0, 64)\n"
+               "  --presence-penalty P --frequency-penalty F   OpenAI's, over "
+               "the generated\n"
+               "                         tokens, -2 to 2 (default 0: off)\n"
                "  --seed S               sampling seed (default 1)\n"
                "  --stop TEXT            stop before TEXT (repeatable)\n"
                "  --threads N            compute threads (default: all CPUs)\n"
@@ -111,6 +115,8 @@ static int gen_parse(int argc, char **argv, struct gen_opts *o)
         {"min-p", required_argument, NULL, 'M'},
         {"repeat-penalty", required_argument, NULL, 'r'},
         {"repeat-last-n", required_argument, NULL, 'R'},
+        {"presence-penalty", required_argument, NULL, 'e'},
+        {"frequency-penalty", required_argument, NULL, 'f'},
         {"seed", required_argument, NULL, 's'},
         {"stop", required_argument, NULL, 'S'},
         {"threads", required_argument, NULL, 'T'},
@@ -161,6 +167,12 @@ static int gen_parse(int argc, char **argv, struct gen_opts *o)
             break;
         case 'R':
             ok = parse_int(optarg, 0, 1 << 20, &o->repeat_last_n);
+            break;
+        case 'e':
+            ok = parse_float(optarg, -2, 2, &o->presence_penalty);
+            break;
+        case 'f':
+            ok = parse_float(optarg, -2, 2, &o->frequency_penalty);
             break;
         case 's':
             ok = parse_int(optarg, 0, 0x7fffffffL, &o->seed);
@@ -270,19 +282,21 @@ static int gen_setup(struct gen_state *g, const struct gen_opts *o,
     if (st == INFER_OK && (infer_seq_init(&g->seq, g->kv, max_ctx) != 0 ||
                            infer_kv_reserve(g->kv, &g->seq, max_ctx) != 0))
         st = infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
-    struct infer_sampler_params sp = {.temperature = (float)o->temperature,
-                                      .top_k = (int)o->top_k,
-                                      .top_p = (float)o->top_p,
-                                      .min_p = (float)o->min_p,
-                                      .repeat_penalty =
-                                          (float)o->repeat_penalty,
-                                      .repeat_last_n = (int)o->repeat_last_n,
-                                      .seed = (uint64_t)o->seed};
+    struct infer_sampler_params sp = {
+        .temperature = (float)o->temperature,
+        .top_k = (int)o->top_k,
+        .top_p = (float)o->top_p,
+        .min_p = (float)o->min_p,
+        .repeat_penalty = (float)o->repeat_penalty,
+        .repeat_last_n = (int)o->repeat_last_n,
+        .presence_penalty = (float)o->presence_penalty,
+        .frequency_penalty = (float)o->frequency_penalty,
+        .seed = (uint64_t)o->seed};
     if (st == INFER_OK &&
         infer_sampler_new(&sp, g->m->cfg.n_vocab, &g->smp) != INFER_OK)
         st = infer_err_set(err, INFER_ERR_NOMEM, "out of memory");
     for (int i = 0; st == INFER_OK && i < g->n_prompt; i++)
-        infer_sampler_accept(g->smp, g->ids[i]);
+        infer_sampler_accept(g->smp, g->ids[i], false);
     return st;
 }
 
@@ -386,7 +400,7 @@ static int gen_run(struct gen_state *g, const struct gen_opts *o,
         int tok = infer_sampler_sample(g->smp, g->logits);
         if (infer_tok_is_eog(g->m->tok, tok))
             break;
-        infer_sampler_accept(g->smp, tok);
+        infer_sampler_accept(g->smp, tok, true);
         g->ids[g->n++] = tok;
         if (g->n - g->n_prompt == 1)
             t_first = infer_now();

@@ -231,19 +231,27 @@ struct infer_sampler_params {
     float min_p;          /* <= 0: off; relative to the top probability */
     float repeat_penalty; /* 1: off; > 1 discourages repeats */
     int repeat_last_n;    /* window of recent tokens the penalty covers */
-    uint64_t seed;        /* same seed, same logits -> same tokens */
+    /* OpenAI's penalties over the tokens generated so far (not the
+     * prompt): logit -= count * frequency_penalty + (count > 0) *
+     * presence_penalty. 0: off. */
+    float presence_penalty, frequency_penalty;
+    const struct infer_logit_bias *logit_bias; /* (n_logit_bias) copied; */
+    int n_logit_bias;                          /* tokens < n_vocab */
+    uint64_t seed; /* same seed, same logits -> same tokens */
 };
 
-/* Owns its RNG (xoshiro256**), the repetition window and scratch for
- * n_vocab candidates; one thread at a time. */
+/* Owns its RNG (xoshiro256**), the repetition window, the generated
+ * tokens' counts (only when a presence or frequency penalty is set) and
+ * scratch for n_vocab candidates; one thread at a time. */
 struct infer_sampler;
 int infer_sampler_new(const struct infer_sampler_params *p, int n_vocab,
                       struct infer_sampler **out);
 void infer_sampler_free(struct infer_sampler *s);
-/* Forgets the window and reseeds. */
+/* Forgets the window and the counts, and reseeds. */
 void infer_sampler_reset(struct infer_sampler *s);
-/* Adds a token (prompt or generated) to the repetition window. */
-void infer_sampler_accept(struct infer_sampler *s, int token);
+/* Adds a token to the repetition window; a generated one (not the
+ * prompt's) is also counted for the presence and frequency penalties. */
+void infer_sampler_accept(struct infer_sampler *s, int token, bool generated);
 /* Picks a token from n_vocab logits (modified in place). Cannot fail. */
 int infer_sampler_sample(struct infer_sampler *s, float *logits);
 

@@ -94,6 +94,21 @@ static char *remote_body(const struct remote *e, const struct infer_params *p,
     if (p->repeat_penalty > 0 && p->repeat_penalty != 1)
         json_object_set_new(o, "repetition_penalty",
                             json_real(p->repeat_penalty));
+    if (p->presence_penalty != 0)
+        json_object_set_new(o, "presence_penalty",
+                            json_real(p->presence_penalty));
+    if (p->frequency_penalty != 0)
+        json_object_set_new(o, "frequency_penalty",
+                            json_real(p->frequency_penalty));
+    if (p->n_logit_bias > 0) {
+        json_t *b = json_object();
+        for (size_t i = 0; i < p->n_logit_bias; i++) {
+            char key[16];
+            snprintf(key, sizeof(key), "%d", (int)p->logit_bias[i].token);
+            json_object_set_new(b, key, json_real(p->logit_bias[i].bias));
+        }
+        json_object_set_new(o, "logit_bias", b);
+    }
     if (p->seed != 0)
         json_object_set_new(o, "seed",
                             json_integer((json_int_t)(p->seed >> 1)));

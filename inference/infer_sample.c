@@ -1,10 +1,14 @@
 /*
  * infer_sample.c: token samplers and stop strings.
  *
- * Order (as llama.cpp's common chain): repetition penalty, then greedy if
- * temperature <= 0, else temperature, top-k, softmax, top-p, min-p, and a
+ * Order (as llama.cpp's common chain): logit_bias and the penalties
+ * (repetition over a window of recent tokens; presence and frequency,
+ * OpenAI's, over the generated tokens), then greedy if temperature <= 0,
+ * else temperature, top-k, softmax, top-p, min-p, and a
  * draw from a seeded xoshiro256** stream. All scratch is allocated in
- * infer_sampler_new(), none per token.
+ * infer_sampler_new(), none per token. The generated tokens' counts are a
+ * (n_vocab) array and the list of tokens with a count, so a step costs
+ * the number of distinct tokens generated, not n_vocab.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -24,7 +28,11 @@ struct infer_sampler {
     uint64_t rng[4];
     int32_t *window; /* (repeat_last_n) ring of recent tokens */
     int n_window, head;
-    struct cand *c; /* (n_vocab) */
+    int32_t *count; /* (n_vocab) generated tokens' counts, or NULL */
+    int32_t *seen;  /* (n_vocab) the tokens whose count is not 0 */
+    int n_seen;
+    struct infer_logit_bias *bias; /* (p.n_logit_bias) */
+    struct cand *c;                /* (n_vocab) */
 };
 
 static uint64_t splitmix64(uint64_t *x)
@@ -62,8 +70,12 @@ int infer_sampler_new(const struct infer_sampler_params *p, int n_vocab,
                       struct infer_sampler **out)
 {
     *out = NULL;
-    if (p == NULL || n_vocab < 1 || p->repeat_last_n < 0)
+    if (p == NULL || n_vocab < 1 || p->repeat_last_n < 0 ||
+        p->n_logit_bias < 0 || (p->n_logit_bias > 0 && p->logit_bias == NULL))
         return INFER_ERR_ARG;
+    for (int i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].token < 0 || p->logit_bias[i].token >= n_vocab)
+            return INFER_ERR_ARG;
     struct infer_sampler *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return INFER_ERR_NOMEM;
@@ -71,7 +83,21 @@ int infer_sampler_new(const struct infer_sampler_params *p, int n_vocab,
     s->n_vocab = n_vocab;
     s->c = malloc((size_t)n_vocab * sizeof(*s->c));
     s->window = malloc(((size_t)p->repeat_last_n + 1) * sizeof(int32_t));
-    if (s->c == NULL || s->window == NULL) {
+    bool counted = p->presence_penalty != 0 || p->frequency_penalty != 0;
+    if (counted) {
+        s->count = calloc((size_t)n_vocab, sizeof(int32_t));
+        s->seen = malloc((size_t)n_vocab * sizeof(int32_t));
+    }
+    if (p->n_logit_bias > 0) {
+        s->bias = malloc((size_t)p->n_logit_bias * sizeof(*s->bias));
+        if (s->bias != NULL)
+            memcpy(s->bias, p->logit_bias,
+                   (size_t)p->n_logit_bias * sizeof(*s->bias));
+    }
+    s->p.logit_bias = s->bias;
+    if (s->c == NULL || s->window == NULL ||
+        (counted && (s->count == NULL || s->seen == NULL)) ||
+        (p->n_logit_bias > 0 && s->bias == NULL)) {
         infer_sampler_free(s);
         return INFER_ERR_NOMEM;
     }
@@ -86,6 +112,9 @@ void infer_sampler_free(struct infer_sampler *s)
         return;
     free(s->c);
     free(s->window);
+    free(s->count);
+    free(s->seen);
+    free(s->bias);
     free(s);
 }
 
@@ -96,10 +125,19 @@ void infer_sampler_reset(struct infer_sampler *s)
         s->rng[i] = splitmix64(&x);
     s->n_window = 0;
     s->head = 0;
+    for (int i = 0; i < s->n_seen; i++)
+        s->count[s->seen[i]] = 0;
+    s->n_seen = 0;
 }
 
-void infer_sampler_accept(struct infer_sampler *s, int token)
+void infer_sampler_accept(struct infer_sampler *s, int token, bool generated)
 {
+    if (generated && s->count != NULL && token >= 0 && token < s->n_vocab) {
+        if (s->count[token] == 0)
+            s->seen[s->n_seen++] = token;
+        if (s->count[token] < INT32_MAX)
+            s->count[token]++;
+    }
     int cap = s->p.repeat_last_n;
     if (cap == 0)
         return;
@@ -146,6 +184,13 @@ static void select_top(struct cand *c, int n, int k)
 
 static void penalise(struct infer_sampler *s, float *logits)
 {
+    for (int i = 0; i < s->p.n_logit_bias; i++)
+        logits[s->bias[i].token] += s->bias[i].bias;
+    for (int i = 0; i < s->n_seen; i++) {
+        int t = s->seen[i];
+        logits[t] -=
+            (float)s->count[t] * s->p.frequency_penalty + s->p.presence_penalty;
+    }
     float pen = s->p.repeat_penalty;
     if (pen == 1.0f || pen <= 0 || s->n_window == 0)
         return;

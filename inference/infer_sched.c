@@ -450,7 +450,7 @@ static bool req_advance(struct sched *e, struct req *r, int computed,
         req_emit(e, r, -1, true);
         return true;
     }
-    infer_sampler_accept(r->smp, tok);
+    infer_sampler_accept(r->smp, tok, true);
     r->ids[r->n_ids++] = tok;
     r->n_gen++;
     bool last = r->n_gen >= r->max_new;
@@ -586,6 +586,13 @@ static int sched_submit(struct infer_engine *base, const struct infer_params *p,
     free(text);
     if (st == INFER_OK && n == 0)
         st = infer_err_set(err, INFER_ERR_ARG, "empty prompt");
+    for (size_t i = 0; st == INFER_OK && i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].token >= e->m->cfg.n_vocab)
+            st = infer_err_set(err, INFER_ERR_ARG,
+                               "logit_bias: token %d is not in this model's "
+                               "vocabulary (0 to %d)",
+                               (int)p->logit_bias[i].token,
+                               e->m->cfg.n_vocab - 1);
     int span = e->ctx_len < e->o.kv_blocks * KV_BLOCK
                    ? e->ctx_len
                    : e->o.kv_blocks * KV_BLOCK;
@@ -613,6 +620,10 @@ static int sched_submit(struct infer_engine *base, const struct infer_params *p,
         .repeat_penalty = p->repeat_penalty > 0 ? p->repeat_penalty : 1.0f,
         .repeat_last_n =
             p->repeat_penalty > 0 && p->repeat_penalty != 1.0f ? 64 : 0,
+        .presence_penalty = p->presence_penalty,
+        .frequency_penalty = p->frequency_penalty,
+        .logit_bias = p->logit_bias,
+        .n_logit_bias = (int)p->n_logit_bias,
         .seed = p->seed};
     st = infer_sampler_new(&sp, e->m->cfg.n_vocab, &r->smp);
     if (st == INFER_OK)
@@ -643,7 +654,7 @@ static int sched_submit(struct infer_engine *base, const struct infer_params *p,
         }
     }
     for (int i = 0; st == INFER_OK && i < n; i++)
-        infer_sampler_accept(r->smp, r->ids[i]);
+        infer_sampler_accept(r->smp, r->ids[i], false);
     if (st != INFER_OK) {
         req_free(e, r);
         return infer_err_set(err, st, "out of memory");

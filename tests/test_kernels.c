@@ -850,15 +850,90 @@ TEST(sampler_repetition_penalty)
         .temperature = 0, .repeat_penalty = 1.5f, .repeat_last_n = 2};
     struct infer_sampler *s;
     CHECK_EQ(infer_sampler_new(&p, 3, &s), INFER_OK);
-    infer_sampler_accept(s, 0);
+    infer_sampler_accept(s, 0, false);
     CHECK_EQ(infer_sampler_sample(s, l), 1); /* 2.0 / 1.5 < 1.9 */
     /* The window holds 2: after two more tokens, 0 is no longer in it. */
-    infer_sampler_accept(s, 2);
-    infer_sampler_accept(s, 2);
+    infer_sampler_accept(s, 2, true);
+    infer_sampler_accept(s, 2, true);
     float l2[3] = {2.0f, 1.9f, -1.0f};
     CHECK_EQ(infer_sampler_sample(s, l2), 0);
     CHECK_NEAR(l2[2], -1.5, 1e-6); /* negative logits are multiplied */
     infer_sampler_free(s);
+}
+
+/* OpenAI's penalties: only generated tokens count, presence once,
+ * frequency per occurrence; reset forgets the counts. */
+TEST(sampler_presence_frequency)
+{
+    struct infer_sampler_params p = {.temperature = 0,
+                                     .repeat_penalty = 1,
+                                     .presence_penalty = 0.25f,
+                                     .frequency_penalty = 0.5f};
+    struct infer_sampler *s;
+    CHECK_EQ(infer_sampler_new(&p, 4, &s), INFER_OK);
+    infer_sampler_accept(s, 0, false); /* a prompt token: not counted */
+    float l[4] = {3.0f, 2.0f, 1.5f, -1.0f};
+    CHECK_EQ(infer_sampler_sample(s, l), 0);
+    CHECK_NEAR(l[0], 3.0, 1e-6);
+    infer_sampler_accept(s, 0, true);
+    float l1[4] = {3.0f, 2.0f, 1.5f, -1.0f};
+    CHECK_EQ(infer_sampler_sample(s, l1), 0); /* 3 - 0.5 - 0.25 = 2.25 */
+    CHECK_NEAR(l1[0], 2.25, 1e-6);
+    infer_sampler_accept(s, 0, true);
+    infer_sampler_accept(s, 3, true);
+    float l2[4] = {3.0f, 2.0f, 1.5f, -1.0f};
+    CHECK_EQ(infer_sampler_sample(s, l2), 1); /* 3 - 1.0 - 0.25 = 1.75 */
+    CHECK_NEAR(l2[0], 1.75, 1e-6);
+    CHECK_NEAR(l2[3], -1.75, 1e-6);
+    CHECK_NEAR(l2[2], 1.5, 1e-6); /* never generated: untouched */
+    infer_sampler_reset(s);
+    float l3[4] = {3.0f, 2.0f, 1.5f, -1.0f};
+    CHECK_EQ(infer_sampler_sample(s, l3), 0);
+    CHECK_NEAR(l3[0], 3.0, 1e-6);
+    infer_sampler_free(s);
+
+    /* Negative values encourage repeats, as OpenAI allows. */
+    p.presence_penalty = -2;
+    p.frequency_penalty = 0;
+    CHECK_EQ(infer_sampler_new(&p, 4, &s), INFER_OK);
+    infer_sampler_accept(s, 2, true);
+    float l4[4] = {3.0f, 2.0f, 1.5f, -1.0f};
+    CHECK_EQ(infer_sampler_sample(s, l4), 2);
+    infer_sampler_free(s);
+}
+
+/* logit_bias is added before sampling, greedy included; the sampler keeps
+ * its own copy, and refuses tokens outside the vocabulary. */
+TEST(sampler_logit_bias)
+{
+    struct infer_logit_bias b[2] = {{0, -100}, {2, 0.75f}};
+    struct infer_sampler_params p = {
+        .temperature = 0, .logit_bias = b, .n_logit_bias = 2};
+    struct infer_sampler *s;
+    CHECK_EQ(infer_sampler_new(&p, 4, &s), INFER_OK);
+    b[1].bias = -50; /* the caller's array may change after new */
+    float l[4] = {3.0f, 2.0f, 1.5f, -1.0f};
+    CHECK_EQ(infer_sampler_sample(s, l), 2); /* 1.5 + 0.75 > 2.0 */
+    CHECK_NEAR(l[0], -97.0, 1e-4);
+    infer_sampler_free(s);
+    /* With temperature, a banned token is never drawn. */
+    b[1].bias = 0;
+    p = (struct infer_sampler_params){.temperature = 1,
+                                      .top_p = 1,
+                                      .logit_bias = b,
+                                      .n_logit_bias = 1,
+                                      .seed = 5};
+    CHECK_EQ(infer_sampler_new(&p, 4, &s), INFER_OK);
+    int hits = 0;
+    for (int i = 0; i < 2000; i++) {
+        float l2[4] = {3.0f, 2.0f, 1.5f, -1.0f};
+        hits += infer_sampler_sample(s, l2) == 0;
+    }
+    CHECK_EQ(hits, 0);
+    infer_sampler_free(s);
+    b[0].token = 4;
+    CHECK_EQ(infer_sampler_new(&p, 4, &s), INFER_ERR_ARG);
+    CHECK(s == NULL);
 }
 
 TEST(stop_strings)
@@ -895,6 +970,8 @@ static const struct check_test tests[] = {
     TEST_ENTRY(sampler_greedy_and_seeded),
     TEST_ENTRY(sampler_distribution_and_filters),
     TEST_ENTRY(sampler_repetition_penalty),
+    TEST_ENTRY(sampler_presence_frequency),
+    TEST_ENTRY(sampler_logit_bias),
     TEST_ENTRY(stop_strings),
 };
 

@@ -2,7 +2,8 @@
 # test_v1.sh: the OpenAI-compatible /v1 API of a real `arena serve` with the
 # story models, driven by a stock client (curl -N): models list, chat and
 # completions with and without streaming, usage counts, greedy determinism,
-# and the error cases (unknown model, bad fields, malformed JSON, context
+# presence and frequency penalties, logit_bias, the fields it refuses, and
+# the error cases (unknown model, bad fields, malformed JSON, context
 # overflow).
 set -u
 command -v curl >/dev/null || { echo "skip: no curl"; exit 77; }
@@ -66,6 +67,44 @@ check chat_usage jq -e '.usage.prompt_tokens > 0 and .usage.completion_tokens > 
 first=$(jq -r '.choices[0].message.content' <"$dir/out")
 post /chat/completions "$req"
 check chat_greedy_repeatable jq_is '.choices[0].message.content' "$first"
+
+# presence and frequency penalties steer greedy decoding (OpenAI's fields,
+# once accepted and ignored): same prompt, another text, still repeatable
+pen='"model":"stories260k","prompt":"Once upon a time","max_tokens":60,"temperature":0'
+post /completions "{$pen}"
+plain=$(jq -r '.choices[0].text' <"$dir/out")
+post /completions "{$pen,\"frequency_penalty\":1}"
+freq=$(jq -r '.choices[0].text' <"$dir/out")
+check frequency_penalty_used [ -n "$freq" ] && [ "$freq" != "$plain" ]
+post /completions "{$pen,\"frequency_penalty\":1}"
+check frequency_penalty_repeatable jq_is '.choices[0].text' "$freq"
+post /completions "{$pen,\"presence_penalty\":2}"
+check presence_penalty_used jq -e --arg p "$plain" '(.choices[0].text | length) > 0 and .choices[0].text != $p' "$dir/out"
+post /completions "{$pen,\"presence_penalty\":2.5}"
+check bad_presence_penalty jq -e '.error.param == "presence_penalty"' "$dir/out"
+
+# logit_bias: +100 forces a token (ids from `arena tokenize`), -100 bans the
+# first token greedy would pick
+lily=$("$ARENA_BIN" tokenize --model "$m1" --text "Lily" --no-bos | awk '{print $NF}')
+first_id=$("$ARENA_BIN" generate --model "$m1" --prompt "Once upon a time" --max-tokens 1 --ids 2>/dev/null | awk '{print $1}')
+post /completions "{\"model\":\"stories260k\",\"prompt\":\"Once upon a time\",\"max_tokens\":5,\"temperature\":0,\"logit_bias\":{\"$lily\":100}}"
+check logit_bias_forces jq -e '.usage.completion_tokens == 5 and (.choices[0].text | test("Lily")) and (.choices[0].text | length % 5 == 0) and (.choices[0].text as $t | ($t | length / 5) as $n | $t == ($t[0:$n] * 5))' "$dir/out"
+post /completions "{$pen,\"logit_bias\":{\"$first_id\":-100}}"
+check logit_bias_bans jq -e --arg p "$plain" '(.choices[0].text | length) > 0 and .choices[0].text != $p' "$dir/out"
+post /completions "{$pen,\"logit_bias\":{\"100000\":1}}"
+check logit_bias_out_of_vocab jq -e '.error.param == "logit_bias" and (.error.message | test("vocabulary"))' "$dir/out"
+post /completions "{$pen,\"logit_bias\":{\"cat\":1}}"
+check logit_bias_bad_key jq -e '.error.param == "logit_bias"' "$dir/out"
+post /completions "{$pen,\"logit_bias\":{\"5\":101}}"
+check logit_bias_bad_value jq -e '.error.param == "logit_bias"' "$dir/out"
+# fields this server cannot honour are refused by name, not ignored
+for f in '"logprobs":true' '"logprobs":2' '"top_logprobs":3' '"echo":true' '"best_of":2' '"suffix":"x"' '"tools":[{"type":"function"}]' '"response_format":{"type":"json_object"}'; do
+    post /completions "{$pen,$f}"
+    name=${f#\"}; name=${name%%\"*}
+    check "refuse_$name" jq -e --arg n "$name" '.error.param == $n and .error.type == "invalid_request_error"' "$dir/out"
+done
+post /completions "{$pen,\"logprobs\":null,\"echo\":false,\"best_of\":1,\"response_format\":{\"type\":\"text\"}}"
+check accepts_defaults jq_is '.choices[0].text' "$plain"
 
 # completions, streamed with curl -N, usage chunk, [DONE] last
 curl -sS -N -H 'Content-Type: application/json' -d '{"model":"tinystories-656k-q8_0","prompt":"Once upon a time","max_tokens":12,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}' "$base/completions" >"$dir/sse"

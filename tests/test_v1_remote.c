@@ -181,6 +181,37 @@ TEST(remote_equals_local)
     CHECK_EQ(run(l, &pc, a, sizeof(a), &ea), INFER_EV_DONE);
     CHECK_EQ(run(r, &pc, b, sizeof(b), &eb), INFER_EV_DONE);
     CHECK_STREQ(a, b);
+    /* the penalties reach the remote model: the same other text */
+    struct infer_params pp = {.prompt = "Once upon a time",
+                              .max_tokens = 48,
+                              .presence_penalty = 0.5f,
+                              .frequency_penalty = 1};
+    CHECK_EQ(run(l, &pp, a, sizeof(a), &ea), INFER_EV_DONE);
+    CHECK_EQ(run(r, &pp, b, sizeof(b), &eb), INFER_EV_DONE);
+    CHECK_STREQ(a, b);
+    pp.presence_penalty = pp.frequency_penalty = 0;
+    CHECK_EQ(run(l, &pp, b, sizeof(b), &eb), INFER_EV_DONE);
+    CHECK(strcmp(a, b) != 0); /* the penalties changed the text */
+    /* and logit_bias: tokens 300 to 399 banned, one forced at times */
+    struct infer_logit_bias lb[100];
+    for (int i = 0; i < 100; i++)
+        lb[i] = (struct infer_logit_bias){300 + i, i == 17 ? 4.0f : -100};
+    pp.logit_bias = lb;
+    pp.n_logit_bias = 100;
+    CHECK_EQ(run(l, &pp, a, sizeof(a), &ea), INFER_EV_DONE);
+    CHECK_EQ(run(r, &pp, b, sizeof(b), &eb), INFER_EV_DONE);
+    CHECK_STREQ(a, b);
+    CHECK(strcmp(a, want) != 0 && strlen(a) > 0);
+    lb[0].token = 1 << 20; /* not in the vocabulary: the remote says 400 */
+    struct infer_stream *bad = NULL;
+    CHECK_EQ(infer_engine_submit(r, &pp, NULL, &bad, &err), INFER_OK);
+    struct infer_event ev;
+    int rk;
+    while ((rk = infer_stream_next(bad, -1, &ev)) == INFER_EV_TEXT)
+        ;
+    CHECK_EQ(rk, INFER_EV_ERROR);
+    CHECK(strstr(ev.error, "vocabulary") != NULL);
+    infer_stream_free(bad);
     /* concurrent remote requests */
     struct infer_stream *s[8];
     for (int i = 0; i < 8; i++)

@@ -12,9 +12,14 @@
  * stream_options.include_usage, then `data: [DONE]`. Errors have OpenAI's
  * shape {"error":{"message","type","param","code"}}: 400 bad fields, 404
  * unknown model, 400 context_length_exceeded, 503 busy (Retry-After).
+ * Sampling fields: temperature, top_p, top_k, min_p, repetition_penalty,
+ * presence_penalty, frequency_penalty, logit_bias, seed, stop, max_tokens;
+ * fields it cannot honour (logprobs, echo, best_of > 1, suffix, tools, a
+ * response_format other than text, n > 1) get a 400 naming the field.
  * A client that goes away mid-stream cancels its request (the engine frees
  * its KV blocks); an idle stream is pinged every few seconds to notice.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +95,7 @@ struct v1_req {
     struct infer_chat_msg msgs[V1_MAX_MSGS];
     char *parts[V1_MAX_MSGS]; /* joined content arrays (owned) */
     const char *stop[V1_MAX_STOP];
+    struct infer_logit_bias bias[INFER_MAX_LOGIT_BIAS];
     char id[40];
     long long created;
 };
@@ -123,6 +129,92 @@ static bool get_int(struct web_req *r, json_t *body, const char *key,
         return false;
     }
     *out = json_integer_value(v);
+    return true;
+}
+
+/* logit_bias: {"token id": bias in [-100, 100], ...}; false after 400. */
+static bool parse_logit_bias(struct web_req *r, struct v1_req *q, json_t *body)
+{
+    json_t *lb = json_object_get(body, "logit_bias");
+    if (lb == NULL || json_is_null(lb))
+        return true;
+    if (!json_is_object(lb) || json_object_size(lb) > INFER_MAX_LOGIT_BIAS) {
+        BAD(r, "logit_bias",
+            "'logit_bias' must be an object of up to %d token ids",
+            INFER_MAX_LOGIT_BIAS);
+        return false;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(lb, key, v)
+    {
+        char *end;
+        errno = 0;
+        long id = strtol(key, &end, 10);
+        if (end == key || *end != '\0' || errno != 0 || id < 0 ||
+            id > INT32_MAX) {
+            BAD(r, "logit_bias", "logit_bias key '%.40s' is not a token id",
+                key);
+            return false;
+        }
+        if (!json_is_number(v) || json_number_value(v) < -100 ||
+            json_number_value(v) > 100) {
+            BAD(r, "logit_bias",
+                "logit_bias values must be numbers between -100 and 100");
+            return false;
+        }
+        q->bias[q->p.n_logit_bias++] =
+            (struct infer_logit_bias){(int32_t)id, (float)json_number_value(v)};
+    }
+    q->p.logit_bias = q->bias;
+    return true;
+}
+
+/* Fields this server does not implement: a clear 400 rather than an answer
+ * that silently lacks what was asked. False after replying. */
+static bool refuse_unsupported(struct web_req *r, json_t *body)
+{
+    json_t *v;
+    if ((v = json_object_get(body, "logprobs")) != NULL && !json_is_null(v) &&
+        !json_is_false(v) &&
+        !(json_is_integer(v) && json_integer_value(v) == 0)) {
+        BAD(r, "logprobs", "logprobs are not supported by this server");
+        return false;
+    }
+    if ((v = json_object_get(body, "top_logprobs")) != NULL &&
+        !json_is_null(v) &&
+        !(json_is_integer(v) && json_integer_value(v) == 0)) {
+        BAD(r, "top_logprobs", "logprobs are not supported by this server");
+        return false;
+    }
+    if (json_is_true(json_object_get(body, "echo"))) {
+        BAD(r, "echo", "echo is not supported by this server");
+        return false;
+    }
+    if ((v = json_object_get(body, "best_of")) != NULL && !json_is_null(v) &&
+        !(json_is_integer(v) && json_integer_value(v) == 1)) {
+        BAD(r, "best_of", "'best_of' must be 1 here");
+        return false;
+    }
+    const char *suffix = json_string_value(json_object_get(body, "suffix"));
+    if (suffix != NULL && suffix[0] != '\0') {
+        BAD(r, "suffix", "suffix (insertion) is not supported by this server");
+        return false;
+    }
+    v = json_object_get(body, "tools");
+    if (json_is_array(v) && json_array_size(v) > 0) {
+        BAD(r, "tools",
+            "tools (function calling) are not supported by "
+            "this server");
+        return false;
+    }
+    v = json_object_get(body, "response_format");
+    const char *rf = json_string_value(json_object_get(v, "type"));
+    if (v != NULL && !json_is_null(v) && (rf == NULL || strcmp(rf, "text"))) {
+        BAD(r, "response_format",
+            "only response_format {\"type\": \"text\"} is supported here");
+        return false;
+    }
     return true;
 }
 
@@ -234,14 +326,14 @@ static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
     q->stream = json_is_true(stream);
     json_t *so = json_object_get(body, "stream_options");
     q->usage = json_is_true(json_object_get(so, "include_usage"));
-    double temp = 1.0, top_p = 1.0, min_p = 0, rep = 1.0;
+    double temp = 1.0, top_p = 1.0, min_p = 0, rep = 1.0, pres = 0, freq = 0;
     long long max_tokens = 0, top_k = 0, seed = 0, n = 1;
     if (!get_num(r, body, "temperature", 0, 2, &temp) ||
         !get_num(r, body, "top_p", 0, 1, &top_p) ||
         !get_num(r, body, "min_p", 0, 1, &min_p) ||
         !get_num(r, body, "repetition_penalty", 0.01, 100, &rep) ||
-        !get_num(r, body, "presence_penalty", -2, 2, &(double){0}) ||
-        !get_num(r, body, "frequency_penalty", -2, 2, &(double){0}) ||
+        !get_num(r, body, "presence_penalty", -2, 2, &pres) ||
+        !get_num(r, body, "frequency_penalty", -2, 2, &freq) ||
         !get_int(r, body, "max_tokens", 1, 1 << 24, &max_tokens) ||
         !get_int(r, body, "max_completion_tokens", 1, 1 << 24, &max_tokens) ||
         !get_int(r, body, "top_k", 0, 1 << 24, &top_k) ||
@@ -252,6 +344,8 @@ static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
     q->p.top_p = (float)top_p;
     q->p.min_p = (float)min_p;
     q->p.repeat_penalty = (float)rep;
+    q->p.presence_penalty = (float)pres;
+    q->p.frequency_penalty = (float)freq;
     q->p.max_tokens = (int)max_tokens;
     q->p.top_k = (int)top_k;
     q->p.seed = (uint64_t)seed;
@@ -276,6 +370,8 @@ static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
         return false;
     }
     q->p.stop = q->stop;
+    if (!parse_logit_bias(r, q, body) || !refuse_unsupported(r, body))
+        return false;
     uint64_t rnd = 0;
     if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
         rnd = (uint64_t)time(NULL);
@@ -468,7 +564,8 @@ static void v1_complete(struct web_req *r, bool chat)
             web_header_add(r, "Retry-After", "1");
             v1_error(r, 503, "server_error", NULL, "overloaded", "%s", err.msg);
         } else if (st == INFER_ERR_ARG) {
-            BAD(r, NULL, "%s", err.msg);
+            BAD(r, strncmp(err.msg, "logit_bias", 10) ? NULL : "logit_bias",
+                "%s", err.msg);
         } else if (st != INFER_OK) {
             v1_error(r, 500, "server_error", NULL, NULL, "%s", err.msg);
         } else if (q->stream) {
