@@ -73,6 +73,7 @@ static void admin_setup(struct ctx *c)
     CHECK(tb_header(&r, "Set-Cookie", cookie, sizeof(cookie)));
     CHECK(strstr(cookie, "arena_admin=") == cookie);
     CHECK(strstr(cookie, "HttpOnly") != NULL);
+    CHECK(strstr(cookie, "Secure") == NULL); /* plain HTTP, no proxy */
     tb_res_free(&r);
     CHECK_EQ(tb_http(&signer, "GET", "/api/admin/models", NULL, &r), 200);
     tb_res_free(&r);

@@ -225,6 +225,12 @@ static void h_ip(struct web_req *r)
     web_reply(r, 200, "text/plain", ip, strlen(ip));
 }
 
+static void h_https(struct web_req *r)
+{
+    const char *s = web_req_https(r) ? "https" : "http";
+    web_reply(r, 200, "text/plain", s, strlen(s));
+}
+
 static void h_slow(struct web_req *r)
 {
     usleep(700 * 1000);
@@ -262,6 +268,7 @@ static int srv_start(struct srv *v)
     web_route(v->s, "GET", "/api/forever", h_sse_forever, NULL);
     web_route(v->s, "GET", "/api/slow", h_slow, NULL);
     web_route(v->s, "GET", "/api/ip", h_ip, NULL);
+    web_route(v->s, "GET", "/api/https", h_https, NULL);
     if (web_server_start(v->s, &err) != WEB_OK) {
         fprintf(stderr, "start: %s\n", err.msg);
         return -1;
@@ -526,6 +533,27 @@ TEST(client_ip)
     srv_stop(&v);
 }
 
+/* HTTPS is believed from a trusted proxy's X-Forwarded-Proto only. */
+TEST(https_behind_proxy)
+{
+    struct srv v;
+    CHECK_EQ(srv_start(&v), 0);
+    struct resp r = {0};
+    char url[256];
+    snprintf(url, sizeof(url), "%s/api/https", v.base);
+    http(&r, "GET", url, NULL, 0, NULL);
+    CHECK_STREQ(r.body, "http");
+    http(&r, "GET", url, NULL, 0, "X-Forwarded-Proto: https");
+    CHECK_STREQ(r.body, "http"); /* anyone can send the header */
+    free(v.cfg.trusted_proxies);
+    v.cfg.trusted_proxies = strdup("127.0.0.1");
+    http(&r, "GET", url, NULL, 0, "X-Forwarded-Proto: https");
+    CHECK_STREQ(r.body, "https");
+    http(&r, "GET", url, NULL, 0, "X-Forwarded-Proto: http");
+    CHECK_STREQ(r.body, "http");
+    srv_stop(&v);
+}
+
 struct call {
     char url[256];
     struct resp r;
@@ -573,6 +601,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(static_files),
     TEST_ENTRY(stop_finishes_in_flight),
     TEST_ENTRY(client_ip),
+    TEST_ENTRY(https_behind_proxy),
 };
 
 CHECK_MAIN(tests)

@@ -248,6 +248,11 @@ const char *web_req_header(const struct web_req *r, const char *name);
  * ri->remote_addr, for rate limits and IP hashes. Borrowed. */
 const char *web_req_client_ip(const struct web_req *r);
 
+/* Whether the visitor's connection is HTTPS: TLS here, or a trusted proxy
+ * (see above) that terminated TLS and says "X-Forwarded-Proto: https".
+ * Cookies get the Secure attribute then. */
+bool web_req_https(const struct web_req *r);
+
 /* Copies query parameter name (decoded) into buf. Returns its length, or
  * -1 if absent, -2 if it does not fit. */
 int web_req_query(const struct web_req *r, const char *name, char *buf,

@@ -96,7 +96,7 @@ int web_auth_visitor(struct web_req *r, struct arena_visitor *v)
     snprintf(hdr, sizeof(hdr),
              "arena_vid=%s; Path=/; Max-Age=31536000; HttpOnly; "
              "SameSite=Lax%s",
-             val, r->ri->is_ssl ? "; Secure" : "");
+             val, web_req_https(r) ? "; Secure" : "");
     web_header_add(r, "Set-Cookie", hdr);
     return WEB_OK;
 }
@@ -140,7 +140,7 @@ static void login(struct web_req *r)
     snprintf(hdr, sizeof(hdr),
              "arena_admin=%s; Path=/; Max-Age=%d; HttpOnly; "
              "SameSite=Strict%s",
-             val, ADMIN_SESSION_S, r->ri->is_ssl ? "; Secure" : "");
+             val, ADMIN_SESSION_S, web_req_https(r) ? "; Secure" : "");
     web_header_add(r, "Set-Cookie", hdr);
     json_t *out =
         json_pack("{s:b,s:I}", "ok", 1, "expires_at", (json_int_t)exp);
@@ -151,8 +151,10 @@ static void login(struct web_req *r)
 static void logout(struct web_req *r)
 {
     web_header_add(r, "Set-Cookie",
-                   "arena_admin=; Path=/; Max-Age=0; HttpOnly; "
-                   "SameSite=Strict");
+                   web_req_https(r) ? "arena_admin=; Path=/; Max-Age=0; "
+                                      "HttpOnly; SameSite=Strict; Secure"
+                                    : "arena_admin=; Path=/; Max-Age=0; "
+                                      "HttpOnly; SameSite=Strict");
     json_t *out = json_pack("{s:b}", "ok", 1);
     web_reply_json(r, 200, out);
     json_decref(out);

@@ -830,6 +830,17 @@ const char *web_req_client_ip(const struct web_req *r)
     return r->client_ip;
 }
 
+bool web_req_https(const struct web_req *r)
+{
+    if (r->ri->is_ssl)
+        return true;
+    if (r->cfg->trusted_proxies[0] == '\0' ||
+        !in_list(r->cfg->trusted_proxies, r->ri->remote_addr))
+        return false;
+    const char *proto = mg_get_header(r->conn, "X-Forwarded-Proto");
+    return proto != NULL && strcasecmp(proto, "https") == 0;
+}
+
 const char *web_req_header(const struct web_req *r, const char *name)
 {
     return mg_get_header(r->conn, name);
