@@ -1,12 +1,16 @@
 /*
  * db_cmd.c: `arena migrate`, which applies the embedded migrations and
- * exits. Like `arena serve`, it uses DATABASE_URL when set and otherwise the
- * embedded cluster of the data directory (started for the occasion, and
- * stopped again).
+ * exits. Like `arena serve`, it uses a database URL when one is set and
+ * otherwise the embedded cluster of the data directory (started for the
+ * occasion, and stopped again). Both settings come, as for serve, from the
+ * flag, else the environment, else serve's JSON config file (--config or
+ * ARENA_CONFIG; its other keys are serve's and ignored here).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "db.h"
 
@@ -19,7 +23,8 @@ static void log_stderr(void *user, enum db_log_level level, const char *msg)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: arena migrate [--database-url URL] [--data-dir DIR]\n"
+    fprintf(f, "usage: arena migrate [--database-url URL] [--data-dir DIR] "
+               "[--config FILE]\n"
                "\n"
                "Applies the database migrations built into this binary and "
                "exits.\n"
@@ -29,6 +34,10 @@ static void usage(FILE *f)
                "DIR/pg is used\n"
                "  --data-dir DIR      data directory (env ARENA_DATA_DIR, "
                "default ./var)\n"
+               "  --config FILE       serve's JSON config file (env "
+               "ARENA_CONFIG): its\n"
+               "                      database_url and data_dir, below "
+               "flags and env\n"
                "  --status            only say how many migrations are "
                "pending (exit 1 if any)\n");
 }
@@ -39,10 +48,29 @@ static const char *env_or(const char *name, const char *fallback)
     return v != NULL && v[0] != '\0' ? v : fallback;
 }
 
+/* key of the config file root, if a non-empty string: the file's value. */
+static const char *file_str(json_t *root, const char *key, const char *path,
+                            int *bad)
+{
+    json_t *v = json_object_get(root, key);
+    if (v == NULL || json_is_null(v))
+        return NULL;
+    if (!json_is_string(v)) {
+        fprintf(stderr,
+                "arena: migrate: config file %s: %s: a string is "
+                "expected\n",
+                path, key);
+        *bad = 1;
+        return NULL;
+    }
+    return json_string_length(v) > 0 ? json_string_value(v) : NULL;
+}
+
 int db_cmd_migrate(int argc, char **argv)
 {
-    const char *url = env_or("DATABASE_URL", NULL);
-    const char *data_dir = env_or("ARENA_DATA_DIR", "./var");
+    /* Flags first (so that --config is known), then env, file, default. */
+    const char *url = NULL, *data_dir = NULL;
+    const char *config = env_or("ARENA_CONFIG", NULL);
     int status_only = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -54,6 +82,8 @@ int db_cmd_migrate(int argc, char **argv)
             url = argv[++i];
         } else if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
             data_dir = argv[++i];
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config = argv[++i];
         } else {
             fprintf(stderr,
                     "arena: migrate: unknown option '%s'; see "
@@ -62,6 +92,31 @@ int db_cmd_migrate(int argc, char **argv)
             return 2;
         }
     }
+    if (url == NULL)
+        url = env_or("DATABASE_URL", NULL);
+    if (data_dir == NULL)
+        data_dir = env_or("ARENA_DATA_DIR", NULL);
+    json_t *file = NULL;
+    if (config != NULL && (url == NULL || data_dir == NULL)) {
+        json_error_t jerr;
+        file = json_load_file(config, 0, &jerr);
+        int bad = 0;
+        if (file == NULL || !json_is_object(file)) {
+            fprintf(stderr, "arena: migrate: config file %s: %s\n", config,
+                    file == NULL ? jerr.text : "not a JSON object");
+            bad = 1;
+        }
+        if (!bad && url == NULL)
+            url = file_str(file, "database_url", config, &bad);
+        if (!bad && data_dir == NULL)
+            data_dir = file_str(file, "data_dir", config, &bad);
+        if (bad) {
+            json_decref(file);
+            return 2;
+        }
+    }
+    if (data_dir == NULL)
+        data_dir = "./var";
     db_log_set(log_stderr, NULL);
 
     struct db_err err = {0};
@@ -91,6 +146,7 @@ int db_cmd_migrate(int argc, char **argv)
         err = serr;
         rc = DB_ERR_CLUSTER;
     }
+    json_decref(file); /* url and data_dir may point into it until here */
     if (rc != DB_OK) {
         fprintf(stderr, "arena: migrate: %s\n", err.msg);
         return 1;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real `arena serve` against the test PostgreSQL (a database of its own):
-# health checks, JSON errors, the access log, migrations, a clean SIGTERM
+# health checks, JSON errors, the access log, migrations (also `arena
+# migrate` with a config file), a clean SIGTERM
 # shutdown; and the one-line errors for a bad port and an unreachable
 # database.
 source "$(dirname "$0")/serve_lib.sh"
@@ -41,6 +42,30 @@ for bad in "host=/nonexistent-arena-dir port=5432 dbname=x" \
         starts "$out" "arena: cannot connect to the database: "
     check "unreachable '$bad' fails fast" [ $((SECONDS - start)) -lt 15 ]
 done
+
+# `arena migrate` reads the database from serve's config file too (a
+# database of its own), below the flag and the environment.
+MDB="serve_mig_$$"
+psql "$ARENA_TEST_PGCONN" -qc "CREATE DATABASE $MDB" || exit 1
+printf '{"database_url": "%s dbname=%s", "threads": 8}\n' \
+    "$ARENA_TEST_PGCONN" "$MDB" >"$W/migrate.json"
+out=$(env -u DATABASE_URL "$ARENA_BIN" migrate --status --config "$W/migrate.json" 2>&1); rc=$?
+check "migrate --status --config: pending, exit 1" [ $rc = 1 ] && check "says pending" has "$out" "pending"
+out=$(env -u DATABASE_URL ARENA_CONFIG="$W/migrate.json" "$ARENA_BIN" migrate 2>&1); rc=$?
+check "migrate with ARENA_CONFIG applies" [ $rc = 0 ]
+n=$(psql "$ARENA_TEST_PGCONN dbname=$MDB" -tAc "SELECT count(*) FROM schema_migrations")
+check "migrate wrote the config file's database" [ "${n:-0}" -ge 1 ]
+out=$(env -u DATABASE_URL "$ARENA_BIN" migrate --status --config "$W/migrate.json" 2>&1); rc=$?
+check "migrate --status after: none pending" [ $rc = 0 ] && check "says 0 pending" starts "$out" "0 of "
+out=$(DATABASE_URL="host=/nonexistent-arena-dir dbname=x" "$ARENA_BIN" migrate --config "$W/migrate.json" 2>&1); rc=$?
+check "DATABASE_URL wins over the config file" [ $rc = 1 ]
+psql "$ARENA_TEST_PGCONN" -qc "DROP DATABASE IF EXISTS $MDB WITH (FORCE)"
+printf '{"database_url": 5}\n' >"$W/bad.json"
+out=$(env -u DATABASE_URL "$ARENA_BIN" migrate --config "$W/bad.json" 2>&1); rc=$?
+check "migrate: a bad config value exits 2 naming it" [ $rc = 2 ] && check "names database_url" has "$out" "database_url"
+printf '{"database_url": \n' >"$W/bad.json"
+out=$(env -u DATABASE_URL "$ARENA_BIN" migrate --config "$W/bad.json" 2>&1); rc=$?
+check "migrate: a malformed config file exits 2" [ $rc = 2 ] && check "names the file" has "$out" "bad.json"
 
 # A config file sets the pool, the environment the database.
 printf '{"db_pool_size": 2, "threads": 8}\n' >"$W/arena.json"
