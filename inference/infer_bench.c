@@ -398,11 +398,16 @@ int infer_cmd_bench(int argc, char **argv)
      * moments of the machine. */
     struct bench_row best[32] = {{0}};
     double best_ptok[32] = {0};
-    int st = INFER_OK;
+    /* (rounds, n_batches) tok/s, for the ratios within each round */
+    double *tok = calloc((size_t)o.rounds * o.n_batches, sizeof(double));
+    int st = tok != NULL
+                 ? INFER_OK
+                 : infer_err_set(&err, INFER_ERR_NOMEM, "out of memory");
     for (int round = 0; st == INFER_OK && round < o.rounds; round++)
         for (int i = 0; st == INFER_OK && i < o.n_batches; i++) {
             struct bench_row r = {0};
             st = bench_decode(m, &o, o.batches[i], &r, &err);
+            tok[round * o.n_batches + i] = r.tok_s;
             double ptok = 0;
             if (st == INFER_OK)
                 st = infer_bench_prompt_rate(m, o.batches[i], o.prompt_tokens,
@@ -433,10 +438,21 @@ int infer_cmd_bench(int argc, char **argv)
                bw > 0 ? 100 * r->gbs / bw : 0, r->gflops,
                peak > 0 ? 100 * r->gflops / peak : 0, best_ptok[i]);
     }
+    /* The ratio of the best rows, then the ratio within each round: the
+     * rows of one round ran seconds apart, so the host's drift from one
+     * minute to the next (bandwidth, and compute too, on a shared VM)
+     * moves both sides of a round's ratio alike. */
     if (st == INFER_OK && o.n_batches > 1 && best[0].tok_s > 0)
-        for (int i = 1; i < o.n_batches; i++)
-            printf("batch %d / batch %d: %.2fx\n", o.batches[i], o.batches[0],
-                   best[i].tok_s / best[0].tok_s);
+        for (int i = 1; i < o.n_batches; i++) {
+            printf("batch %d / batch %d: %.2fx (best rows); by round:",
+                   o.batches[i], o.batches[0], best[i].tok_s / best[0].tok_s);
+            for (int round = 0; round < o.rounds; round++) {
+                const double *t = tok + round * o.n_batches;
+                printf(" %.2fx", t[0] > 0 ? t[i] / t[0] : 0);
+            }
+            printf("\n");
+        }
+    free(tok);
     if (st != INFER_OK)
         fprintf(stderr, "arena bench infer: %s\n", err.msg);
     infer_model_free(m);
