@@ -242,6 +242,11 @@ const char *infer_engine_model_name(const struct infer_engine *e);
 /* The chat template family used for msgs (INFER_CHAT_NONE: plain
  * completion; remote engines: NONE, the endpoint renders its own). */
 enum infer_chat_format infer_engine_chat_format(const struct infer_engine *e);
+/* The bytes of a token of a local engine's vocabulary (not necessarily
+ * whole UTF-8 characters), for naming the tokens of logprobs; NULL for a
+ * remote engine or a token out of range. Borrowed, valid while e lives. */
+const char *infer_engine_token_text(const struct infer_engine *e, int token,
+                                    size_t *len);
 
 /* A snapshot of an engine's state (tests, /v1/models, the bench). */
 struct infer_engine_info {
@@ -263,6 +268,20 @@ struct infer_logit_bias {
 };
 #define INFER_MAX_LOGIT_BIAS 1024
 
+/* One generated token with its log-probability under the model (the
+ * softmax of the raw logits: before penalties, logit_bias and
+ * temperature, as vLLM reports them) and the most likely tokens there. */
+#define INFER_MAX_TOP_LOGPROBS 20
+struct infer_token_lp {
+    int32_t token;
+    float logprob;
+    int n_top; /* params.top_logprobs */
+    struct {
+        int32_t token;
+        float logprob;
+    } top[INFER_MAX_TOP_LOGPROBS]; /* most likely first */
+};
+
 struct infer_params {                  /* zero-initialised = greedy, defaults */
     const struct infer_chat_msg *msgs; /* chat: rendered with the model's */
     size_t n_msgs;                     /* template (ChatML gets its default
@@ -280,6 +299,10 @@ struct infer_params {                  /* zero-initialised = greedy, defaults */
      * INFER_MAX_LOGIT_BIAS entries. */
     const struct infer_logit_bias *logit_bias;
     size_t n_logit_bias;
+    /* Local engines only: each generated token's infer_token_lp, with
+     * top_logprobs (0 to INFER_MAX_TOP_LOGPROBS) alternatives. */
+    bool logprobs;
+    int top_logprobs;
     uint64_t seed;
     const char *const *stop; /* stop strings (copied at submit) */
     size_t n_stop;
@@ -326,6 +349,12 @@ struct infer_event {
     enum infer_event_kind kind;
     const char *text; /* INFER_EV_TEXT: whole UTF-8 characters, all that */
     size_t len;       /* came since the last call; valid until next call */
+    /* INFER_EV_TEXT with params.logprobs: the tokens that came since the
+     * last call, in order (len may be 0 then). A token comes once its text
+     * has come (or was dropped at the start of an answer); tokens wholly
+     * after a stop string never come. Valid until the next call. */
+    const struct infer_token_lp *tokens;
+    size_t n_tokens;
     struct infer_stats stats; /* INFER_EV_DONE (and partial on ERROR) */
     char error[256];          /* INFER_EV_ERROR */
 };

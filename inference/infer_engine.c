@@ -119,6 +119,8 @@ void infer__stream_unref(struct infer_stream *s)
     pthread_cond_destroy(&s->cv);
     free(s->buf);
     free(s->out);
+    free(s->lp);
+    free(s->lp_out);
     free(s);
 }
 
@@ -129,11 +131,34 @@ static void stream_wake(struct infer_stream *s)
 
 bool infer__stream_text(struct infer_stream *s, const char *text, size_t len)
 {
-    if (len == 0)
+    return infer__stream_text_tokens(s, text, len, NULL, 0);
+}
+
+bool infer__stream_text_tokens(struct infer_stream *s, const char *text,
+                               size_t len, const struct infer_token_lp *tok,
+                               size_t n_tok)
+{
+    if (len == 0 && n_tok == 0)
         return true;
     pthread_mutex_lock(&s->mu);
     bool ok = true;
-    if (s->len + len > s->cap) {
+    if (s->n_lp + n_tok > s->lp_cap) {
+        size_t cap = s->lp_cap > 0 ? s->lp_cap : 16;
+        while (cap < s->n_lp + n_tok)
+            cap *= 2;
+        struct infer_token_lp *l = realloc(s->lp, cap * sizeof(*l));
+        if (l == NULL) {
+            ok = false;
+        } else {
+            s->lp = l;
+            s->lp_cap = cap;
+        }
+    }
+    if (ok && n_tok > 0) {
+        memcpy(s->lp + s->n_lp, tok, n_tok * sizeof(*tok));
+        s->n_lp += n_tok;
+    }
+    if (ok && s->len + len > s->cap) {
         size_t cap = s->cap > 0 ? s->cap : 256;
         while (cap < s->len + len)
             cap *= 2;
@@ -145,7 +170,7 @@ bool infer__stream_text(struct infer_stream *s, const char *text, size_t len)
             s->cap = cap;
         }
     }
-    if (ok) {
+    if (ok && len > 0) {
         memcpy(s->buf + s->len, text, len);
         s->len += len;
     }
@@ -198,10 +223,10 @@ int infer_stream_next(struct infer_stream *s, int timeout_ms,
     memset(ev, 0, sizeof(*ev));
     struct timespec ts, *dl = deadline_in(timeout_ms, &ts);
     pthread_mutex_lock(&s->mu);
-    while (s->len == 0 && s->state == STREAM_RUNNING && timeout_ms != 0 &&
-           cond_wait_until(&s->cv, &s->mu, dl))
+    while (s->len == 0 && s->n_lp == 0 && s->state == STREAM_RUNNING &&
+           timeout_ms != 0 && cond_wait_until(&s->cv, &s->mu, dl))
         ;
-    if (s->len > 0) {
+    if (s->len > 0 || s->n_lp > 0) {
         /* Hand the buffer over and keep the old one for the producer. */
         char *b = s->out;
         size_t cap = s->out_cap;
@@ -213,6 +238,15 @@ int infer_stream_next(struct infer_stream *s, int timeout_ms,
         s->buf = b;
         s->cap = cap;
         s->len = 0;
+        struct infer_token_lp *l = s->lp_out;
+        size_t lcap = s->lp_out_cap;
+        s->lp_out = s->lp;
+        s->lp_out_cap = s->lp_cap;
+        ev->tokens = s->lp_out;
+        ev->n_tokens = s->n_lp;
+        s->lp = l;
+        s->lp_cap = lcap;
+        s->n_lp = 0;
     } else if (s->state == STREAM_DONE) {
         ev->kind = INFER_EV_DONE;
         ev->stats = s->stats;
@@ -264,6 +298,10 @@ int infer__params_check(const struct infer_params *p, struct infer_err *err)
         p->repeat_penalty > 100)
         return infer_err_set(err, INFER_ERR_ARG,
                              "repeat_penalty must be in [0, 100]");
+    if (p->top_logprobs < 0 || p->top_logprobs > INFER_MAX_TOP_LOGPROBS)
+        return infer_err_set(err, INFER_ERR_ARG,
+                             "top_logprobs must be in [0, %d]",
+                             INFER_MAX_TOP_LOGPROBS);
     if (!isfinite(p->presence_penalty) || fabsf(p->presence_penalty) > 2)
         return infer_err_set(err, INFER_ERR_ARG,
                              "presence_penalty must be in [-2, 2]");
@@ -391,6 +429,13 @@ const char *infer_engine_model_name(const struct infer_engine *e)
 enum infer_chat_format infer_engine_chat_format(const struct infer_engine *e)
 {
     return e->fmt;
+}
+
+const char *infer_engine_token_text(const struct infer_engine *e, int token,
+                                    size_t *len)
+{
+    *len = 0;
+    return e->vt->token_text != NULL ? e->vt->token_text(e, token, len) : NULL;
 }
 
 void infer_engine_info(struct infer_engine *e, struct infer_engine_info *out)

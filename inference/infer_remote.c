@@ -345,6 +345,9 @@ static int remote_submit(struct infer_engine *base,
                          struct infer_err *err)
 {
     struct remote *e = (struct remote *)base;
+    if (p->logprobs)
+        return infer_err_set(err, INFER_ERR_ARG,
+                             "logprobs are not available for remote models");
     if (p->msgs != NULL) {
         if (p->n_msgs == 0)
             return infer_err_set(err, INFER_ERR_ARG, "no messages");
@@ -418,8 +421,8 @@ static void remote_destroy(struct infer_engine *base)
     free(e);
 }
 
-static const struct infer_engine_vt remote_vt = {remote_submit, NULL,
-                                                 remote_info, remote_destroy};
+static const struct infer_engine_vt remote_vt = {
+    remote_submit, NULL, remote_info, remote_destroy, NULL /* no vocabulary */};
 
 int infer__remote_open(const struct infer_remote_opts *o,
                        struct infer_engine **out, struct infer_err *err)

@@ -119,6 +119,16 @@ struct req {
     bool strip_space; /* drop one leading space of the output */
     double t_first;
     int row; /* logits row this step, -1 if none */
+    /* logprobs: each generated token's record, and where its bytes end
+     * in the raw output (the pieces before UTF-8 assembly, stops and
+     * holds); records are handed out, in order, once the text up to
+     * their end has been (lp_sent of n_lp so far). */
+    bool want_lp;
+    int n_top;
+    struct infer_token_lp *lp; /* (cap_lp) */
+    long long *lp_end;         /* (cap_lp) */
+    int n_lp, cap_lp, lp_sent;
+    long long raw_in; /* raw bytes pushed so far */
 };
 
 /* A finished conversation kept for prefix reuse. */
@@ -138,7 +148,8 @@ struct sched {
     struct compute *comp;
     struct infer_engine_opts o;
     int ctx_len, max_tokens_step;
-    float *logits;                   /* (max_batch, n_vocab) */
+    float *logits; /* (max_batch, n_vocab) */
+    float *lp_raw; /* (n_vocab) a row's raw logits, for logprobs; lazy */
     struct infer_batch_entry *batch; /* (max_tokens_step) */
     pthread_t thread;
     bool started;
@@ -168,6 +179,8 @@ static void req_free(struct sched *e, struct req *r)
     free(r->stops);
     free(r->ids);
     free(r->hold);
+    free(r->lp);
+    free(r->lp_end);
     free(r);
 }
 
@@ -177,6 +190,20 @@ static void req_free(struct sched *e, struct req *r)
 static int blocks_for(int n_pos)
 {
     return (n_pos + KV_BLOCK - 1) / KV_BLOCK;
+}
+
+/* Streams text with the logprobs records it completes: those whose raw
+ * bytes end at or before raw position upto, or all of them. */
+static bool req_send(struct req *r, const char *text, size_t len,
+                     long long upto, bool all)
+{
+    int n = r->lp_sent;
+    while (n < r->n_lp && (all || r->lp_end[n] <= upto))
+        n++;
+    bool ok = infer__stream_text_tokens(r->s, text, len, r->lp + r->lp_sent,
+                                        (size_t)(n - r->lp_sent));
+    r->lp_sent = n;
+    return ok;
 }
 
 /* Streams the text of token tok; true when a stop string ended it. */
@@ -190,6 +217,9 @@ static bool req_emit(struct sched *e, struct req *r, int tok, bool flush)
         p = "", len = 0;
     if (len > PIECE_MAX)
         len = PIECE_MAX;
+    r->raw_in += (long long)len;
+    if (tok >= 0 && r->n_lp > r->lp_sent)
+        r->lp_end[r->n_lp - 1] = r->raw_in;
     k = infer_utf8_push(&r->u8, p, len, buf, sizeof(buf));
     if (flush)
         k += infer_utf8_flush(&r->u8, buf + k, sizeof(buf) - k);
@@ -200,12 +230,15 @@ static bool req_emit(struct sched *e, struct req *r, int tok, bool flush)
         r->strip_space = false;
     }
     if (r->n_stops == 0) {
-        if (!infer__stream_text(r->s, b, k))
+        if (!req_send(r, b, k, r->raw_in - r->u8.n, flush))
             atomic_store(&r->s->cancelled, true);
         return false;
     }
-    if (r->n_hold + k == 0)
-        return false; /* nothing to stream or match (and hold may be NULL) */
+    if (r->n_hold + k == 0) { /* nothing to stream or match */
+        if (flush)            /* (and hold may be NULL) */
+            req_send(r, NULL, 0, 0, true);
+        return false;
+    }
     if (r->n_hold + k > r->cap_hold) {
         size_t cap = (r->n_hold + k) * 2 + 64;
         char *h = realloc(r->hold, cap);
@@ -242,7 +275,20 @@ static bool req_emit(struct sched *e, struct req *r, int tok, bool flush)
     while (out > 0 && out < r->n_hold &&
            ((unsigned char)r->hold[out] & 0xC0) == 0x80)
         out--;
-    infer__stream_text(r->s, r->hold, out);
+    /* The raw position the text handed out reaches; at a stop, the tokens
+     * with a byte before it come (the one that holds the stop's start
+     * too) and the others never do. */
+    long long upto = r->raw_in - r->u8.n - (long long)(r->n_hold - out);
+    if (at >= 0) {
+        int n = r->lp_sent;
+        while (n < r->n_lp && (n == 0 ? 0 : r->lp_end[n - 1]) < upto)
+            n++;
+        infer__stream_text_tokens(r->s, r->hold, out, r->lp + r->lp_sent,
+                                  (size_t)(n - r->lp_sent));
+        r->lp_sent = r->n_lp;
+    } else {
+        req_send(r, r->hold, out, upto, flush);
+    }
     r->n_out += out;
     memmove(r->hold, r->hold + out, r->n_hold - out);
     r->n_hold -= out;
@@ -425,6 +471,63 @@ static int build_batch(struct sched *e)
     return n;
 }
 
+/* Logprobs, before sampling changes lg: the raw row kept in e->lp_raw, its
+ * log-sum-exp in *lse and the n_top most likely tokens into t->top. False
+ * if out of memory. */
+static bool lp_measure(struct sched *e, const struct req *r, const float *lg,
+                       struct infer_token_lp *t, double *lse)
+{
+    int n = e->m->cfg.n_vocab;
+    if (e->lp_raw == NULL && (e->lp_raw = malloc(sizeof(float) * n)) == NULL)
+        return false;
+    memcpy(e->lp_raw, lg, sizeof(float) * n);
+    float mx = lg[0];
+    for (int i = 1; i < n; i++)
+        mx = lg[i] > mx ? lg[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += expf(lg[i] - mx);
+    *lse = mx + log(sum);
+    /* Top n_top by insertion (n_top <= 20): ties keep the lower id first. */
+    t->n_top = 0;
+    for (int i = 0; i < n && r->n_top > 0; i++) {
+        if (t->n_top == r->n_top && !(lg[i] > t->top[t->n_top - 1].logprob))
+            continue;
+        int j = t->n_top < r->n_top ? t->n_top++ : t->n_top - 1;
+        for (; j > 0 && lg[i] > t->top[j - 1].logprob; j--)
+            t->top[j] = t->top[j - 1];
+        t->top[j].token = i;
+        t->top[j].logprob = lg[i];
+    }
+    for (int j = 0; j < t->n_top; j++)
+        t->top[j].logprob = (float)(t->top[j].logprob - *lse);
+    return true;
+}
+
+/* Keeps the record of generated token tok (its bytes' end is set when its
+ * text is pushed). False if out of memory. */
+static bool lp_push(struct sched *e, struct req *r, struct infer_token_lp *t,
+                    int tok, double lse)
+{
+    if (r->n_lp == r->cap_lp) {
+        int cap = r->cap_lp > 0 ? r->cap_lp * 2 : 64;
+        struct infer_token_lp *l = realloc(r->lp, sizeof(*l) * cap);
+        if (l != NULL)
+            r->lp = l;
+        long long *end = realloc(r->lp_end, sizeof(*end) * cap);
+        if (end != NULL)
+            r->lp_end = end;
+        if (l == NULL || end == NULL)
+            return false;
+        r->cap_lp = cap;
+    }
+    t->token = tok;
+    t->logprob = (float)(e->lp_raw[tok] - lse);
+    r->lp_end[r->n_lp] = r->raw_in;
+    r->lp[r->n_lp++] = *t;
+    return true;
+}
+
 /* After the forward pass: advance, sample, stream; true if r finished. */
 static bool req_advance(struct sched *e, struct req *r, int computed,
                         const char **reason)
@@ -433,6 +536,11 @@ static bool req_advance(struct sched *e, struct req *r, int computed,
     if (r->row < 0)
         return false;
     float *lg = e->logits + (size_t)r->row * e->m->cfg.n_vocab;
+    struct infer_token_lp t = {0};
+    double lse = 0;
+    bool lp = r->want_lp && lp_measure(e, r, lg, &t, &lse);
+    if (r->want_lp && !lp)
+        atomic_store(&r->s->cancelled, true); /* out of memory */
     /* An answer does not end before it has said anything (for its first
      * EMPTY_MAX tokens): a story model that first closes the prompt's story
      * with its end marker then writes its own instead of nothing. This
@@ -451,6 +559,8 @@ static bool req_advance(struct sched *e, struct req *r, int computed,
         return true;
     }
     infer_sampler_accept(r->smp, tok, true);
+    if (lp && !lp_push(e, r, &t, tok, lse))
+        atomic_store(&r->s->cancelled, true);
     r->ids[r->n_ids++] = tok;
     r->n_gen++;
     bool last = r->n_gen >= r->max_new;
@@ -611,6 +721,8 @@ static int sched_submit(struct infer_engine *base, const struct infer_params *p,
     r->max_new =
         p->max_tokens > 0 && p->max_tokens < room ? p->max_tokens : room;
     r->session = p->session;
+    r->want_lp = p->logprobs;
+    r->n_top = p->top_logprobs;
     r->strip_space = n == 1 || infer_tok_is_special(e->m->tok, r->ids[n - 1]);
     struct infer_sampler_params sp = {
         .temperature = p->temperature,
@@ -730,6 +842,7 @@ static void sched_destroy(struct infer_engine *base)
     free(e->run);
     free(e->batch);
     free(e->logits);
+    free(e->lp_raw);
     infer_kv_free(e->kv);
     infer_ctx_free(e->ctx);
     compute_put(e->comp);
@@ -740,8 +853,15 @@ static void sched_destroy(struct infer_engine *base)
     free(e);
 }
 
-static const struct infer_engine_vt sched_vt = {sched_submit, sched_wake,
-                                                sched_info, sched_destroy};
+static const char *sched_token_text(const struct infer_engine *base, int token,
+                                    size_t *len)
+{
+    const struct sched *e = (const struct sched *)base;
+    return infer_tok_piece(e->m->tok, token, false, len);
+}
+
+static const struct infer_engine_vt sched_vt = {
+    sched_submit, sched_wake, sched_info, sched_destroy, sched_token_text};
 
 /* ---- open
  * -------------------------------------------------------------------------------------

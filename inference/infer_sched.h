@@ -25,6 +25,9 @@ struct infer_engine_vt {
     void (*wake)(struct infer_engine *e); /* a stream was cancelled */
     void (*info)(struct infer_engine *e, struct infer_engine_info *out);
     void (*destroy)(struct infer_engine *e);
+    /* NULL if the engine has no vocabulary of its own (remote) */
+    const char *(*token_text)(const struct infer_engine *e, int token,
+                              size_t *len);
 };
 
 struct infer_engine {
@@ -52,12 +55,16 @@ struct infer_stream {
     struct infer_engine *e; /* NULL once the engine let go of it */
     char *buf;              /* (cap) text not yet read */
     size_t len, cap;
+    struct infer_token_lp *lp; /* (lp_cap) tokens not yet read */
+    size_t n_lp, lp_cap;
     enum stream_state state;
     struct infer_stats stats;
     char error[256];
     /* the reader's */
     char *out; /* (out_cap) text handed out by the last next() */
     size_t out_cap;
+    struct infer_token_lp *lp_out; /* (lp_out_cap) tokens handed out */
+    size_t lp_out_cap;
 };
 
 double infer_now(void); /* monotonic seconds (infer_generate.c) */
@@ -69,6 +76,11 @@ void infer__stream_unref(struct infer_stream *s);
 /* Producer side: appends text (whole UTF-8 characters); false if out of
  * memory. Then wakes the reader and its waiter. */
 bool infer__stream_text(struct infer_stream *s, const char *text, size_t len);
+/* The same with the tokens (logprobs) that this text completes, both
+ * appended at once so that a reader sees them together. */
+bool infer__stream_text_tokens(struct infer_stream *s, const char *text,
+                               size_t len, const struct infer_token_lp *tok,
+                               size_t n_tok);
 /* Ends the stream with stats, or with an error message. */
 void infer__stream_done(struct infer_stream *s, const struct infer_stats *st);
 void infer__stream_fail(struct infer_stream *s, const struct infer_stats *st,

@@ -4,8 +4,10 @@
  * over the forward pass, identical alone and beside 31 other requests
  * joining and leaving at random, cancellation returning every KV block,
  * the busy queue, context overflow, stop strings, the waiter, sessions
- * (prefix reuse) and the hub's directory scan.
+ * (prefix reuse), the hub's directory scan, and logprobs (against a
+ * log-softmax of the plain loop's logits, and cut at stop strings).
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -447,6 +449,196 @@ TEST(eos_text_stops)
     CHECK(strstr(out, "<|end") == NULL);
 }
 
+/* The reference of logprobs: greedy like reference(), keeping each step's
+ * log-softmax in double (lsm[g * n_vocab + v]); returns tokens made. */
+static int reference_lp(const char *prompt, int32_t *gen, double **lsm,
+                        int *n_vocab)
+{
+    struct infer_model *m;
+    struct infer_err err;
+    if (infer_model_load(model_path, NULL, &m, &err) != INFER_OK)
+        return -1;
+    int V = m->cfg.n_vocab, ctx_len = 256;
+    int32_t ids[256];
+    int n = infer_tok_encode(m->tok, prompt, strlen(prompt), true, false, ids,
+                             ctx_len);
+    struct infer_ctx *ctx;
+    struct infer_kv *kv;
+    struct infer_seq seq;
+    struct infer_ctx_params cp = {
+        .max_batch = 64, .max_ctx = ctx_len, .n_threads = 1};
+    infer_ctx_new(m, &cp, &ctx, &err);
+    infer_kv_new(m, ctx_len / 16, 16, &kv, &err);
+    infer_seq_init(&seq, kv, ctx_len);
+    infer_kv_reserve(kv, &seq, ctx_len);
+    float *logits = malloc((size_t)V * sizeof(float));
+    *lsm = malloc((size_t)GEN * V * sizeof(double));
+    struct infer_batch_entry e[64];
+    for (int i = 0; i < n; i++)
+        e[i] = (struct infer_batch_entry){&seq, i, ids[i], i == n - 1};
+    infer_forward(ctx, kv, e, n, logits, &err);
+    int g = 0;
+    for (; g < GEN; g++) {
+        int best = 0;
+        double mx = logits[0], sum = 0;
+        for (int v = 1; v < V; v++) {
+            best = logits[v] > logits[best] ? v : best;
+            mx = logits[v] > mx ? logits[v] : mx;
+        }
+        for (int v = 0; v < V; v++)
+            sum += exp(logits[v] - mx);
+        for (int v = 0; v < V; v++)
+            (*lsm)[(size_t)g * V + v] = logits[v] - mx - log(sum);
+        if (infer_tok_is_eog(m->tok, best))
+            break;
+        gen[g] = best;
+        e[0] = (struct infer_batch_entry){&seq, n + g, best, true};
+        infer_forward(ctx, kv, e, 1, logits, &err);
+    }
+    *n_vocab = V;
+    free(logits);
+    infer_kv_release(kv, &seq, 0);
+    infer_seq_cleanup(&seq);
+    infer_kv_free(kv);
+    infer_ctx_free(ctx);
+    infer_model_free(m);
+    return g;
+}
+
+/* Logprobs through the engine, beside other requests: every generated
+ * token once, in order, with the reference's log-softmax for it and its
+ * top alternatives, and their bytes making the text. */
+TEST(logprobs_match_reference)
+{
+    if (!have_model())
+        check_skip("no %s", model_path);
+    struct infer_engine *e = open_engine(8, 0);
+    CHECK(e != NULL);
+    const char *prompt = prompts[2];
+    struct infer_params p = {.prompt = prompt,
+                             .max_tokens = GEN,
+                             .logprobs = true,
+                             .top_logprobs = 5};
+    struct infer_params other = {.prompt = prompts[0], .max_tokens = GEN};
+    struct infer_stream *s, *o[3];
+    struct infer_err err;
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(infer_engine_submit(e, &other, NULL, &o[i], &err), INFER_OK);
+    CHECK_EQ(infer_engine_submit(e, &p, NULL, &s, &err), INFER_OK);
+    static struct infer_token_lp got[GEN + 1];
+    char text[4096] = "", pieces[4096] = "";
+    size_t n_got = 0, n_text = 0, n_pieces = 0;
+    struct infer_event ev;
+    int k;
+    while ((k = infer_stream_next(s, -1, &ev)) == INFER_EV_TEXT) {
+        memcpy(text + n_text, ev.text, ev.len);
+        n_text += ev.len;
+        for (size_t i = 0; i < ev.n_tokens && n_got <= GEN; i++) {
+            got[n_got++] = ev.tokens[i];
+            size_t len;
+            const char *pc =
+                infer_engine_token_text(e, ev.tokens[i].token, &len);
+            CHECK(pc != NULL);
+            memcpy(pieces + n_pieces, pc, len);
+            n_pieces += len;
+        }
+    }
+    CHECK_EQ(k, INFER_EV_DONE);
+    text[n_text] = pieces[n_pieces] = '\0';
+    CHECK_EQ((int)n_got, ev.stats.completion_tokens);
+    /* The pieces are the text (less the answer's first space). */
+    CHECK_STREQ(pieces[0] == ' ' && text[0] != ' ' ? pieces + 1 : pieces, text);
+    int32_t ref[GEN];
+    double *lsm = NULL;
+    int V = 0;
+    int n_ref = reference_lp(prompt, ref, &lsm, &V);
+    CHECK_EQ(n_ref, (int)n_got);
+    for (int g = 0; g < n_ref; g++) {
+        const struct infer_token_lp *t = &got[g];
+        const double *row = lsm + (size_t)g * V;
+        CHECK_EQ(t->token, ref[g]);
+        CHECK_NEAR(t->logprob, row[ref[g]], 1e-4);
+        CHECK_EQ(t->n_top, 5);
+        CHECK_EQ(t->top[0].token, ref[g]); /* greedy took the top one */
+        for (int j = 0; j < t->n_top; j++) {
+            CHECK_NEAR(t->top[j].logprob, row[t->top[j].token], 1e-4);
+            if (j > 0)
+                CHECK(t->top[j].logprob <= t->top[j - 1].logprob);
+        }
+        /* nothing outside the top 5 is more likely than its last */
+        int above = 0;
+        for (int v = 0; v < V; v++)
+            above += row[v] > t->top[4].logprob + 1e-4;
+        CHECK(above <= 4);
+    }
+    free(lsm);
+    infer_stream_free(s);
+    for (int i = 0; i < 3; i++) {
+        char buf[4096];
+        CHECK_EQ(drain(o[i], buf, sizeof(buf), NULL), INFER_EV_DONE);
+        infer_stream_free(o[i]);
+    }
+    /* Without logprobs no tokens come; remote-only fields are refused on
+     * a remote engine (v1_remote), and top_logprobs is bounded. */
+    p.top_logprobs = INFER_MAX_TOP_LOGPROBS + 1;
+    CHECK_EQ(infer_engine_submit(e, &p, NULL, &s, &err), INFER_ERR_ARG);
+    infer_engine_free(e);
+}
+
+/* A stop string cuts the tokens too: those wholly after the stop's start
+ * never come, the one holding its start does. "." is a token of its own
+ * here; "amed Lily" starts inside the token " named". */
+TEST(logprobs_with_stop)
+{
+    if (!have_model())
+        check_skip("no %s", model_path);
+    struct infer_engine *e = open_engine(4, 0);
+    CHECK(e != NULL);
+    const char *stops[] = {".", "amed Lily"};
+    for (int c = 0; c < 2; c++) {
+        struct infer_params p = {.prompt = prompts[0],
+                                 .max_tokens = 64,
+                                 .stop = &stops[c],
+                                 .n_stop = 1,
+                                 .logprobs = true};
+        struct infer_stream *s;
+        struct infer_err err;
+        CHECK_EQ(infer_engine_submit(e, &p, NULL, &s, &err), INFER_OK);
+        char text[4096], pieces[4096];
+        size_t n_text = 0, n_pieces = 0, n_tok = 0;
+        struct infer_event ev;
+        int k;
+        while ((k = infer_stream_next(s, -1, &ev)) == INFER_EV_TEXT) {
+            memcpy(text + n_text, ev.text, ev.len);
+            n_text += ev.len;
+            for (size_t i = 0; i < ev.n_tokens; i++, n_tok++) {
+                size_t len;
+                const char *pc =
+                    infer_engine_token_text(e, ev.tokens[i].token, &len);
+                memcpy(pieces + n_pieces, pc, len);
+                n_pieces += len;
+                CHECK_EQ(ev.tokens[i].n_top, 0);
+            }
+        }
+        CHECK_EQ(k, INFER_EV_DONE);
+        text[n_text] = pieces[n_pieces] = '\0';
+        infer_stream_free(s);
+        CHECK_STREQ(ev.stats.finish_reason, "stop");
+        CHECK(strstr(text, stops[c]) == NULL && n_text > 0);
+        const char *pc =
+            pieces[0] == ' ' && text[0] != ' ' ? pieces + 1 : pieces;
+        CHECK(strncmp(pc, text, n_text) == 0);
+        if (c == 0) { /* the '.' token made, not given */
+            CHECK_STREQ(pc, text);
+            CHECK((int)n_tok < ev.stats.completion_tokens);
+        } else { /* " named" given, its "amed" past the text's end */
+            CHECK(strncmp(pc + n_text, "amed", 4) == 0);
+            CHECK_EQ(strlen(pc), n_text + 4);
+        }
+    }
+    infer_engine_free(e);
+}
+
 static const struct check_test tests[] = {
     TEST_ENTRY(alone_matches_reference),
     TEST_ENTRY(batched_equals_alone),
@@ -454,5 +646,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(sessions_reuse_prefix),
     TEST_ENTRY(hub_scan),
     TEST_ENTRY(eos_text_stops),
+    TEST_ENTRY(logprobs_match_reference),
+    TEST_ENTRY(logprobs_with_stop),
 };
 CHECK_MAIN(tests)

@@ -2,9 +2,9 @@
 # test_v1.sh: the OpenAI-compatible /v1 API of a real `arena serve` with the
 # story models, driven by a stock client (curl -N): models list, chat and
 # completions with and without streaming, usage counts, greedy determinism,
-# presence and frequency penalties, logit_bias, the fields it refuses, and
-# the error cases (unknown model, bad fields, malformed JSON, context
-# overflow).
+# presence and frequency penalties, logit_bias, logprobs, the fields it
+# refuses, and the error cases (unknown model, bad fields, malformed JSON,
+# context overflow).
 set -u
 command -v curl >/dev/null || { echo "skip: no curl"; exit 77; }
 command -v jq >/dev/null || { echo "skip: no jq"; exit 77; }
@@ -98,13 +98,34 @@ check logit_bias_bad_key jq -e '.error.param == "logit_bias"' "$dir/out"
 post /completions "{$pen,\"logit_bias\":{\"5\":101}}"
 check logit_bias_bad_value jq -e '.error.param == "logit_bias"' "$dir/out"
 # fields this server cannot honour are refused by name, not ignored
-for f in '"logprobs":true' '"logprobs":2' '"top_logprobs":3' '"echo":true' '"best_of":2' '"suffix":"x"' '"tools":[{"type":"function"}]' '"response_format":{"type":"json_object"}'; do
+for f in '"echo":true' '"best_of":2' '"suffix":"x"' '"tools":[{"type":"function"}]' '"response_format":{"type":"json_object"}'; do
     post /completions "{$pen,$f}"
     name=${f#\"}; name=${name%%\"*}
     check "refuse_$name" jq -e --arg n "$name" '.error.param == $n and .error.type == "invalid_request_error"' "$dir/out"
 done
 post /completions "{$pen,\"logprobs\":null,\"echo\":false,\"best_of\":1,\"response_format\":{\"type\":\"text\"}}"
 check accepts_defaults jq_is '.choices[0].text' "$plain"
+
+# logprobs: chat (logprobs + top_logprobs, with bytes) and completions
+# (legacy shape), whole and streamed; greedy takes the top alternative
+lpreq='{"model":"stories260k","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":16,"temperature":0,"logprobs":true,"top_logprobs":3}'
+post /chat/completions "$lpreq"
+check chat_logprobs_count jq -e '(.choices[0].logprobs.content | length) == .usage.completion_tokens and .usage.completion_tokens > 0' "$dir/out"
+check chat_logprobs_values jq -e 'all(.choices[0].logprobs.content[]; .logprob <= 0 and (.top_logprobs | length) == 3 and .top_logprobs[0].token == .token and .top_logprobs[0].logprob == .logprob and .top_logprobs[0].logprob >= .top_logprobs[1].logprob and .top_logprobs[1].logprob >= .top_logprobs[2].logprob and (.bytes | implode) == .token)' "$dir/out"
+check chat_logprobs_text jq -e '([.choices[0].logprobs.content[].token] | join("") | ltrimstr(" ")) == (.choices[0].message.content | ltrimstr(" "))' "$dir/out"
+jq -c '[.choices[0].logprobs.content[] | [.token, .logprob]]' "$dir/out" >"$dir/lp_whole"
+curl -sS -N -H 'Content-Type: application/json' -d "${lpreq%\}},\"stream\":true}" "$base/chat/completions" | sed -n 's/^data: \({.*\)/\1/p' >"$dir/lp_chunks"
+check chat_logprobs_streamed [ "$(jq -s -c '[.[].choices[0].logprobs.content // [] | .[] | [.token, .logprob]]' "$dir/lp_chunks")" = "$(cat "$dir/lp_whole")" ]
+post /completions '{"model":"stories260k","prompt":"Once upon a time","max_tokens":12,"temperature":0,"logprobs":2}'
+check completions_logprobs jq -e '.choices[0].logprobs as $l | ($l.tokens | length) == .usage.completion_tokens and ($l.token_logprobs | length) == ($l.tokens | length) and all($l.top_logprobs[]; length >= 1 and length <= 2) and ($l.text_offset | .[0] == 0 and . == sort) and ($l.tokens | join("") | ltrimstr(" ")) == (.choices[0].text | ltrimstr(" "))' "$dir/out"
+post /completions '{"model":"stories260k","prompt":"Once upon a time","max_tokens":12}'
+check no_logprobs_by_default jq -e '.choices[0].logprobs == null' "$dir/out"
+post /chat/completions '{"model":"stories260k","messages":[{"role":"user","content":"x"}],"logprobs":2}'
+check bad_chat_logprobs jq -e '.error.param == "logprobs"' "$dir/out"
+post /chat/completions '{"model":"stories260k","messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":21}'
+check bad_top_logprobs jq -e '.error.param == "top_logprobs"' "$dir/out"
+post /chat/completions '{"model":"stories260k","messages":[{"role":"user","content":"x"}],"top_logprobs":2}'
+check top_logprobs_needs_logprobs jq -e '.error.param == "top_logprobs"' "$dir/out"
 
 # completions, streamed with curl -N, usage chunk, [DONE] last
 curl -sS -N -H 'Content-Type: application/json' -d '{"model":"tinystories-656k-q8_0","prompt":"Once upon a time","max_tokens":12,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}' "$base/completions" >"$dir/sse"

@@ -204,6 +204,10 @@ TEST(remote_equals_local)
     CHECK(strcmp(a, want) != 0 && strlen(a) > 0);
     lb[0].token = 1 << 20; /* not in the vocabulary: the remote says 400 */
     struct infer_stream *bad = NULL;
+    pp.logprobs = true; /* not forwarded: refused at once */
+    CHECK_EQ(infer_engine_submit(r, &pp, NULL, &bad, &err), INFER_ERR_ARG);
+    CHECK(strstr(err.msg, "logprobs") != NULL);
+    pp.logprobs = false;
     CHECK_EQ(infer_engine_submit(r, &pp, NULL, &bad, &err), INFER_OK);
     struct infer_event ev;
     int rk;

@@ -14,8 +14,10 @@
  * unknown model, 400 context_length_exceeded, 503 busy (Retry-After).
  * Sampling fields: temperature, top_p, top_k, min_p, repetition_penalty,
  * presence_penalty, frequency_penalty, logit_bias, seed, stop, max_tokens;
- * fields it cannot honour (logprobs, echo, best_of > 1, suffix, tools, a
- * response_format other than text, n > 1) get a 400 naming the field.
+ * logprobs (chat: logprobs + top_logprobs; completions: logprobs = the
+ * number of alternatives; local models only). Fields it cannot honour
+ * (echo, best_of > 1, suffix, tools, a response_format other than text,
+ * n > 1) get a 400 naming the field.
  * A client that goes away mid-stream cancels its request (the engine frees
  * its KV blocks); an idle stream is pinged every few seconds to notice.
  */
@@ -96,6 +98,8 @@ struct v1_req {
     char *parts[V1_MAX_MSGS]; /* joined content arrays (owned) */
     const char *stop[V1_MAX_STOP];
     struct infer_logit_bias bias[INFER_MAX_LOGIT_BIAS];
+    long long lp_off; /* completions' text_offset of the next token */
+    bool lp_begun;    /* a token was seen (lp_off settled) */
     char id[40];
     long long created;
 };
@@ -170,23 +174,52 @@ static bool parse_logit_bias(struct web_req *r, struct v1_req *q, json_t *body)
     return true;
 }
 
+/* Chat: "logprobs": bool and "top_logprobs": 0-20; completions (legacy):
+ * "logprobs": 0-20 alternatives. False after replying 400. */
+static bool parse_logprobs(struct web_req *r, struct v1_req *q, json_t *body)
+{
+    json_t *lp = json_object_get(body, "logprobs");
+    json_t *top = json_object_get(body, "top_logprobs");
+    if (q->chat) {
+        if (lp != NULL && !json_is_null(lp) && !json_is_boolean(lp)) {
+            BAD(r, "logprobs", "'logprobs' must be a boolean");
+            return false;
+        }
+        q->p.logprobs = json_is_true(lp);
+        if (top == NULL || json_is_null(top))
+            return true;
+        if (!json_is_integer(top) || json_integer_value(top) < 0 ||
+            json_integer_value(top) > INFER_MAX_TOP_LOGPROBS) {
+            BAD(r, "top_logprobs",
+                "'top_logprobs' must be an integer between 0 and %d",
+                INFER_MAX_TOP_LOGPROBS);
+            return false;
+        }
+        if (!q->p.logprobs && json_integer_value(top) > 0) {
+            BAD(r, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+            return false;
+        }
+        q->p.top_logprobs = (int)json_integer_value(top);
+        return true;
+    }
+    if (lp == NULL || json_is_null(lp))
+        return true;
+    if (!json_is_integer(lp) || json_integer_value(lp) < 0 ||
+        json_integer_value(lp) > INFER_MAX_TOP_LOGPROBS) {
+        BAD(r, "logprobs", "'logprobs' must be an integer between 0 and %d",
+            INFER_MAX_TOP_LOGPROBS);
+        return false;
+    }
+    q->p.logprobs = true;
+    q->p.top_logprobs = (int)json_integer_value(lp);
+    return true;
+}
+
 /* Fields this server does not implement: a clear 400 rather than an answer
  * that silently lacks what was asked. False after replying. */
 static bool refuse_unsupported(struct web_req *r, json_t *body)
 {
     json_t *v;
-    if ((v = json_object_get(body, "logprobs")) != NULL && !json_is_null(v) &&
-        !json_is_false(v) &&
-        !(json_is_integer(v) && json_integer_value(v) == 0)) {
-        BAD(r, "logprobs", "logprobs are not supported by this server");
-        return false;
-    }
-    if ((v = json_object_get(body, "top_logprobs")) != NULL &&
-        !json_is_null(v) &&
-        !(json_is_integer(v) && json_integer_value(v) == 0)) {
-        BAD(r, "top_logprobs", "logprobs are not supported by this server");
-        return false;
-    }
     if (json_is_true(json_object_get(body, "echo"))) {
         BAD(r, "echo", "echo is not supported by this server");
         return false;
@@ -370,7 +403,8 @@ static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
         return false;
     }
     q->p.stop = q->stop;
-    if (!parse_logit_bias(r, q, body) || !refuse_unsupported(r, body))
+    if (!parse_logit_bias(r, q, body) || !parse_logprobs(r, q, body) ||
+        !refuse_unsupported(r, body))
         return false;
     uint64_t rnd = 0;
     if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
@@ -395,9 +429,112 @@ static json_t *usage_json(const struct infer_stats *st)
         "cached_tokens", st->cached_tokens);
 }
 
+/* A token's bytes as a JSON string (bytes that are not whole UTF-8
+ * characters become U+FFFD) and, with raw, as the array of byte values
+ * (chat's "bytes"). */
+static json_t *token_json(const struct v1_req *q, int id, json_t **raw,
+                          size_t *raw_len)
+{
+    size_t n = 0;
+    const char *p = infer_engine_token_text(q->e, id, &n);
+    if (p == NULL)
+        p = "";
+    if (n > 256)
+        n = 256;
+    char buf[3 * (256 + 4)];
+    struct infer_utf8 u = {{0}, 0};
+    size_t k = infer_utf8_push(&u, p, n, buf, sizeof(buf));
+    k += infer_utf8_flush(&u, buf + k, sizeof(buf) - k);
+    if (raw != NULL) {
+        *raw = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(*raw, json_integer((unsigned char)p[i]));
+    }
+    if (raw_len != NULL)
+        *raw_len = n;
+    return json_stringn(buf, k);
+}
+
+/* The logprobs of the tokens of one event, in the shape of the API:
+ * chat {"content": [{token, logprob, bytes, top_logprobs}]}; completions
+ * {tokens, token_logprobs, top_logprobs, text_offset}. NULL if none. */
+static json_t *logprobs_json(struct v1_req *q, const struct infer_event *ev)
+{
+    if (!q->p.logprobs || ev->n_tokens == 0)
+        return NULL;
+    if (!q->lp_begun) {
+        /* The answer's first leading space may have been dropped. */
+        size_t n = 0;
+        const char *p = infer_engine_token_text(q->e, ev->tokens[0].token, &n);
+        q->lp_off = p != NULL && n > 0 && p[0] == ' ' &&
+                            (ev->len == 0 || ev->text[0] != ' ')
+                        ? -1
+                        : 0;
+        q->lp_begun = true;
+    }
+    json_t *content = json_array(), *toks = json_array(), *lps = json_array(),
+           *tops = json_array(), *offs = json_array();
+    for (size_t i = 0; i < ev->n_tokens; i++) {
+        const struct infer_token_lp *t = &ev->tokens[i];
+        json_t *bytes = NULL;
+        size_t n = 0;
+        json_t *s = token_json(q, t->token, q->chat ? &bytes : NULL, &n);
+        if (q->chat) {
+            json_t *top = json_array();
+            for (int j = 0; j < t->n_top; j++) {
+                json_t *tb = NULL;
+                json_t *ts = token_json(q, t->top[j].token, &tb, NULL);
+                json_array_append_new(
+                    top, json_pack("{s:o,s:f,s:o}", "token", ts, "logprob",
+                                   (double)t->top[j].logprob, "bytes", tb));
+            }
+            json_array_append_new(
+                content, json_pack("{s:o,s:f,s:o,s:o}", "token", s, "logprob",
+                                   (double)t->logprob, "bytes", bytes,
+                                   "top_logprobs", top));
+        } else {
+            json_t *top = json_object();
+            for (int j = 0; j < t->n_top; j++) {
+                json_t *ts = token_json(q, t->top[j].token, NULL, NULL);
+                json_object_set_new(top, json_string_value(ts),
+                                    json_real(t->top[j].logprob));
+                json_decref(ts);
+            }
+            json_array_append_new(toks, s);
+            json_array_append_new(lps, json_real(t->logprob));
+            json_array_append_new(tops, top);
+            json_array_append_new(offs,
+                                  json_integer(q->lp_off > 0 ? q->lp_off : 0));
+            q->lp_off += (long long)n;
+        }
+    }
+    if (q->chat) {
+        json_decref(toks);
+        json_decref(lps);
+        json_decref(tops);
+        json_decref(offs);
+        return json_pack("{s:o,s:n}", "content", content, "refusal");
+    }
+    json_decref(content);
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", toks, "token_logprobs", lps,
+                     "top_logprobs", tops, "text_offset", offs);
+}
+
+/* Appends the arrays of more (a logprobs_json) to those of acc. */
+static void logprobs_extend(json_t *acc, json_t *more)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(more, key, v)
+    {
+        if (json_is_array(v))
+            json_array_extend(json_object_get(acc, key), v);
+    }
+}
+
 /* A chunk with text (or the role, or a finish reason). */
 static json_t *chunk_json(const struct v1_req *q, const char *text, size_t len,
-                          const char *finish, bool role)
+                          const char *finish, bool role, json_t *lp)
 {
     json_t *choice = json_object();
     json_object_set_new(choice, "index", json_integer(0));
@@ -411,8 +548,8 @@ static json_t *chunk_json(const struct v1_req *q, const char *text, size_t len,
     } else {
         json_object_set_new(choice, "text",
                             json_stringn(text != NULL ? text : "", len));
-        json_object_set_new(choice, "logprobs", json_null());
     }
+    json_object_set_new(choice, "logprobs", lp != NULL ? lp : json_null());
     json_object_set_new(choice, "finish_reason",
                         finish ? json_string(finish) : json_null());
     json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "id", q->id, "object",
@@ -438,7 +575,7 @@ static void v1_stream(struct web_req *r, struct v1_req *q,
         return;
     int rc = WEB_OK;
     if (q->chat)
-        rc = send_chunk(r, chunk_json(q, "", 0, NULL, true));
+        rc = send_chunk(r, chunk_json(q, "", 0, NULL, true, NULL));
     int idle = 0;
     struct infer_event ev;
     while (rc == WEB_OK) {
@@ -455,7 +592,8 @@ static void v1_stream(struct web_req *r, struct v1_req *q,
         }
         idle = 0;
         if (k == INFER_EV_TEXT) {
-            rc = send_chunk(r, chunk_json(q, ev.text, ev.len, NULL, false));
+            json_t *lp = logprobs_json(q, &ev);
+            rc = send_chunk(r, chunk_json(q, ev.text, ev.len, NULL, false, lp));
             continue;
         }
         if (k == INFER_EV_ERROR) {
@@ -466,8 +604,8 @@ static void v1_stream(struct web_req *r, struct v1_req *q,
             web_sse_send(r, NULL, "[DONE]");
             return;
         }
-        rc = send_chunk(r,
-                        chunk_json(q, NULL, 0, ev.stats.finish_reason, false));
+        rc = send_chunk(
+            r, chunk_json(q, NULL, 0, ev.stats.finish_reason, false, NULL));
         if (rc == WEB_OK && q->usage) {
             json_t *u =
                 json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", q->id, "object",
@@ -490,6 +628,7 @@ static void v1_whole(struct web_req *r, struct v1_req *q,
     size_t len = 0;
     struct infer_event ev;
     int k;
+    json_t *lp_all = NULL; /* logprobs of every token, if asked */
     while ((k = infer_stream_next(s, V1_POLL_MS, &ev)) != INFER_EV_DONE &&
            k != INFER_EV_ERROR) {
         if (k == INFER_EV_NONE && web_server_stopping(r->srv)) {
@@ -498,6 +637,13 @@ static void v1_whole(struct web_req *r, struct v1_req *q,
         }
         if (k != INFER_EV_TEXT)
             continue;
+        json_t *lp = logprobs_json(q, &ev);
+        if (lp != NULL && lp_all == NULL) {
+            lp_all = lp;
+        } else if (lp != NULL) {
+            logprobs_extend(lp_all, lp);
+            json_decref(lp);
+        }
         char *t = realloc(text, len + ev.len + 1);
         if (t == NULL) {
             infer_stream_cancel(s);
@@ -509,9 +655,15 @@ static void v1_whole(struct web_req *r, struct v1_req *q,
     }
     if (k == INFER_EV_ERROR) {
         free(text);
+        json_decref(lp_all);
         v1_error(r, 500, "server_error", NULL, NULL, "%s", ev.error);
         return;
     }
+    if (q->p.logprobs && lp_all == NULL) /* no tokens at all */
+        lp_all = q->chat ? json_pack("{s:[],s:n}", "content", "refusal")
+                         : json_pack("{s:[],s:[],s:[],s:[]}", "tokens",
+                                     "token_logprobs", "top_logprobs",
+                                     "text_offset");
     json_t *choice = json_pack("{s:i,s:s}", "index", 0, "finish_reason",
                                ev.stats.finish_reason);
     json_t *content = json_stringn(text != NULL ? text : "", len);
@@ -519,10 +671,10 @@ static void v1_whole(struct web_req *r, struct v1_req *q,
         json_object_set_new(
             choice, "message",
             json_pack("{s:s,s:o}", "role", "assistant", "content", content));
-    else {
+    else
         json_object_set_new(choice, "text", content);
-        json_object_set_new(choice, "logprobs", json_null());
-    }
+    json_object_set_new(choice, "logprobs",
+                        lp_all != NULL ? lp_all : json_null());
     free(text);
     json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", q->id, "object",
                           q->chat ? "chat.completion" : "text_completion",
