@@ -81,14 +81,18 @@ static struct infer_engine *open_engine(int max_batch, int kv_blocks)
 }
 
 /* The reference: one sequence, whole prompt in one call, then one token
- * per call, greedy; returns the decoded text of GEN tokens (or to EOS). */
-static int reference(const char *prompt, char *out, size_t cap)
+ * per call, greedy. Writes the decoded text of GEN tokens (or to EOS) to
+ * out; with lsm, also the generated ids and each step's log-softmax in
+ * double (*lsm: (GEN, *n_vocab), malloc'd). Returns the tokens made, or
+ * -1. */
+static int reference_run(const char *prompt, char *out, size_t cap,
+                         int32_t *gen, double **lsm, int *n_vocab)
 {
     struct infer_model *m;
     struct infer_err err;
     if (infer_model_load(model_path, NULL, &m, &err) != INFER_OK)
         return -1;
-    int ctx_len = 256;
+    int V = m->cfg.n_vocab, ctx_len = 256;
     int32_t ids[256];
     int n = infer_tok_encode(m->tok, prompt, strlen(prompt), true, false, ids,
                              ctx_len);
@@ -103,35 +107,55 @@ static int reference(const char *prompt, char *out, size_t cap)
     infer_kv_new(m, ctx_len / 16, 16, &kv, &err);
     infer_seq_init(&seq, kv, ctx_len);
     infer_kv_reserve(kv, &seq, ctx_len);
-    float *logits = malloc((size_t)m->cfg.n_vocab * sizeof(float));
+    float *logits = malloc((size_t)V * sizeof(float));
+    if (lsm != NULL)
+        *lsm = malloc((size_t)GEN * V * sizeof(double));
     struct infer_batch_entry e[64];
     for (int i = 0; i < n; i++)
         e[i] = (struct infer_batch_entry){&seq, i, ids[i], i == n - 1};
     infer_forward(ctx, kv, e, n, logits, &err);
-    int n0 = n;
-    for (int g = 0; g < GEN; g++) {
+    int n0 = n, g = 0;
+    for (; g < GEN; g++) {
         int best = 0;
-        for (int v = 1; v < m->cfg.n_vocab; v++)
+        for (int v = 1; v < V; v++)
             if (logits[v] > logits[best])
                 best = v;
+        if (lsm != NULL) {
+            double sum = 0, mx = logits[best];
+            for (int v = 0; v < V; v++)
+                sum += exp(logits[v] - mx);
+            for (int v = 0; v < V; v++)
+                (*lsm)[(size_t)g * V + v] = logits[v] - mx - log(sum);
+        }
         if (infer_tok_is_eog(m->tok, best))
             break;
+        if (gen != NULL)
+            gen[g] = best;
         ids[n] = best;
         e[0] = (struct infer_batch_entry){&seq, n, best, true};
         n++;
         if (g + 1 < GEN)
             infer_forward(ctx, kv, e, 1, logits, &err);
     }
-    size_t len = infer_tok_decode(m->tok, ids + n0, (size_t)(n - n0), false,
-                                  out, cap - 1);
-    out[len < cap - 1 ? len : cap - 1] = '\0';
+    if (out != NULL) {
+        size_t len = infer_tok_decode(m->tok, ids + n0, (size_t)(n - n0), false,
+                                      out, cap - 1);
+        out[len < cap - 1 ? len : cap - 1] = '\0';
+    }
+    if (n_vocab != NULL)
+        *n_vocab = V;
     free(logits);
     infer_kv_release(kv, &seq, 0);
     infer_seq_cleanup(&seq);
     infer_kv_free(kv);
     infer_ctx_free(ctx);
     infer_model_free(m);
-    return 0;
+    return g;
+}
+
+static int reference(const char *prompt, char *out, size_t cap)
+{
+    return reference_run(prompt, out, cap, NULL, NULL, NULL) < 0 ? -1 : 0;
 }
 
 static int run_one(struct infer_engine *e, const char *prompt, char *out,
@@ -449,62 +473,6 @@ TEST(eos_text_stops)
     CHECK(strstr(out, "<|end") == NULL);
 }
 
-/* The reference of logprobs: greedy like reference(), keeping each step's
- * log-softmax in double (lsm[g * n_vocab + v]); returns tokens made. */
-static int reference_lp(const char *prompt, int32_t *gen, double **lsm,
-                        int *n_vocab)
-{
-    struct infer_model *m;
-    struct infer_err err;
-    if (infer_model_load(model_path, NULL, &m, &err) != INFER_OK)
-        return -1;
-    int V = m->cfg.n_vocab, ctx_len = 256;
-    int32_t ids[256];
-    int n = infer_tok_encode(m->tok, prompt, strlen(prompt), true, false, ids,
-                             ctx_len);
-    struct infer_ctx *ctx;
-    struct infer_kv *kv;
-    struct infer_seq seq;
-    struct infer_ctx_params cp = {
-        .max_batch = 64, .max_ctx = ctx_len, .n_threads = 1};
-    infer_ctx_new(m, &cp, &ctx, &err);
-    infer_kv_new(m, ctx_len / 16, 16, &kv, &err);
-    infer_seq_init(&seq, kv, ctx_len);
-    infer_kv_reserve(kv, &seq, ctx_len);
-    float *logits = malloc((size_t)V * sizeof(float));
-    *lsm = malloc((size_t)GEN * V * sizeof(double));
-    struct infer_batch_entry e[64];
-    for (int i = 0; i < n; i++)
-        e[i] = (struct infer_batch_entry){&seq, i, ids[i], i == n - 1};
-    infer_forward(ctx, kv, e, n, logits, &err);
-    int g = 0;
-    for (; g < GEN; g++) {
-        int best = 0;
-        double mx = logits[0], sum = 0;
-        for (int v = 1; v < V; v++) {
-            best = logits[v] > logits[best] ? v : best;
-            mx = logits[v] > mx ? logits[v] : mx;
-        }
-        for (int v = 0; v < V; v++)
-            sum += exp(logits[v] - mx);
-        for (int v = 0; v < V; v++)
-            (*lsm)[(size_t)g * V + v] = logits[v] - mx - log(sum);
-        if (infer_tok_is_eog(m->tok, best))
-            break;
-        gen[g] = best;
-        e[0] = (struct infer_batch_entry){&seq, n + g, best, true};
-        infer_forward(ctx, kv, e, 1, logits, &err);
-    }
-    *n_vocab = V;
-    free(logits);
-    infer_kv_release(kv, &seq, 0);
-    infer_seq_cleanup(&seq);
-    infer_kv_free(kv);
-    infer_ctx_free(ctx);
-    infer_model_free(m);
-    return g;
-}
-
 /* Logprobs through the engine, beside other requests: every generated
  * token once, in order, with the reference's log-softmax for it and its
  * top alternatives, and their bytes making the text. */
@@ -551,7 +519,7 @@ TEST(logprobs_match_reference)
     int32_t ref[GEN];
     double *lsm = NULL;
     int V = 0;
-    int n_ref = reference_lp(prompt, ref, &lsm, &V);
+    int n_ref = reference_run(prompt, NULL, 0, ref, &lsm, &V);
     CHECK_EQ(n_ref, (int)n_got);
     for (int g = 0; g < n_ref; g++) {
         const struct infer_token_lp *t = &got[g];
