@@ -143,6 +143,54 @@ async function patch(model, fields, input) {
   }
 }
 
+// --- adding a model ----------------------------------------------------------
+
+const addForm = $('#add-form');
+
+// Shows the fields of the chosen kind (a file here, or an endpoint).
+function addKind() {
+  const kind = addForm.elements.kind.value;
+  for (const x of addForm.querySelectorAll('[data-kind]')) x.hidden = x.dataset.kind !== kind;
+  addForm.elements.path.required = kind === 'local';
+  addForm.elements.endpoint.required = kind === 'remote';
+}
+
+// The POST body: the fields of the kind chosen, empty optional ones left out.
+function addBody() {
+  const f = addForm.elements, kind = f.kind.value;
+  const body = { name: f.name.value.trim(), kind, license: f.license.value,
+                 enabled: f.enabled.checked };
+  const text = ['display_name', 'organization', 'system_prompt'].concat(
+    kind === 'local' ? ['path'] : ['endpoint', 'remote_model', 'api_key_env']);
+  for (const k of text) if (f[k].value.trim()) body[k] = f[k].value.trim();
+  for (const k of ['price_in', 'price_out', 'weight'])
+    if (f[k].value !== '') body[k] = parseFloat(f[k].value);
+  return body;
+}
+
+addForm.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const button = addForm.querySelector('button[type=submit]');
+  button.disabled = true;
+  try {
+    const body = addBody();
+    const m = await api('POST', '/api/admin/models', body);
+    st.models = st.models.filter((x) => x.name !== m.name).concat([m]);
+    renderModels();
+    addForm.reset();
+    addKind();
+    notify(`Added ${m.name}` + (m.enabled && m.loaded === false
+      ? ': enabled, but its engine could not be opened yet (see the server log).' : '.'));
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return showSignin('Your session ended: sign in again.');
+    notify('Could not add the model: ' + describeError(e), 'error');
+  } finally {
+    button.disabled = false;
+  }
+});
+addForm.elements.kind.addEventListener('change', addKind);
+addKind();
+
 function exportLinks() {
   const f = { from: $('#x-from').value, to: $('#x-to').value,
               category: $('#x-cat').value.trim(), model: $('#x-model').value.trim() };

@@ -601,6 +601,49 @@ export async function checks({ browser, base, shots, adminPassword, withApi = tr
       const m = list.find((x) => x.name === rows[0]);
       assert(m && m.enabled === want, `${rows[0]} enabled is ${m && m.enabled}, want ${want}`);
     }
+    // Adding a model through the form: a remote one (disabled), then the
+    // same name again (409) and a bad name (400), each said in the notice.
+    await page.click('#add-model summary');
+    assert(await page.isHidden('#a-path') && await page.isVisible('#a-endpoint'),
+           'remote fields not the ones shown');
+    await page.selectOption('#a-kind', 'local');
+    assert(await page.isVisible('#a-path') && await page.isHidden('#a-endpoint'),
+           'local fields not the ones shown');
+    await page.selectOption('#a-kind', 'remote');
+    const addRemote = async (name) => {
+      await page.fill('#a-name', name);
+      await page.fill('#a-display', 'Form Model');
+      await page.fill('#a-org', 'Nowhere');
+      await page.selectOption('#a-license', 'closed');
+      await page.fill('#a-endpoint', 'http://127.0.0.1:9/v1');
+      await page.fill('#a-remote', 'x');
+      await page.fill('#a-keyenv', 'FORM_MODEL_KEY');
+      await page.fill('#a-pin', '1.5');
+      await page.fill('#a-pout', '3');
+      const [resp] = await Promise.all([
+        page.waitForResponse((x) => x.request().method() === 'POST' &&
+                                    x.url().endsWith('/api/admin/models')),
+        page.click('#add-form button[type=submit]'),
+      ]);
+      return resp;
+    };
+    let resp = await addRemote('form-model');
+    assert(resp.status() === 201, `adding answered ${resp.status()}`);
+    await page.waitForSelector('#t-models tr[data-model="form-model"]');
+    const added = (await apiJson(ctx, '/api/admin/models')).body.models.find((x) => x.name === 'form-model');
+    assert(added && added.kind === 'remote' && added.enabled === false && added.price_in === 1.5 &&
+           added.price_out === 3 && added.organization === 'Nowhere' && added.license === 'closed' &&
+           added.display_name === 'Form Model' && added.endpoint === 'http://127.0.0.1:9/v1',
+           `added model: ${JSON.stringify(added)}`);
+    assert(/Added form-model/.test(await page.textContent('#notice')), 'no notice of the addition');
+    assert(await page.inputValue('#a-name') === '', 'the form was not reset');
+    resp = await addRemote('form-model');
+    assert(resp.status() === 409, `adding it again answered ${resp.status()}`);
+    await page.waitForFunction(() => /Could not add the model/.test(document.querySelector('#notice').textContent));
+    resp = await addRemote('bad name');
+    assert(resp.status() === 400, `a bad name answered ${resp.status()}`);
+    await page.waitForFunction(() => /name:/.test(document.querySelector('#notice').textContent));
+    await shot(page, 'admin-add-model');
     const links = await page.$$eval('#export-links a', (xs) => xs.map((a) => a.getAttribute('href')));
     assert(links.length === 3, 'export links missing');
     await page.click('#signout');
