@@ -2,9 +2,9 @@
 # test_v1.sh: the OpenAI-compatible /v1 API of a real `arena serve` with the
 # story models, driven by a stock client (curl -N): models list, chat and
 # completions with and without streaming, usage counts, greedy determinism,
-# presence and frequency penalties, logit_bias, logprobs, the fields it
-# refuses, and the error cases (unknown model, bad fields, malformed JSON,
-# context overflow).
+# presence and frequency penalties, logit_bias, logprobs, n choices, the
+# fields it refuses, and the error cases (unknown model, bad fields,
+# malformed JSON, context overflow).
 set -u
 command -v curl >/dev/null || { echo "skip: no curl"; exit 77; }
 command -v jq >/dev/null || { echo "skip: no jq"; exit 77; }
@@ -127,6 +127,19 @@ check bad_top_logprobs jq -e '.error.param == "top_logprobs"' "$dir/out"
 post /chat/completions '{"model":"stories260k","messages":[{"role":"user","content":"x"}],"top_logprobs":2}'
 check top_logprobs_needs_logprobs jq -e '.error.param == "top_logprobs"' "$dir/out"
 
+# n choices: sampled with a seed each, repeatable, the same streamed
+nreq='{"model":"stories260k","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":24,"temperature":1,"seed":7,"n":3'
+post /chat/completions "$nreq}"
+check n_choices jq -e '[.choices[].index] == [0,1,2] and all(.choices[]; (.message.content | length) > 0 and .finish_reason != null) and ([.choices[].message.content] | unique | length) >= 2 and .usage.completion_tokens >= 3' "$dir/out"
+jq -c '[.choices[].message.content]' "$dir/out" >"$dir/n_whole"
+post /chat/completions "$nreq}"
+check n_repeatable [ "$(jq -c '[.choices[].message.content]' "$dir/out")" = "$(cat "$dir/n_whole")" ]
+curl -sS -N -H 'Content-Type: application/json' -d "$nreq,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" "$base/chat/completions" | sed -n 's/^data: \({.*\)/\1/p' >"$dir/n_chunks"
+check n_streamed [ "$(jq -s -c '[range(3) as $i | [.[] | .choices[] | select(.index == $i) | .delta.content // ""] | join("")]' "$dir/n_chunks")" = "$(cat "$dir/n_whole")" ]
+check n_streamed_finish jq -s -e '[.[] | .choices[] | select(.finish_reason != null) | .index] | sort == [0,1,2]' "$dir/n_chunks"
+post /chat/completions '{"model":"stories260k","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":24,"temperature":1,"seed":7}'
+check n_first_is_single jq -e --argjson w "$(cat "$dir/n_whole")" '.choices[0].message.content == $w[0]' "$dir/out"
+
 # completions, streamed with curl -N, usage chunk, [DONE] last
 curl -sS -N -H 'Content-Type: application/json' -d '{"model":"tinystories-656k-q8_0","prompt":"Once upon a time","max_tokens":12,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}' "$base/completions" >"$dir/sse"
 check sse_done_last [ "$(grep -v '^$' "$dir/sse" | tail -1)" = "data: [DONE]" ]
@@ -155,7 +168,7 @@ post /chat/completions '{"model":"stories260k","messages":"hello"}'
 check bad_messages status_is 400
 post /completions '{"model":"stories260k","prompt":"x","max_tokens":0}'
 check bad_max_tokens status_is 400
-post /completions '{"model":"stories260k","prompt":"x","n":2}'
+post /completions '{"model":"stories260k","prompt":"x","n":9}'
 check bad_n status_is 400
 post /completions '{"model":"stories260k","prompt":"x",'
 check malformed_json status_is 400

@@ -15,9 +15,11 @@
  * Sampling fields: temperature, top_p, top_k, min_p, repetition_penalty,
  * presence_penalty, frequency_penalty, logit_bias, seed, stop, max_tokens;
  * logprobs (chat: logprobs + top_logprobs; completions: logprobs = the
- * number of alternatives; local models only). Fields it cannot honour
- * (echo, best_of > 1, suffix, tools, a response_format other than text,
- * n > 1) get a 400 naming the field.
+ * number of alternatives; local models only); n up to 8 choices, each a
+ * request of its own with its own seed (the first with the one given),
+ * batched together by the engine, their chunks interleaved by "index".
+ * Fields it cannot honour (echo, best_of > 1, suffix, tools, a
+ * response_format other than text) get a 400 naming the field.
  * A client that goes away mid-stream cancels its request (the engine frees
  * its KV blocks); an idle stream is pinged every few seconds to notice.
  */
@@ -36,6 +38,7 @@
 
 #define V1_MAX_MSGS 256
 #define V1_MAX_STOP 4
+#define V1_MAX_N    8 /* choices per request ("n") */
 #define V1_PING_MS  5000
 #define V1_POLL_MS  500
 
@@ -89,6 +92,18 @@ static void v1_models(struct web_req *r)
 /* ---- request parsing
  * ----------------------------------------------------------- */
 
+/* One of the n choices of a request: its stream and what it has said. */
+struct v1_choice {
+    struct infer_stream *s;
+    char *text; /* (len) whole answers: the text so far */
+    size_t len;
+    json_t *lp;       /* whole answers: every token's logprobs */
+    long long lp_off; /* completions' text_offset of the next token */
+    bool lp_begun;    /* a token was seen (lp_off settled) */
+    bool done;        /* DONE or ERROR came */
+    struct infer_stats st;
+};
+
 struct v1_req {
     bool chat, stream, usage;
     const char *model;
@@ -98,8 +113,10 @@ struct v1_req {
     char *parts[V1_MAX_MSGS]; /* joined content arrays (owned) */
     const char *stop[V1_MAX_STOP];
     struct infer_logit_bias bias[INFER_MAX_LOGIT_BIAS];
-    long long lp_off; /* completions' text_offset of the next token */
-    bool lp_begun;    /* a token was seen (lp_off settled) */
+    int n; /* choices */
+    struct v1_choice ch[V1_MAX_N];
+    int next;               /* the choice v1_next() polls first */
+    struct infer_waiter *w; /* woken by every choice's stream */
     char id[40];
     long long created;
 };
@@ -371,7 +388,7 @@ static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
         !get_int(r, body, "max_completion_tokens", 1, 1 << 24, &max_tokens) ||
         !get_int(r, body, "top_k", 0, 1 << 24, &top_k) ||
         !get_int(r, body, "seed", INT64_MIN, INT64_MAX, &seed) ||
-        !get_int(r, body, "n", 1, 1, &n))
+        !get_int(r, body, "n", 1, V1_MAX_N, &n))
         return false;
     q->p.temperature = (float)temp;
     q->p.top_p = (float)top_p;
@@ -382,6 +399,7 @@ static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
     q->p.max_tokens = (int)max_tokens;
     q->p.top_k = (int)top_k;
     q->p.seed = (uint64_t)seed;
+    q->n = (int)n;
     json_t *stop = json_object_get(body, "stop");
     if (json_is_string(stop)) {
         q->stop[0] = json_string_value(stop);
@@ -458,19 +476,20 @@ static json_t *token_json(const struct v1_req *q, int id, json_t **raw,
 /* The logprobs of the tokens of one event, in the shape of the API:
  * chat {"content": [{token, logprob, bytes, top_logprobs}]}; completions
  * {tokens, token_logprobs, top_logprobs, text_offset}. NULL if none. */
-static json_t *logprobs_json(struct v1_req *q, const struct infer_event *ev)
+static json_t *logprobs_json(const struct v1_req *q, struct v1_choice *c,
+                             const struct infer_event *ev)
 {
     if (!q->p.logprobs || ev->n_tokens == 0)
         return NULL;
-    if (!q->lp_begun) {
+    if (!c->lp_begun) {
         /* The answer's first leading space may have been dropped. */
         size_t n = 0;
         const char *p = infer_engine_token_text(q->e, ev->tokens[0].token, &n);
-        q->lp_off = p != NULL && n > 0 && p[0] == ' ' &&
+        c->lp_off = p != NULL && n > 0 && p[0] == ' ' &&
                             (ev->len == 0 || ev->text[0] != ' ')
                         ? -1
                         : 0;
-        q->lp_begun = true;
+        c->lp_begun = true;
     }
     json_t *content = json_array(), *toks = json_array(), *lps = json_array(),
            *tops = json_array(), *offs = json_array();
@@ -504,8 +523,8 @@ static json_t *logprobs_json(struct v1_req *q, const struct infer_event *ev)
             json_array_append_new(lps, json_real(t->logprob));
             json_array_append_new(tops, top);
             json_array_append_new(offs,
-                                  json_integer(q->lp_off > 0 ? q->lp_off : 0));
-            q->lp_off += (long long)n;
+                                  json_integer(c->lp_off > 0 ? c->lp_off : 0));
+            c->lp_off += (long long)n;
         }
     }
     if (q->chat) {
@@ -533,11 +552,11 @@ static void logprobs_extend(json_t *acc, json_t *more)
 }
 
 /* A chunk with text (or the role, or a finish reason). */
-static json_t *chunk_json(const struct v1_req *q, const char *text, size_t len,
-                          const char *finish, bool role, json_t *lp)
+static json_t *chunk_json(const struct v1_req *q, int index, const char *text,
+                          size_t len, const char *finish, bool role, json_t *lp)
 {
     json_t *choice = json_object();
-    json_object_set_new(choice, "index", json_integer(0));
+    json_object_set_new(choice, "index", json_integer(index));
     if (q->chat) {
         json_t *d = json_object();
         if (role)
@@ -568,19 +587,58 @@ static int send_chunk(struct web_req *r, json_t *o)
     return rc;
 }
 
-static void v1_stream(struct web_req *r, struct v1_req *q,
-                      struct infer_stream *s)
+/* Usage of all choices: the prompt once, the completions summed. */
+static json_t *usage_all(const struct v1_req *q)
+{
+    struct infer_stats u = q->ch[0].st;
+    for (int i = 1; i < q->n; i++)
+        u.completion_tokens += q->ch[i].st.completion_tokens;
+    return usage_json(&u);
+}
+
+/* The next event of any unfinished choice (polled in turn, so that none
+ * waits behind another): its index with *ev filled, or -1 when none came
+ * within timeout_ms. A DONE or ERROR marks the choice done. */
+static int v1_next(struct v1_req *q, int timeout_ms, struct infer_event *ev)
+{
+    for (;;) {
+        for (int k = 0; k < q->n; k++) {
+            int i = (q->next + k) % q->n;
+            struct v1_choice *c = &q->ch[i];
+            if (c->done)
+                continue;
+            int kind = infer_stream_next(c->s, 0, ev);
+            if (kind == INFER_EV_NONE)
+                continue;
+            if (kind == INFER_EV_DONE || kind == INFER_EV_ERROR) {
+                c->done = true;
+                c->st = ev->stats;
+            }
+            q->next = i + 1;
+            return i;
+        }
+        if (infer_waiter_wait(q->w, timeout_ms) == 0)
+            return -1;
+    }
+}
+
+static void cancel_all(struct v1_req *q)
+{
+    for (int i = 0; i < q->n; i++)
+        infer_stream_cancel(q->ch[i].s);
+}
+
+static void v1_stream(struct web_req *r, struct v1_req *q)
 {
     if (web_sse_start(r) != WEB_OK)
         return;
-    int rc = WEB_OK;
-    if (q->chat)
-        rc = send_chunk(r, chunk_json(q, "", 0, NULL, true, NULL));
-    int idle = 0;
+    int rc = WEB_OK, idle = 0, left = q->n;
+    for (int i = 0; q->chat && rc == WEB_OK && i < q->n; i++)
+        rc = send_chunk(r, chunk_json(q, i, "", 0, NULL, true, NULL));
     struct infer_event ev;
-    while (rc == WEB_OK) {
-        int k = infer_stream_next(s, V1_POLL_MS, &ev);
-        if (k == INFER_EV_NONE) {
+    while (rc == WEB_OK && left > 0) {
+        int i = v1_next(q, V1_POLL_MS, &ev);
+        if (i < 0) {
             idle += V1_POLL_MS;
             if (web_server_stopping(r->srv))
                 break;
@@ -591,97 +649,130 @@ static void v1_stream(struct web_req *r, struct v1_req *q,
             continue;
         }
         idle = 0;
-        if (k == INFER_EV_TEXT) {
-            json_t *lp = logprobs_json(q, &ev);
-            rc = send_chunk(r, chunk_json(q, ev.text, ev.len, NULL, false, lp));
-            continue;
-        }
-        if (k == INFER_EV_ERROR) {
+        if (ev.kind == INFER_EV_TEXT) {
+            json_t *lp = logprobs_json(q, &q->ch[i], &ev);
+            rc = send_chunk(r,
+                            chunk_json(q, i, ev.text, ev.len, NULL, false, lp));
+        } else if (ev.kind == INFER_EV_ERROR) {
             json_t *e =
                 json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", ev.error,
                           "type", "server_error", "param", "code");
             send_chunk(r, e);
             web_sse_send(r, NULL, "[DONE]");
+            cancel_all(q);
             return;
+        } else {
+            left--;
+            rc = send_chunk(r, chunk_json(q, i, NULL, 0, ev.stats.finish_reason,
+                                          false, NULL));
         }
-        rc = send_chunk(
-            r, chunk_json(q, NULL, 0, ev.stats.finish_reason, false, NULL));
-        if (rc == WEB_OK && q->usage) {
+    }
+    if (rc == WEB_OK && left == 0) {
+        if (q->usage) {
             json_t *u =
                 json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", q->id, "object",
                           q->chat ? "chat.completion.chunk" : "text_completion",
                           "created", (json_int_t)q->created, "model", q->model,
-                          "choices", "usage", usage_json(&ev.stats));
+                          "choices", "usage", usage_all(q));
             rc = send_chunk(r, u);
         }
         if (rc == WEB_OK)
             web_sse_send(r, NULL, "[DONE]");
         return;
     }
-    infer_stream_cancel(s); /* the client went away (or we stop) */
+    cancel_all(q); /* the client went away (or we stop) */
 }
 
-static void v1_whole(struct web_req *r, struct v1_req *q,
-                     struct infer_stream *s)
+static void v1_whole(struct web_req *r, struct v1_req *q)
 {
-    char *text = NULL;
-    size_t len = 0;
     struct infer_event ev;
-    int k;
-    json_t *lp_all = NULL; /* logprobs of every token, if asked */
-    while ((k = infer_stream_next(s, V1_POLL_MS, &ev)) != INFER_EV_DONE &&
-           k != INFER_EV_ERROR) {
-        if (k == INFER_EV_NONE && web_server_stopping(r->srv)) {
-            infer_stream_cancel(s);
+    const char *error = NULL;
+    char errbuf[sizeof(ev.error)];
+    for (int left = q->n; left > 0;) {
+        int i = v1_next(q, V1_POLL_MS, &ev);
+        if (i < 0) {
+            if (web_server_stopping(r->srv))
+                cancel_all(q);
             continue;
         }
-        if (k != INFER_EV_TEXT)
+        struct v1_choice *c = &q->ch[i];
+        if (ev.kind == INFER_EV_DONE || ev.kind == INFER_EV_ERROR) {
+            left--;
+            if (ev.kind == INFER_EV_ERROR && error == NULL) {
+                memcpy(errbuf, ev.error, sizeof(errbuf));
+                error = errbuf;
+                cancel_all(q);
+            }
             continue;
-        json_t *lp = logprobs_json(q, &ev);
-        if (lp != NULL && lp_all == NULL) {
-            lp_all = lp;
+        }
+        json_t *lp = logprobs_json(q, c, &ev);
+        if (lp != NULL && c->lp == NULL) {
+            c->lp = lp;
         } else if (lp != NULL) {
-            logprobs_extend(lp_all, lp);
+            logprobs_extend(c->lp, lp);
             json_decref(lp);
         }
-        char *t = realloc(text, len + ev.len + 1);
+        char *t = realloc(c->text, c->len + ev.len + 1);
         if (t == NULL) {
-            infer_stream_cancel(s);
+            cancel_all(q);
             continue;
         }
-        text = t;
-        memcpy(text + len, ev.text, ev.len);
-        len += ev.len;
+        c->text = t;
+        memcpy(c->text + c->len, ev.text, ev.len);
+        c->len += ev.len;
     }
-    if (k == INFER_EV_ERROR) {
-        free(text);
-        json_decref(lp_all);
-        v1_error(r, 500, "server_error", NULL, NULL, "%s", ev.error);
+    if (error != NULL) {
+        v1_error(r, 500, "server_error", NULL, NULL, "%s", error);
         return;
     }
-    if (q->p.logprobs && lp_all == NULL) /* no tokens at all */
-        lp_all = q->chat ? json_pack("{s:[],s:n}", "content", "refusal")
-                         : json_pack("{s:[],s:[],s:[],s:[]}", "tokens",
-                                     "token_logprobs", "top_logprobs",
-                                     "text_offset");
-    json_t *choice = json_pack("{s:i,s:s}", "index", 0, "finish_reason",
-                               ev.stats.finish_reason);
-    json_t *content = json_stringn(text != NULL ? text : "", len);
-    if (q->chat)
-        json_object_set_new(
-            choice, "message",
-            json_pack("{s:s,s:o}", "role", "assistant", "content", content));
-    else
-        json_object_set_new(choice, "text", content);
-    json_object_set_new(choice, "logprobs",
-                        lp_all != NULL ? lp_all : json_null());
-    free(text);
-    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", q->id, "object",
+    json_t *choices = json_array();
+    for (int i = 0; i < q->n; i++) {
+        struct v1_choice *c = &q->ch[i];
+        if (q->p.logprobs && c->lp == NULL) /* no tokens at all */
+            c->lp = q->chat ? json_pack("{s:[],s:n}", "content", "refusal")
+                            : json_pack("{s:[],s:[],s:[],s:[]}", "tokens",
+                                        "token_logprobs", "top_logprobs",
+                                        "text_offset");
+        json_t *choice = json_pack("{s:i,s:s}", "index", i, "finish_reason",
+                                   c->st.finish_reason);
+        json_t *content = json_stringn(c->text != NULL ? c->text : "", c->len);
+        if (q->chat)
+            json_object_set_new(choice, "message",
+                                json_pack("{s:s,s:o}", "role", "assistant",
+                                          "content", content));
+        else
+            json_object_set_new(choice, "text", content);
+        json_object_set_new(choice, "logprobs",
+                            c->lp != NULL ? c->lp : json_null());
+        c->lp = NULL;
+        json_array_append_new(choices, choice);
+    }
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", q->id, "object",
                           q->chat ? "chat.completion" : "text_completion",
                           "created", (json_int_t)q->created, "model", q->model,
-                          "choices", choice, "usage", usage_json(&ev.stats));
+                          "choices", choices, "usage", usage_all(q));
     web_reply_json(r, 200, o);
     json_decref(o);
+}
+
+/* Submits the n choices, each with its own seed (the first with the one
+ * asked for); on failure cancels those already submitted. */
+static int v1_submit(struct v1_req *q, struct infer_err *err)
+{
+    q->w = infer_waiter_new();
+    if (q->w == NULL) {
+        snprintf(err->msg, sizeof(err->msg), "out of memory");
+        return INFER_ERR_NOMEM;
+    }
+    int st = INFER_OK;
+    for (int i = 0; st == INFER_OK && i < q->n; i++) {
+        struct infer_params p = q->p;
+        p.seed += (uint64_t)i * 0x9e3779b97f4a7c15ull;
+        st = infer_engine_submit(q->e, &p, q->w, &q->ch[i].s, err);
+    }
+    if (st != INFER_OK)
+        cancel_all(q);
+    return st;
 }
 
 static void v1_complete(struct web_req *r, bool chat)
@@ -705,9 +796,8 @@ static void v1_complete(struct web_req *r, bool chat)
     }
     q->chat = chat;
     if (v1_parse(r, q, body)) {
-        struct infer_stream *s = NULL;
         struct infer_err err = {{0}};
-        int st = infer_engine_submit(q->e, &q->p, NULL, &s, &err);
+        int st = v1_submit(q, &err);
         if (st == INFER_ERR_TOO_LONG) {
             v1_error(r, 400, "invalid_request_error",
                      chat ? "messages" : "prompt", "context_length_exceeded",
@@ -721,12 +811,17 @@ static void v1_complete(struct web_req *r, bool chat)
         } else if (st != INFER_OK) {
             v1_error(r, 500, "server_error", NULL, NULL, "%s", err.msg);
         } else if (q->stream) {
-            v1_stream(r, q, s);
+            v1_stream(r, q);
         } else {
-            v1_whole(r, q, s);
+            v1_whole(r, q);
         }
-        infer_stream_free(s);
     }
+    for (int i = 0; i < q->n; i++) {
+        infer_stream_free(q->ch[i].s);
+        free(q->ch[i].text);
+        json_decref(q->ch[i].lp);
+    }
+    infer_waiter_free(q->w); /* after its streams */
     for (size_t i = 0; i < V1_MAX_MSGS; i++)
         free(q->parts[i]);
     free(q);
