@@ -274,8 +274,9 @@ struct infer_logit_bias {
 #define INFER_MAX_TOP_LOGPROBS 20
 struct infer_token_lp {
     int32_t token;
-    float logprob;
-    int n_top; /* params.top_logprobs */
+    float logprob; /* NaN for the prompt's first token (nothing before it) */
+    bool prompt;   /* a token of the prompt (params.prompt_logprobs) */
+    int n_top;     /* params.top_logprobs */
     struct {
         int32_t token;
         float logprob;
@@ -303,6 +304,11 @@ struct infer_params {                  /* zero-initialised = greedy, defaults */
      * top_logprobs (0 to INFER_MAX_TOP_LOGPROBS) alternatives. */
     bool logprobs;
     int top_logprobs;
+    /* Local engines, with logprobs: also the prompt's tokens, before the
+     * generated ones (each as likely as the model found it after the ones
+     * before it; no session reuse then). prompt_only: generate nothing,
+     * only score the prompt (finish_reason "length"). */
+    bool prompt_logprobs, prompt_only;
     uint64_t seed;
     const char *const *stop; /* stop strings (copied at submit) */
     size_t n_stop;

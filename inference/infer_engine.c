@@ -298,6 +298,11 @@ int infer__params_check(const struct infer_params *p, struct infer_err *err)
         p->repeat_penalty > 100)
         return infer_err_set(err, INFER_ERR_ARG,
                              "repeat_penalty must be in [0, 100]");
+    if ((p->prompt_logprobs && !p->logprobs) ||
+        (p->prompt_only && !p->prompt_logprobs))
+        return infer_err_set(err, INFER_ERR_ARG,
+                             "prompt_logprobs needs logprobs, prompt_only "
+                             "needs prompt_logprobs");
     if (p->top_logprobs < 0 || p->top_logprobs > INFER_MAX_TOP_LOGPROBS)
         return infer_err_set(err, INFER_ERR_ARG,
                              "top_logprobs must be in [0, %d]",

@@ -34,6 +34,7 @@
 #define KV_DEFAULT_BYTES ((size_t)1 << 30) /* default pool cap */
 #define CTX_DEFAULT_MAX  4096
 #define PIECE_MAX        256
+#define PLP_ROWS         16 /* logits rows a step gives prompt logprobs */
 #define EMPTY_MAX        16 /* tokens an answer may spend before its text */
 
 /* ---- the shared compute pools
@@ -125,8 +126,11 @@ struct req {
      * their end has been (lp_sent of n_lp so far). */
     bool want_lp;
     int n_top;
-    struct infer_token_lp *lp; /* (cap_lp) */
-    long long *lp_end;         /* (cap_lp) */
+    bool want_plp, prompt_only;   /* the prompt's logprobs; nothing else */
+    int plp_row, plp_from, plp_n; /* this step: prompt rows from plp_row
+                                     for positions plp_from.. (plp_n) */
+    struct infer_token_lp *lp;    /* (cap_lp) */
+    long long *lp_end;            /* (cap_lp) */
     int n_lp, cap_lp, lp_sent;
     long long raw_in; /* raw bytes pushed so far */
 };
@@ -442,10 +446,11 @@ static void admit(struct sched *e, struct req **dead)
 /* Fills e->batch; returns the entry count and sets each r->row. */
 static int build_batch(struct sched *e)
 {
-    int n = 0, rows = 0, budget = e->o.step_token_budget;
+    int n = 0, rows = 0, budget = e->o.step_token_budget, plp = PLP_ROWS;
     for (int i = 0; i < e->n_run; i++) { /* decode tokens first */
         struct req *r = e->run[i];
         r->row = -1;
+        r->plp_n = 0;
         if (r->n_ids - r->n_past != 1)
             continue;
         e->batch[n++] = (struct infer_batch_entry){&r->seq, r->n_past,
@@ -458,14 +463,26 @@ static int build_batch(struct sched *e)
         if (left <= 1 && r->row >= 0)
             continue;
         int chunk = left < budget ? left : budget;
+        /* Prompt logprobs: a row for every position, within PLP_ROWS. */
+        if (r->want_plp && chunk > plp)
+            chunk = plp;
+        if (chunk <= 0)
+            continue;
+        if (r->want_plp) {
+            r->plp_row = rows;
+            r->plp_from = r->n_past;
+            r->plp_n = chunk;
+            plp -= chunk;
+        }
         for (int k = 0; k < chunk; k++) {
             int pos = r->n_past + k;
             bool last = pos == r->n_ids - 1;
-            e->batch[n++] =
-                (struct infer_batch_entry){&r->seq, pos, r->ids[pos], last};
+            e->batch[n++] = (struct infer_batch_entry){
+                &r->seq, pos, r->ids[pos], last || r->want_plp};
             if (last)
-                r->row = rows++;
+                r->row = r->want_plp ? r->plp_row + k : rows;
         }
+        rows += r->want_plp ? chunk : r->row >= 0;
         budget -= chunk;
     }
     return n;
@@ -528,13 +545,49 @@ static bool lp_push(struct sched *e, struct req *r, struct infer_token_lp *t,
     return true;
 }
 
+/* The prompt's logprobs of this step's rows: the token after each position
+ * (and, at position 0, the first token, with nothing to measure). */
+static void plp_emit(struct sched *e, struct req *r)
+{
+    struct infer_token_lp t[PLP_ROWS + 1];
+    int n = 0;
+    if (r->plp_from == 0)
+        t[n++] = (struct infer_token_lp){
+            .token = r->ids[0], .logprob = NAN, .prompt = true};
+    for (int k = 0; k < r->plp_n; k++) {
+        int pos = r->plp_from + k;
+        if (pos + 1 >= r->n_prompt)
+            break;
+        const float *lg =
+            e->logits + (size_t)(r->plp_row + k) * e->m->cfg.n_vocab;
+        double lse;
+        t[n] = (struct infer_token_lp){.prompt = true};
+        if (!lp_measure(e, r, lg, &t[n], &lse)) {
+            atomic_store(&r->s->cancelled, true);
+            return;
+        }
+        t[n].token = r->ids[pos + 1];
+        t[n].logprob = (float)(lg[r->ids[pos + 1]] - lse);
+        n++;
+    }
+    if (!infer__stream_text_tokens(r->s, NULL, 0, t, (size_t)n))
+        atomic_store(&r->s->cancelled, true);
+}
+
 /* After the forward pass: advance, sample, stream; true if r finished. */
 static bool req_advance(struct sched *e, struct req *r, int computed,
                         const char **reason)
 {
     r->n_past += computed;
+    if (r->plp_n > 0)
+        plp_emit(e, r);
     if (r->row < 0)
         return false;
+    if (r->prompt_only) { /* scored: nothing to generate */
+        req_emit(e, r, -1, true);
+        *reason = "length";
+        return true;
+    }
     float *lg = e->logits + (size_t)r->row * e->m->cfg.n_vocab;
     struct infer_token_lp t = {0};
     double lse = 0;
@@ -723,6 +776,12 @@ static int sched_submit(struct infer_engine *base, const struct infer_params *p,
     r->session = p->session;
     r->want_lp = p->logprobs;
     r->n_top = p->top_logprobs;
+    r->want_plp = p->prompt_logprobs;
+    r->prompt_only = p->prompt_only;
+    if (r->want_plp)
+        r->session = 0; /* every position's logits are wanted */
+    if (r->prompt_only)
+        r->max_new = 1; /* KV for the prompt; the one token is never made */
     r->strip_space = n == 1 || infer_tok_is_special(e->m->tok, r->ids[n - 1]);
     struct infer_sampler_params sp = {
         .temperature = p->temperature,
@@ -927,8 +986,8 @@ int infer__sched_open(const char *model_path,
     e->base.fmt = infer_chat_detect(e->m->chat_template);
     e->base.name = strdup(e->m->name != NULL ? e->m->name : model_path);
     e->comp = compute_get(e->o.threads);
-    e->logits =
-        infer_alloc_zeroed((size_t)e->o.max_batch * c->n_vocab * sizeof(float));
+    e->logits = infer_alloc_zeroed((size_t)(e->o.max_batch + PLP_ROWS) *
+                                   c->n_vocab * sizeof(float));
     e->batch = malloc((size_t)e->max_tokens_step * sizeof(*e->batch));
     e->run = calloc((size_t)e->o.max_batch, sizeof(*e->run));
     e->sess = calloc((size_t)e->o.max_sessions, sizeof(*e->sess));

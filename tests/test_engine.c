@@ -80,13 +80,23 @@ static struct infer_engine *open_engine(int max_batch, int kv_blocks)
     return e;
 }
 
+/* What reference_run() measures besides the text. */
+struct ref_out {
+    int32_t gen[GEN]; /* the generated ids */
+    double *lsm;      /* (GEN, n_vocab) each step's log-softmax; malloc'd */
+    int n_vocab;
+    int32_t pids[256]; /* the prompt's ids */
+    double plp[256];   /* plp[k]: log-probability of pids[k] after the
+                          ones before it (k >= 1) */
+    int n_pids;
+};
+
 /* The reference: one sequence, whole prompt in one call, then one token
  * per call, greedy. Writes the decoded text of GEN tokens (or to EOS) to
- * out; with lsm, also the generated ids and each step's log-softmax in
- * double (*lsm: (GEN, *n_vocab), malloc'd). Returns the tokens made, or
- * -1. */
+ * out (if not NULL) and, with ro, the logprobs of the prompt and of the
+ * generated tokens. Returns the tokens made, or -1. */
 static int reference_run(const char *prompt, char *out, size_t cap,
-                         int32_t *gen, double **lsm, int *n_vocab)
+                         struct ref_out *ro)
 {
     struct infer_model *m;
     struct infer_err err;
@@ -107,30 +117,46 @@ static int reference_run(const char *prompt, char *out, size_t cap,
     infer_kv_new(m, ctx_len / 16, 16, &kv, &err);
     infer_seq_init(&seq, kv, ctx_len);
     infer_kv_reserve(kv, &seq, ctx_len);
-    float *logits = malloc((size_t)V * sizeof(float));
-    if (lsm != NULL)
-        *lsm = malloc((size_t)GEN * V * sizeof(double));
+    /* With ro, every prompt position's logits, then the last row first. */
+    float *logits = malloc((size_t)n * V * sizeof(float));
     struct infer_batch_entry e[64];
     for (int i = 0; i < n; i++)
-        e[i] = (struct infer_batch_entry){&seq, i, ids[i], i == n - 1};
+        e[i] = (struct infer_batch_entry){&seq, i, ids[i],
+                                          ro != NULL || i == n - 1};
     infer_forward(ctx, kv, e, n, logits, &err);
+    if (ro != NULL) {
+        ro->lsm = malloc((size_t)GEN * V * sizeof(double));
+        ro->n_vocab = V;
+        ro->n_pids = n;
+        memcpy(ro->pids, ids, sizeof(int32_t) * n);
+        for (int k = 0; k + 1 < n; k++) {
+            const float *row = logits + (size_t)k * V;
+            double mx = row[0], sum = 0;
+            for (int v = 1; v < V; v++)
+                mx = row[v] > mx ? row[v] : mx;
+            for (int v = 0; v < V; v++)
+                sum += exp(row[v] - mx);
+            ro->plp[k + 1] = row[ids[k + 1]] - mx - log(sum);
+        }
+        memmove(logits, logits + (size_t)(n - 1) * V, sizeof(float) * V);
+    }
     int n0 = n, g = 0;
     for (; g < GEN; g++) {
         int best = 0;
         for (int v = 1; v < V; v++)
             if (logits[v] > logits[best])
                 best = v;
-        if (lsm != NULL) {
+        if (ro != NULL) {
             double sum = 0, mx = logits[best];
             for (int v = 0; v < V; v++)
                 sum += exp(logits[v] - mx);
             for (int v = 0; v < V; v++)
-                (*lsm)[(size_t)g * V + v] = logits[v] - mx - log(sum);
+                ro->lsm[(size_t)g * V + v] = logits[v] - mx - log(sum);
         }
         if (infer_tok_is_eog(m->tok, best))
             break;
-        if (gen != NULL)
-            gen[g] = best;
+        if (ro != NULL)
+            ro->gen[g] = best;
         ids[n] = best;
         e[0] = (struct infer_batch_entry){&seq, n, best, true};
         n++;
@@ -142,8 +168,6 @@ static int reference_run(const char *prompt, char *out, size_t cap,
                                       out, cap - 1);
         out[len < cap - 1 ? len : cap - 1] = '\0';
     }
-    if (n_vocab != NULL)
-        *n_vocab = V;
     free(logits);
     infer_kv_release(kv, &seq, 0);
     infer_seq_cleanup(&seq);
@@ -155,7 +179,7 @@ static int reference_run(const char *prompt, char *out, size_t cap,
 
 static int reference(const char *prompt, char *out, size_t cap)
 {
-    return reference_run(prompt, out, cap, NULL, NULL, NULL) < 0 ? -1 : 0;
+    return reference_run(prompt, out, cap, NULL) < 0 ? -1 : 0;
 }
 
 static int run_one(struct infer_engine *e, const char *prompt, char *out,
@@ -473,9 +497,10 @@ TEST(eos_text_stops)
     CHECK(strstr(out, "<|end") == NULL);
 }
 
-/* Logprobs through the engine, beside other requests: every generated
- * token once, in order, with the reference's log-softmax for it and its
- * top alternatives, and their bytes making the text. */
+/* Logprobs through the engine, beside other requests: every prompt token
+ * (the first without a value) and every generated token once, in order,
+ * with the reference's log-softmax for it and its top alternatives, and
+ * the generated ones' bytes making the text. */
 TEST(logprobs_match_reference)
 {
     if (!have_model())
@@ -486,22 +511,31 @@ TEST(logprobs_match_reference)
     struct infer_params p = {.prompt = prompt,
                              .max_tokens = GEN,
                              .logprobs = true,
-                             .top_logprobs = 5};
+                             .top_logprobs = 5,
+                             .prompt_logprobs = true};
     struct infer_params other = {.prompt = prompts[0], .max_tokens = GEN};
     struct infer_stream *s, *o[3];
     struct infer_err err;
     for (int i = 0; i < 3; i++)
         CHECK_EQ(infer_engine_submit(e, &other, NULL, &o[i], &err), INFER_OK);
     CHECK_EQ(infer_engine_submit(e, &p, NULL, &s, &err), INFER_OK);
-    static struct infer_token_lp got[GEN + 1];
+    static struct infer_token_lp got[GEN + 1], pgot[256];
     char text[4096] = "", pieces[4096] = "";
-    size_t n_got = 0, n_text = 0, n_pieces = 0;
+    size_t n_got = 0, n_pgot = 0, n_text = 0, n_pieces = 0;
     struct infer_event ev;
     int k;
     while ((k = infer_stream_next(s, -1, &ev)) == INFER_EV_TEXT) {
         memcpy(text + n_text, ev.text, ev.len);
         n_text += ev.len;
-        for (size_t i = 0; i < ev.n_tokens && n_got <= GEN; i++) {
+        for (size_t i = 0; i < ev.n_tokens; i++) {
+            if (ev.tokens[i].prompt) {
+                CHECK_EQ(n_got, 0); /* the prompt's tokens come first */
+                if (n_pgot < 256)
+                    pgot[n_pgot++] = ev.tokens[i];
+                continue;
+            }
+            if (n_got > GEN)
+                continue;
             got[n_got++] = ev.tokens[i];
             size_t len;
             const char *pc =
@@ -514,20 +548,28 @@ TEST(logprobs_match_reference)
     CHECK_EQ(k, INFER_EV_DONE);
     text[n_text] = pieces[n_pieces] = '\0';
     CHECK_EQ((int)n_got, ev.stats.completion_tokens);
+    CHECK_EQ((int)n_pgot, ev.stats.prompt_tokens);
     /* The pieces are the text (less the answer's first space). */
     CHECK_STREQ(pieces[0] == ' ' && text[0] != ' ' ? pieces + 1 : pieces, text);
-    int32_t ref[GEN];
-    double *lsm = NULL;
-    int V = 0;
-    int n_ref = reference_run(prompt, NULL, 0, ref, &lsm, &V);
+    static struct ref_out ro;
+    int n_ref = reference_run(prompt, NULL, 0, &ro);
+    int V = ro.n_vocab;
     CHECK_EQ(n_ref, (int)n_got);
+    CHECK_EQ(ro.n_pids, (int)n_pgot);
+    for (int i = 0; i < ro.n_pids; i++) {
+        CHECK_EQ(pgot[i].token, ro.pids[i]);
+        if (i == 0)
+            CHECK(isnan(pgot[i].logprob));
+        else
+            CHECK_NEAR(pgot[i].logprob, ro.plp[i], 1e-4);
+    }
     for (int g = 0; g < n_ref; g++) {
         const struct infer_token_lp *t = &got[g];
-        const double *row = lsm + (size_t)g * V;
-        CHECK_EQ(t->token, ref[g]);
-        CHECK_NEAR(t->logprob, row[ref[g]], 1e-4);
+        const double *row = ro.lsm + (size_t)g * V;
+        CHECK_EQ(t->token, ro.gen[g]);
+        CHECK_NEAR(t->logprob, row[ro.gen[g]], 1e-4);
         CHECK_EQ(t->n_top, 5);
-        CHECK_EQ(t->top[0].token, ref[g]); /* greedy took the top one */
+        CHECK_EQ(t->top[0].token, ro.gen[g]); /* greedy took the top one */
         for (int j = 0; j < t->n_top; j++) {
             CHECK_NEAR(t->top[j].logprob, row[t->top[j].token], 1e-4);
             if (j > 0)
@@ -539,17 +581,70 @@ TEST(logprobs_match_reference)
             above += row[v] > t->top[4].logprob + 1e-4;
         CHECK(above <= 4);
     }
-    free(lsm);
+    free(ro.lsm);
     infer_stream_free(s);
     for (int i = 0; i < 3; i++) {
         char buf[4096];
         CHECK_EQ(drain(o[i], buf, sizeof(buf), NULL), INFER_EV_DONE);
         infer_stream_free(o[i]);
     }
-    /* Without logprobs no tokens come; remote-only fields are refused on
-     * a remote engine (v1_remote), and top_logprobs is bounded. */
+    /* top_logprobs is bounded; prompt logprobs need logprobs. */
     p.top_logprobs = INFER_MAX_TOP_LOGPROBS + 1;
     CHECK_EQ(infer_engine_submit(e, &p, NULL, &s, &err), INFER_ERR_ARG);
+    p.top_logprobs = 0;
+    p.logprobs = false;
+    CHECK_EQ(infer_engine_submit(e, &p, NULL, &s, &err), INFER_ERR_ARG);
+    infer_engine_free(e);
+}
+
+/* Scoring a prompt longer than a step's rows (16) and chunk (16): every
+ * token's logprob as the reference's, nothing generated. */
+TEST(prompt_only_scores)
+{
+    if (!have_model())
+        check_skip("no %s", model_path);
+    struct infer_engine *e = open_engine(4, 0);
+    CHECK(e != NULL);
+    const char *prompt = "Once upon a time, there was a little girl named "
+                         "Lily. She loved to play outside in the park with "
+                         "her friends and her big red ball.";
+    struct infer_params p = {.prompt = prompt,
+                             .logprobs = true,
+                             .top_logprobs = 2,
+                             .prompt_logprobs = true,
+                             .prompt_only = true};
+    struct infer_stream *s;
+    struct infer_err err;
+    CHECK_EQ(infer_engine_submit(e, &p, NULL, &s, &err), INFER_OK);
+    static struct infer_token_lp got[256];
+    size_t n_got = 0, n_text = 0;
+    struct infer_event ev;
+    int k;
+    while ((k = infer_stream_next(s, -1, &ev)) == INFER_EV_TEXT) {
+        n_text += ev.len;
+        for (size_t i = 0; i < ev.n_tokens && n_got < 256; i++)
+            got[n_got++] = ev.tokens[i];
+    }
+    CHECK_EQ(k, INFER_EV_DONE);
+    infer_stream_free(s);
+    CHECK_EQ(n_text, 0);
+    CHECK_EQ(ev.stats.completion_tokens, 0);
+    CHECK_STREQ(ev.stats.finish_reason, "length");
+    static struct ref_out ro;
+    CHECK(reference_run(prompt, NULL, 0, &ro) >= 0);
+    free(ro.lsm);
+    CHECK(ro.n_pids > 32);
+    CHECK_EQ((int)n_got, ro.n_pids);
+    for (int i = 1; i < ro.n_pids && i < (int)n_got; i++) {
+        CHECK(got[i].prompt);
+        CHECK_EQ(got[i].token, ro.pids[i]);
+        CHECK_NEAR(got[i].logprob, ro.plp[i], 1e-4);
+        CHECK_EQ(got[i].n_top, 2);
+        CHECK(got[i].top[0].logprob >= got[i].logprob - 1e-6);
+    }
+    struct infer_engine_info in;
+    infer_engine_info(e, &in);
+    CHECK_EQ(in.kv_free, in.kv_blocks);
     infer_engine_free(e);
 }
 
@@ -616,5 +711,6 @@ static const struct check_test tests[] = {
     TEST_ENTRY(eos_text_stops),
     TEST_ENTRY(logprobs_match_reference),
     TEST_ENTRY(logprobs_with_stop),
+    TEST_ENTRY(prompt_only_scores),
 };
 CHECK_MAIN(tests)

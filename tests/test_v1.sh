@@ -2,9 +2,9 @@
 # test_v1.sh: the OpenAI-compatible /v1 API of a real `arena serve` with the
 # story models, driven by a stock client (curl -N): models list, chat and
 # completions with and without streaming, usage counts, greedy determinism,
-# presence and frequency penalties, logit_bias, logprobs, n choices, the
-# fields it refuses, and the error cases (unknown model, bad fields,
-# malformed JSON, context overflow).
+# presence and frequency penalties, logit_bias, logprobs, echo and prompt
+# scoring, n choices, the fields it refuses, and the error cases (unknown
+# model, bad fields, malformed JSON, context overflow).
 set -u
 command -v curl >/dev/null || { echo "skip: no curl"; exit 77; }
 command -v jq >/dev/null || { echo "skip: no jq"; exit 77; }
@@ -98,7 +98,7 @@ check logit_bias_bad_key jq -e '.error.param == "logit_bias"' "$dir/out"
 post /completions "{$pen,\"logit_bias\":{\"5\":101}}"
 check logit_bias_bad_value jq -e '.error.param == "logit_bias"' "$dir/out"
 # fields this server cannot honour are refused by name, not ignored
-for f in '"echo":true' '"best_of":2' '"suffix":"x"' '"tools":[{"type":"function"}]' '"response_format":{"type":"json_object"}'; do
+for f in '"best_of":2' '"suffix":"x"' '"tools":[{"type":"function"}]' '"response_format":{"type":"json_object"}'; do
     post /completions "{$pen,$f}"
     name=${f#\"}; name=${name%%\"*}
     check "refuse_$name" jq -e --arg n "$name" '.error.param == $n and .error.type == "invalid_request_error"' "$dir/out"
@@ -126,6 +126,25 @@ post /chat/completions '{"model":"stories260k","messages":[{"role":"user","conte
 check bad_top_logprobs jq -e '.error.param == "top_logprobs"' "$dir/out"
 post /chat/completions '{"model":"stories260k","messages":[{"role":"user","content":"x"}],"top_logprobs":2}'
 check top_logprobs_needs_logprobs jq -e '.error.param == "top_logprobs"' "$dir/out"
+
+# echo: the prompt comes back first; with logprobs its tokens are scored
+# (the first has none), and max_tokens 0 only scores it
+echoreq='{"model":"stories260k","prompt":"Once upon a time, there was a little girl named Lily.","temperature":0'
+post /completions "$echoreq,\"max_tokens\":0,\"echo\":true,\"logprobs\":1}"
+check echo_score_only jq -e '.choices[0].text == "Once upon a time, there was a little girl named Lily." and .usage.completion_tokens == 0 and .choices[0].finish_reason == "length" and (.choices[0].logprobs.tokens | length) == .usage.prompt_tokens and .usage.prompt_tokens > 10' "$dir/out"
+check echo_score_values jq -e '.choices[0].logprobs as $l | $l.token_logprobs[0] == null and $l.top_logprobs[0] == null and all($l.token_logprobs[1:][]; . <= 0) and all($l.top_logprobs[1:][]; length == 1) and ($l.text_offset | . == sort and .[-1] < 54) and ($l.tokens | join("") | ltrimstr(" ")) == .choices[0].text' "$dir/out"
+jq -c '.choices[0].logprobs.token_logprobs' "$dir/out" >"$dir/echo_lp"
+post /completions "$echoreq,\"max_tokens\":8}"
+plain8=$(jq -r '.choices[0].text' <"$dir/out")
+post /completions "$echoreq,\"max_tokens\":8,\"echo\":true,\"logprobs\":0}"
+check echo_then_answer jq -e --arg p "$plain8" '.choices[0].text == "Once upon a time, there was a little girl named Lily." + $p and (.choices[0].logprobs.tokens | length) == .usage.prompt_tokens + .usage.completion_tokens' "$dir/out"
+check echo_same_prompt_scores [ "$(jq -c --argjson n "$(jq '.usage.prompt_tokens' "$dir/out")" '.choices[0].logprobs.token_logprobs[0:$n]' "$dir/out")" = "$(cat "$dir/echo_lp")" ]
+curl -sS -N -H 'Content-Type: application/json' -d "$echoreq,\"max_tokens\":8,\"echo\":true,\"logprobs\":0,\"stream\":true}" "$base/completions" | sed -n 's/^data: \({.*\)/\1/p' >"$dir/echo_chunks"
+check echo_streamed jq -s -e --arg p "$plain8" '([.[] | .choices[0].text // ""] | join("")) == "Once upon a time, there was a little girl named Lily." + $p and ([.[] | .choices[0].logprobs.tokens // [] | .[]] | length) > 10' "$dir/echo_chunks"
+post /completions "$echoreq,\"max_tokens\":0}"
+check bad_max_tokens_0 jq -e '.error.param == "max_tokens"' "$dir/out"
+post /chat/completions '{"model":"stories260k","messages":[{"role":"user","content":"x"}],"echo":true}'
+check chat_echo_refused jq -e '.error.param == "echo"' "$dir/out"
 
 # n choices: sampled with a seed each, repeatable, the same streamed
 nreq='{"model":"stories260k","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":24,"temperature":1,"seed":7,"n":3'

@@ -15,16 +15,19 @@
  * Sampling fields: temperature, top_p, top_k, min_p, repetition_penalty,
  * presence_penalty, frequency_penalty, logit_bias, seed, stop, max_tokens;
  * logprobs (chat: logprobs + top_logprobs; completions: logprobs = the
- * number of alternatives; local models only); n up to 8 choices, each a
+ * number of alternatives; local models only); completions' echo (the
+ * prompt first; with logprobs its tokens scored too, and max_tokens 0
+ * only scores it); n up to 8 choices, each a
  * request of its own with its own seed (the first with the one given),
  * batched together by the engine, their chunks interleaved by "index".
- * Fields it cannot honour (echo, best_of > 1, suffix, tools, a
+ * Fields it cannot honour (chat's echo, best_of > 1, suffix, tools, a
  * response_format other than text) get a 400 naming the field.
  * A client that goes away mid-stream cancels its request (the engine frees
  * its KV blocks); an idle stream is pinged every few seconds to notice.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +102,8 @@ struct v1_choice {
     size_t len;
     json_t *lp;       /* whole answers: every token's logprobs */
     long long lp_off; /* completions' text_offset of the next token */
-    bool lp_begun;    /* a token was seen (lp_off settled) */
+    bool lp_begun;    /* an answer's token was seen (lp_off settled) */
+    bool plp_text;    /* a prompt token with text was seen */
     bool done;        /* DONE or ERROR came */
     struct infer_stats st;
 };
@@ -117,6 +121,8 @@ struct v1_req {
     struct v1_choice ch[V1_MAX_N];
     int next;               /* the choice v1_next() polls first */
     struct infer_waiter *w; /* woken by every choice's stream */
+    bool echo;              /* completions: the prompt before the answer */
+    bool score_only;        /* max_tokens 0 */
     char id[40];
     long long created;
 };
@@ -232,13 +238,36 @@ static bool parse_logprobs(struct web_req *r, struct v1_req *q, json_t *body)
     return true;
 }
 
+/* Completions' echo: the prompt comes back before the answer, with its
+ * tokens' logprobs when logprobs are asked; max_tokens 0 then only scores
+ * the prompt (how evaluation harnesses measure a text's likelihood). */
+static bool parse_echo(struct web_req *r, struct v1_req *q, json_t *body)
+{
+    json_t *echo = json_object_get(body, "echo");
+    if (echo != NULL && !json_is_null(echo) && !json_is_boolean(echo)) {
+        BAD(r, "echo", "'echo' must be a boolean");
+        return false;
+    }
+    q->echo = json_is_true(echo);
+    q->p.prompt_logprobs = q->echo && q->p.logprobs;
+    if (q->score_only && !q->p.prompt_logprobs) {
+        BAD(r, "max_tokens",
+            "'max_tokens' 0 needs 'echo': true and 'logprobs' (it only "
+            "scores the prompt)");
+        return false;
+    }
+    q->p.prompt_only = q->score_only;
+    return true;
+}
+
 /* Fields this server does not implement: a clear 400 rather than an answer
  * that silently lacks what was asked. False after replying. */
-static bool refuse_unsupported(struct web_req *r, json_t *body)
+static bool refuse_unsupported(struct web_req *r, const struct v1_req *q,
+                               json_t *body)
 {
     json_t *v;
-    if (json_is_true(json_object_get(body, "echo"))) {
-        BAD(r, "echo", "echo is not supported by this server");
+    if (q->chat && json_is_true(json_object_get(body, "echo"))) {
+        BAD(r, "echo", "echo is for /v1/completions");
         return false;
     }
     if ((v = json_object_get(body, "best_of")) != NULL && !json_is_null(v) &&
@@ -377,15 +406,15 @@ static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
     json_t *so = json_object_get(body, "stream_options");
     q->usage = json_is_true(json_object_get(so, "include_usage"));
     double temp = 1.0, top_p = 1.0, min_p = 0, rep = 1.0, pres = 0, freq = 0;
-    long long max_tokens = 0, top_k = 0, seed = 0, n = 1;
+    long long max_tokens = -1, top_k = 0, seed = 0, n = 1;
     if (!get_num(r, body, "temperature", 0, 2, &temp) ||
         !get_num(r, body, "top_p", 0, 1, &top_p) ||
         !get_num(r, body, "min_p", 0, 1, &min_p) ||
         !get_num(r, body, "repetition_penalty", 0.01, 100, &rep) ||
         !get_num(r, body, "presence_penalty", -2, 2, &pres) ||
         !get_num(r, body, "frequency_penalty", -2, 2, &freq) ||
-        !get_int(r, body, "max_tokens", 1, 1 << 24, &max_tokens) ||
-        !get_int(r, body, "max_completion_tokens", 1, 1 << 24, &max_tokens) ||
+        !get_int(r, body, "max_tokens", 0, 1 << 24, &max_tokens) ||
+        !get_int(r, body, "max_completion_tokens", 0, 1 << 24, &max_tokens) ||
         !get_int(r, body, "top_k", 0, 1 << 24, &top_k) ||
         !get_int(r, body, "seed", INT64_MIN, INT64_MAX, &seed) ||
         !get_int(r, body, "n", 1, V1_MAX_N, &n))
@@ -396,7 +425,8 @@ static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
     q->p.repeat_penalty = (float)rep;
     q->p.presence_penalty = (float)pres;
     q->p.frequency_penalty = (float)freq;
-    q->p.max_tokens = (int)max_tokens;
+    q->p.max_tokens = max_tokens > 0 ? (int)max_tokens : 0;
+    q->score_only = max_tokens == 0; /* checked with echo, below */
     q->p.top_k = (int)top_k;
     q->p.seed = (uint64_t)seed;
     q->n = (int)n;
@@ -422,7 +452,7 @@ static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
     }
     q->p.stop = q->stop;
     if (!parse_logit_bias(r, q, body) || !parse_logprobs(r, q, body) ||
-        !refuse_unsupported(r, body))
+        !refuse_unsupported(r, q, body) || !parse_echo(r, q, body))
         return false;
     uint64_t rnd = 0;
     if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
@@ -481,16 +511,6 @@ static json_t *logprobs_json(const struct v1_req *q, struct v1_choice *c,
 {
     if (!q->p.logprobs || ev->n_tokens == 0)
         return NULL;
-    if (!c->lp_begun) {
-        /* The answer's first leading space may have been dropped. */
-        size_t n = 0;
-        const char *p = infer_engine_token_text(q->e, ev->tokens[0].token, &n);
-        c->lp_off = p != NULL && n > 0 && p[0] == ' ' &&
-                            (ev->len == 0 || ev->text[0] != ' ')
-                        ? -1
-                        : 0;
-        c->lp_begun = true;
-    }
     json_t *content = json_array(), *toks = json_array(), *lps = json_array(),
            *tops = json_array(), *offs = json_array();
     for (size_t i = 0; i < ev->n_tokens; i++) {
@@ -498,6 +518,22 @@ static json_t *logprobs_json(const struct v1_req *q, struct v1_choice *c,
         json_t *bytes = NULL;
         size_t n = 0;
         json_t *s = token_json(q, t->token, q->chat ? &bytes : NULL, &n);
+        /* text_offset: the prompt's tokens count from 0, the answer's from
+         * the end of the echoed prompt; a tokenizer's leading space that
+         * the text lacks (SentencePiece's first word; the answer's first
+         * space, dropped) moves the count back by one. */
+        size_t pn = 0;
+        const char *pc = infer_engine_token_text(q->e, t->token, &pn);
+        bool spaced = pc != NULL && pn > 0 && pc[0] == ' ';
+        if (t->prompt && !c->plp_text && pn > 0) {
+            c->plp_text = true;
+            if (spaced && q->p.prompt != NULL && q->p.prompt[0] != ' ')
+                c->lp_off = -1;
+        } else if (!t->prompt && !c->lp_begun) {
+            c->lp_begun = true;
+            c->lp_off = (q->echo ? (long long)strlen(q->p.prompt) : 0) -
+                        (spaced && (ev->len == 0 || ev->text[0] != ' '));
+        }
         if (q->chat) {
             json_t *top = json_array();
             for (int j = 0; j < t->n_top; j++) {
@@ -512,15 +548,17 @@ static json_t *logprobs_json(const struct v1_req *q, struct v1_choice *c,
                                    (double)t->logprob, "bytes", bytes,
                                    "top_logprobs", top));
         } else {
-            json_t *top = json_object();
-            for (int j = 0; j < t->n_top; j++) {
+            /* The prompt's first token has nothing before it: null. */
+            json_t *top = isnan(t->logprob) ? json_null() : json_object();
+            for (int j = 0; j < t->n_top && !isnan(t->logprob); j++) {
                 json_t *ts = token_json(q, t->top[j].token, NULL, NULL);
                 json_object_set_new(top, json_string_value(ts),
                                     json_real(t->top[j].logprob));
                 json_decref(ts);
             }
             json_array_append_new(toks, s);
-            json_array_append_new(lps, json_real(t->logprob));
+            json_array_append_new(
+                lps, isnan(t->logprob) ? json_null() : json_real(t->logprob));
             json_array_append_new(tops, top);
             json_array_append_new(offs,
                                   json_integer(c->lp_off > 0 ? c->lp_off : 0));
@@ -635,6 +673,9 @@ static void v1_stream(struct web_req *r, struct v1_req *q)
     int rc = WEB_OK, idle = 0, left = q->n;
     for (int i = 0; q->chat && rc == WEB_OK && i < q->n; i++)
         rc = send_chunk(r, chunk_json(q, i, "", 0, NULL, true, NULL));
+    for (int i = 0; q->echo && rc == WEB_OK && i < q->n; i++)
+        rc = send_chunk(r, chunk_json(q, i, q->p.prompt, strlen(q->p.prompt),
+                                      NULL, false, NULL));
     struct infer_event ev;
     while (rc == WEB_OK && left > 0) {
         int i = v1_next(q, V1_POLL_MS, &ev);
@@ -688,6 +729,15 @@ static void v1_whole(struct web_req *r, struct v1_req *q)
     struct infer_event ev;
     const char *error = NULL;
     char errbuf[sizeof(ev.error)];
+    for (int i = 0; q->echo && i < q->n;
+         i++) { /* the prompt, then the answer */
+        q->ch[i].text = strdup(q->p.prompt);
+        q->ch[i].len = q->ch[i].text != NULL ? strlen(q->p.prompt) : 0;
+        if (q->ch[i].text == NULL) {
+            cancel_all(q);
+            error = "out of memory";
+        }
+    }
     for (int left = q->n; left > 0;) {
         int i = v1_next(q, V1_POLL_MS, &ev);
         if (i < 0) {
