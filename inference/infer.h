@@ -319,8 +319,9 @@ struct infer_params {                  /* zero-initialised = greedy, defaults */
 };
 
 /* Lets one thread wait on several streams (both sides of a battle): a
- * stream submitted with a waiter signals it on every new event. A waiter
- * must outlive the streams submitted with it. */
+ * stream submitted with a waiter signals it on every new event. Free the
+ * waiter after infer_stream_free of every stream submitted with it (the
+ * engine may still hold a stream, but no longer wakes the waiter). */
 struct infer_waiter;
 struct infer_waiter *infer_waiter_new(void); /* NULL if out of memory */
 void infer_waiter_free(struct infer_waiter *w);

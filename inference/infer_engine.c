@@ -175,8 +175,8 @@ bool infer__stream_text_tokens(struct infer_stream *s, const char *text,
         s->len += len;
     }
     stream_wake(s);
+    waiter_signal(s->w); /* under s->mu: infer_stream_free clears s->w */
     pthread_mutex_unlock(&s->mu);
-    waiter_signal(s->w);
     return ok;
 }
 
@@ -188,8 +188,8 @@ void infer__stream_done(struct infer_stream *s, const struct infer_stats *st)
         s->stats = *st;
     }
     stream_wake(s);
+    waiter_signal(s->w); /* under s->mu: infer_stream_free clears s->w */
     pthread_mutex_unlock(&s->mu);
-    waiter_signal(s->w);
 }
 
 void infer__stream_fail(struct infer_stream *s, const struct infer_stats *st,
@@ -206,8 +206,8 @@ void infer__stream_fail(struct infer_stream *s, const struct infer_stats *st,
         va_end(ap);
     }
     stream_wake(s);
+    waiter_signal(s->w); /* under s->mu: infer_stream_free clears s->w */
     pthread_mutex_unlock(&s->mu);
-    waiter_signal(s->w);
 }
 
 void infer__stream_detach(struct infer_stream *s)
@@ -233,7 +233,7 @@ int infer_stream_next(struct infer_stream *s, int timeout_ms,
         s->out = s->buf;
         s->out_cap = s->cap;
         ev->kind = INFER_EV_TEXT;
-        ev->text = s->out;
+        ev->text = s->out != NULL ? s->out : ""; /* tokens alone: no text yet */
         ev->len = s->len;
         s->buf = b;
         s->cap = cap;
@@ -274,6 +274,11 @@ void infer_stream_free(struct infer_stream *s)
 {
     if (s == NULL)
         return;
+    /* The engine may hold the stream a step longer; from now on it wakes
+     * no waiter, so the submitter may free the waiter at once. */
+    pthread_mutex_lock(&s->mu);
+    s->w = NULL;
+    pthread_mutex_unlock(&s->mu);
     infer_stream_cancel(s);
     infer__stream_unref(s);
 }

@@ -702,6 +702,39 @@ TEST(logprobs_with_stop)
     infer_engine_free(e);
 }
 
+/* A submitter that leaves mid-answer frees its streams, then at once the
+ * waiter they were submitted with (as a battle whose visitor goes away):
+ * the engine, still finishing the cancelled requests, must not wake the
+ * freed waiter (ASan saw it do so). */
+TEST(waiter_freed_after_streams)
+{
+    if (!have_model())
+        check_skip("no %s", model_path);
+    struct infer_engine *e = open_engine(8, 0);
+    CHECK(e != NULL);
+    for (int round = 0; round < 20; round++) {
+        struct infer_waiter *w = infer_waiter_new();
+        CHECK(w != NULL);
+        struct infer_params p = {.prompt = prompts[round % N_PROMPTS],
+                                 .max_tokens = 200};
+        struct infer_stream *s[4];
+        struct infer_err err;
+        for (int i = 0; i < 4; i++)
+            CHECK_EQ(infer_engine_submit(e, &p, w, &s[i], &err), INFER_OK);
+        CHECK_EQ(infer_waiter_wait(w, 10000), 1);
+        for (int i = 0; i < 4; i++)
+            infer_stream_free(s[i]);
+        infer_waiter_free(w);
+    }
+    /* One more request to the end: the engine has let go of the others. */
+    char out[4096];
+    CHECK_EQ(run_one(e, prompts[0], out, sizeof(out), NULL), INFER_EV_DONE);
+    struct infer_engine_info in;
+    infer_engine_info(e, &in);
+    CHECK_EQ(in.kv_free, in.kv_blocks);
+    infer_engine_free(e);
+}
+
 static const struct check_test tests[] = {
     TEST_ENTRY(alone_matches_reference),
     TEST_ENTRY(batched_equals_alone),
@@ -712,5 +745,6 @@ static const struct check_test tests[] = {
     TEST_ENTRY(logprobs_match_reference),
     TEST_ENTRY(logprobs_with_stop),
     TEST_ENTRY(prompt_only_scores),
+    TEST_ENTRY(waiter_freed_after_streams),
 };
 CHECK_MAIN(tests)
