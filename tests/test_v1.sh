@@ -3,8 +3,9 @@
 # story models, driven by a stock client (curl -N): models list, chat and
 # completions with and without streaming, usage counts, greedy determinism,
 # presence and frequency penalties, logit_bias, logprobs, echo and prompt
-# scoring, n choices, the fields it refuses, and the error cases (unknown
-# model, bad fields, malformed JSON, context overflow).
+# scoring, n choices, the fields it refuses, every field with every JSON
+# type, and the error cases (unknown model, bad fields, malformed JSON,
+# context overflow).
 set -u
 command -v curl >/dev/null || { echo "skip: no curl"; exit 77; }
 command -v jq >/dev/null || { echo "skip: no jq"; exit 77; }
@@ -198,6 +199,37 @@ check context_overflow status_is 400
 check context_overflow_code jq_is '.error.code' context_length_exceeded
 post /completions '{"prompt":"x"}'
 check missing_model status_is 400
+
+# every field with every JSON type: a 200 or a 400 naming a cause, never a
+# 5xx or a dropped connection (the ASan build runs this too). One curl
+# process sends them all over keep-alive (a process per request took a
+# minute here).
+fields='model prompt messages temperature top_p top_k min_p max_tokens max_completion_tokens n seed stop
+        logit_bias logprobs top_logprobs echo stream stream_options presence_penalty frequency_penalty
+        repetition_penalty response_format tools suffix best_of'
+values='[null, true, false, -1, 0, 2, 1e308, -1e308, "x", "", [], {}, [1, "a", null], {"1": 1e9},
+         [{"role": "user"}], {"type": "text"}, "\u0000"]'
+: >"$dir/fz.cfg"
+for path in /completions /chat/completions; do
+    if [ $path = /completions ]; then base_body='{"model":"stories260k","prompt":"Hi","max_tokens":3}'
+    else base_body='{"model":"stories260k","messages":[{"role":"user","content":"Hi"}],"max_tokens":3}'; fi
+    jq -r -n --argjson b "$base_body" --argjson vs "$values" --arg fs "$fields" --arg url "$base$path" \
+          --arg dir "$dir" --arg tag "${path//\//_}" '
+        [$fs | splits("\\s+") | select(length > 0)] as $f | range($f | length) as $i | range($vs | length) as $j |
+        "next", "url = \($url | @json)", "header = \"Content-Type: application/json\"",
+        "data = \($b | .[$f[$i]] = $vs[$j] | tojson | @json)",
+        "output = \("\($dir)/fz\($tag)_\($i)_\($j)" | @json)",
+        "write-out = \("%{http_code} \($tag):\($f[$i])=\($vs[$j] | tojson)\\n" | @json)"' >>"$dir/fz.cfg"
+done
+sed -i '1d' "$dir/fz.cfg" # no "next" before the first
+curl -sS --max-time 60 -K "$dir/fz.cfg" >"$dir/fz.codes" 2>"$dir/fz.err"
+n_sent=$(wc -l <"$dir/fz.codes")
+bad=$(grep -Ev '^(200|400|404) ' "$dir/fz.codes")
+[ -z "$bad" ] || echo "unexpected answers: $bad"
+n_400=$(grep -c '^400 ' "$dir/fz.codes")
+check hostile_fields_answers [ "$n_sent" = 850 ] && [ -z "$bad" ] && [ "$n_400" -gt 300 ]
+check hostile_fields_errors_named jq -e -n '[inputs | (.error.message | length) > 0] | all' \
+    $(grep -l '"error"' "$dir"/fz_* 2>/dev/null || echo /dev/null)
 
 # the server still answers after all that
 post /completions '{"model":"stories260k","prompt":"The cat","max_tokens":4}'
