@@ -729,8 +729,8 @@ static void v1_whole(struct web_req *r, struct v1_req *q)
     struct infer_event ev;
     const char *error = NULL;
     char errbuf[sizeof(ev.error)];
-    for (int i = 0; q->echo && i < q->n;
-         i++) { /* the prompt, then the answer */
+    /* Completions' echo: the prompt, then the answer. */
+    for (int i = 0; q->echo && i < q->n; i++) {
         q->ch[i].text = strdup(q->p.prompt);
         q->ch[i].len = q->ch[i].text != NULL ? strlen(q->p.prompt) : 0;
         if (q->ch[i].text == NULL) {
@@ -765,6 +765,7 @@ static void v1_whole(struct web_req *r, struct v1_req *q)
         char *t = realloc(c->text, c->len + ev.len + 1);
         if (t == NULL) {
             cancel_all(q);
+            error = error != NULL ? error : "out of memory";
             continue;
         }
         c->text = t;
@@ -783,8 +784,9 @@ static void v1_whole(struct web_req *r, struct v1_req *q)
                             : json_pack("{s:[],s:[],s:[],s:[]}", "tokens",
                                         "token_logprobs", "top_logprobs",
                                         "text_offset");
-        json_t *choice = json_pack("{s:i,s:s}", "index", i, "finish_reason",
-                                   c->st.finish_reason);
+        json_t *choice = json_pack(
+            "{s:i,s:s}", "index", i, "finish_reason",
+            c->st.finish_reason != NULL ? c->st.finish_reason : "stop");
         json_t *content = json_stringn(c->text != NULL ? c->text : "", c->len);
         if (q->chat)
             json_object_set_new(choice, "message",
