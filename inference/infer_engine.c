@@ -129,6 +129,25 @@ static void stream_wake(struct infer_stream *s)
     pthread_cond_broadcast(&s->cv);
 }
 
+/* Room for need elements of size in p (cap of them now), doubling: the
+ * buffer to use in *out (p if it had room). False if out of memory (*out
+ * is p then, unchanged). */
+static bool grow(void *p, size_t *cap, size_t need, size_t size, void **out)
+{
+    *out = p;
+    if (need <= *cap)
+        return true;
+    size_t c = *cap > 0 ? *cap : 256 / size + 1;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(p, c * size);
+    if (q == NULL)
+        return false;
+    *out = q;
+    *cap = c;
+    return true;
+}
+
 bool infer__stream_text(struct infer_stream *s, const char *text, size_t len)
 {
     return infer__stream_text_tokens(s, text, len, NULL, 0);
@@ -141,35 +160,16 @@ bool infer__stream_text_tokens(struct infer_stream *s, const char *text,
     if (len == 0 && n_tok == 0)
         return true;
     pthread_mutex_lock(&s->mu);
-    bool ok = true;
-    if (s->n_lp + n_tok > s->lp_cap) {
-        size_t cap = s->lp_cap > 0 ? s->lp_cap : 16;
-        while (cap < s->n_lp + n_tok)
-            cap *= 2;
-        struct infer_token_lp *l = realloc(s->lp, cap * sizeof(*l));
-        if (l == NULL) {
-            ok = false;
-        } else {
-            s->lp = l;
-            s->lp_cap = cap;
-        }
-    }
+    void *l, *b;
+    bool ok = grow(s->lp, &s->lp_cap, s->n_lp + n_tok, sizeof(*tok), &l);
+    s->lp = l;
     if (ok && n_tok > 0) {
         memcpy(s->lp + s->n_lp, tok, n_tok * sizeof(*tok));
         s->n_lp += n_tok;
     }
-    if (ok && s->len + len > s->cap) {
-        size_t cap = s->cap > 0 ? s->cap : 256;
-        while (cap < s->len + len)
-            cap *= 2;
-        char *b = realloc(s->buf, cap);
-        if (b == NULL) {
-            ok = false;
-        } else {
-            s->buf = b;
-            s->cap = cap;
-        }
-    }
+    ok = ok && grow(s->buf, &s->cap, s->len + len, 1, &b);
+    if (ok)
+        s->buf = b;
     if (ok && len > 0) {
         memcpy(s->buf + s->len, text, len);
         s->len += len;
