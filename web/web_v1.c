@@ -17,7 +17,8 @@
  * logprobs (chat: logprobs + top_logprobs; completions: logprobs = the
  * number of alternatives; local models only); completions' echo (the
  * prompt first; with logprobs its tokens scored too, and max_tokens 0
- * only scores it); n up to 8 choices, each a
+ * only scores it); prompt_cache_key (the engine's sessions: the next turn
+ * reuses the KV of the last); n up to 8 choices, each a
  * request of its own with its own seed (the first with the one given),
  * batched together by the engine, their chunks interleaved by "index".
  * Fields it cannot honour (chat's echo, best_of > 1, suffix, tools, a
@@ -260,6 +261,28 @@ static bool parse_echo(struct web_req *r, struct v1_req *q, json_t *body)
     return true;
 }
 
+/* OpenAI's prompt_cache_key: requests with the same key share a cache of
+ * the KV of the last one's conversation, so the next turn computes only
+ * what is new (the engine's sessions; a 64-bit FNV-1a of the key). */
+static bool parse_cache_key(struct web_req *r, struct v1_req *q, json_t *body)
+{
+    json_t *k = json_object_get(body, "prompt_cache_key");
+    if (k == NULL || json_is_null(k))
+        return true;
+    if (!json_is_string(k) || json_string_length(k) == 0 ||
+        json_string_length(k) > 256) {
+        BAD(r, "prompt_cache_key",
+            "'prompt_cache_key' must be a string of 1 to 256 bytes");
+        return false;
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    const unsigned char *s = (const unsigned char *)json_string_value(k);
+    for (size_t i = 0; i < json_string_length(k); i++)
+        h = (h ^ s[i]) * 0x100000001b3ull;
+    q->p.session = h | 1; /* never 0 (no session) */
+    return true;
+}
+
 /* Fields this server does not implement: a clear 400 rather than an answer
  * that silently lacks what was asked. False after replying. */
 static bool refuse_unsupported(struct web_req *r, const struct v1_req *q,
@@ -452,7 +475,8 @@ static bool v1_parse(struct web_req *r, struct v1_req *q, json_t *body)
     }
     q->p.stop = q->stop;
     if (!parse_logit_bias(r, q, body) || !parse_logprobs(r, q, body) ||
-        !refuse_unsupported(r, q, body) || !parse_echo(r, q, body))
+        !refuse_unsupported(r, q, body) || !parse_echo(r, q, body) ||
+        !parse_cache_key(r, q, body))
         return false;
     uint64_t rnd = 0;
     if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
