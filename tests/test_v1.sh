@@ -28,7 +28,7 @@ ln -s "$shared/models/tinystories-656K/config.json" "$dir/models/config.json"
 
 "$ARENA_BIN" serve --port 0 --port-file "$dir/port" --data-dir "$dir/data" \
     --models-dir "$dir/models" --database-url "$ARENA_TEST_PGCONN dbname=$db" \
-    --access-log off --log-level warn 2>"$dir/serve.log" &
+    --access-log off --log-level warn --trusted-proxies 127.0.0.1 2>"$dir/serve.log" &
 pid=$!
 cleanup() {
     kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"
@@ -58,6 +58,15 @@ jq_is() { [ "$(jq -r "$1" <"$dir/out")" = "$2" ]; }
 # models
 curl -sS "$base/models" >"$dir/out"
 check models_list jq -e '.object == "list" and ([.data[].id] | index("stories260k") != null) and ([.data[].id] | index("tinystories-656k-q8_0") != null)' "$dir/out"
+
+# without --v1-keys the API answers clients on this machine only: a visitor
+# that nginx (a trusted proxy here) says comes from elsewhere gets a 401
+code=$(curl -sS -o "$dir/out" -w '%{http_code}' -H 'X-Real-IP: 203.0.113.9' "$base/models")
+check remote_client_refused [ "$code" = 401 ]
+check remote_client_refused_shape jq -e '.error.code == "invalid_api_key" and (.error.message | test("v1-keys"))' "$dir/out"
+code=$(curl -sS -o "$dir/out" -w '%{http_code}' -H 'X-Real-IP: 203.0.113.9' -H 'Content-Type: application/json' \
+            -d '{"model":"stories260k","prompt":"x","max_tokens":2}' "$base/completions")
+check remote_client_refused_completions [ "$code" = 401 ]
 
 # chat, not streamed, greedy
 req='{"model":"stories260k","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":16,"temperature":0}'

@@ -70,6 +70,8 @@ static bool server_start(void)
                     "off",
                     "--log-level",
                     "warn",
+                    "--v1-keys", /* the remote engine must send one */
+                    "sk-another-key, " KEY,
                     NULL};
     if (posix_spawn(&server, bin, NULL, NULL, argv, environ) != 0)
         return false;
@@ -254,6 +256,21 @@ TEST(remote_errors)
     CHECK(strstr(ev.error, "404") != NULL);
     CHECK(strstr(ev.error, KEY) == NULL);
     infer_engine_free(r);
+    /* a key the server does not know: its 401 comes back, no text */
+    setenv(KEY_ENV, "sk-wrong-key-2718281828", 1);
+    r = remote(url, "stories260k", 1);
+    CHECK_EQ(run(r, &p, out, sizeof(out), &ev), INFER_EV_ERROR);
+    fprintf(stderr, "error: %s\n", ev.error);
+    CHECK(strstr(ev.error, "401") != NULL);
+    CHECK(strstr(ev.error, "2718281828") == NULL);
+    CHECK_STREQ(out, "");
+    infer_engine_free(r);
+    unsetenv(KEY_ENV); /* no key at all: 401 too */
+    r = remote(url, "stories260k", 0);
+    CHECK_EQ(run(r, &p, out, sizeof(out), &ev), INFER_EV_ERROR);
+    CHECK(strstr(ev.error, "401") != NULL);
+    infer_engine_free(r);
+    setenv(KEY_ENV, KEY, 1);
     /* nothing listening: retried, then an error naming the URL */
     r = remote("http://127.0.0.1:1/v1", "x", 2);
     CHECK_EQ(run(r, &p, out, sizeof(out), &ev), INFER_EV_ERROR);

@@ -89,6 +89,8 @@ struct web_config {
     /* administration */
     char *admin_token;    /* "" = admin API disabled */
     char *admin_password; /* "" = no sign-in with a password */
+    char *v1_keys;        /* "" or "a,b": the /v1 API's keys (Authorization:
+                             Bearer); "" = /v1 for clients on this machine only */
     /* the arena (issue 5) */
     int battle_max_turns;  /* turns per battle */
     int prompt_max_bytes;  /* bytes per prompt */

@@ -77,6 +77,8 @@ static const struct opt opts[] = {
      "admin API bearer token (empty: API off)"},
     {"admin-password", NULL, OPT_STR, F(admin_password), 0, 0, "",
      "admin sign-in password (empty: no sign-in)"},
+    {"v1-keys", NULL, OPT_STR, F(v1_keys), 0, 0, "",
+     "API keys /v1 accepts as Bearer (a,b); none: this machine only"},
     {"battle-max-turns", NULL, OPT_INT, F(battle_max_turns), 1, 1000, "8",
      "turns per battle"},
     {"prompt-max-bytes", NULL, OPT_INT, F(prompt_max_bytes), 1, 1 << 24,

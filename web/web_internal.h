@@ -22,6 +22,10 @@ void web__auth_cleanup(void *state);
 /* True when the request is an admin's (session cookie or bearer token);
  * otherwise replies 401 and returns false. */
 bool web_auth_require_admin(struct web_req *r);
+/* Whether r may use the /v1 API: with cfg->v1_keys, its bearer token is
+ * one of them (compared in constant time); without, the client is on this
+ * machine (a loopback address, after --trusted-proxies). */
+bool web_auth_v1(struct web_req *r);
 /* Fills v from the request's arena_vid cookie, or makes a new visitor
  * (Set-Cookie added to the reply); the IP hash always. WEB_ERR only if
  * auth is not initialised or randomness failed. */

@@ -23,6 +23,9 @@
  * batched together by the engine, their chunks interleaved by "index".
  * Fields it cannot honour (chat's echo, best_of > 1, suffix, tools, a
  * response_format other than text) get a 400 naming the field.
+ * Callers need one of --v1-keys as a bearer token; a server without keys
+ * answers clients on its own machine only (else 401 invalid_api_key): the
+ * API spends the node's compute and its remote models' keys.
  * A client that goes away mid-stream cancels its request (the engine frees
  * its KV blocks); an idle stream is pinged every few seconds to notice.
  */
@@ -72,8 +75,24 @@ static int v1_error(struct web_req *r, int status, const char *type,
 /* ---- GET /v1/models
  * ---------------------------------------------------------- */
 
+/* The API's gate (web_auth_v1); false after replying 401. */
+static bool v1_allowed(struct web_req *r)
+{
+    if (web_auth_v1(r))
+        return true;
+    v1_error(r, 401, "invalid_request_error", NULL, "invalid_api_key", "%s",
+             r->cfg->v1_keys[0] != '\0'
+                 ? "a valid API key is needed: Authorization: Bearer "
+                   "<key> (one of the server's --v1-keys)"
+                 : "this server's /v1 API answers only clients on its "
+                   "own machine until it is given keys (--v1-keys)");
+    return false;
+}
+
 static void v1_models(struct web_req *r)
 {
+    if (!v1_allowed(r))
+        return;
     struct infer_hub *h = web_server_hub(r->srv);
     const char *names[256];
     size_t n = infer_hub_names(h, names, 256);
@@ -853,6 +872,8 @@ static int v1_submit(struct v1_req *q, struct infer_err *err)
 
 static void v1_complete(struct web_req *r, bool chat)
 {
+    if (!v1_allowed(r))
+        return;
     size_t blen;
     const char *btext = web_req_body(r, &blen);
     if (btext == NULL)
