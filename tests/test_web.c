@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -243,6 +244,8 @@ struct srv {
     char base[64];
 };
 
+static const char *static_dir_override; /* else ARENA_SOURCE_DIR/static */
+
 static int srv_start(struct srv *v)
 {
     web_config_init(&v->cfg);
@@ -253,7 +256,8 @@ static int srv_start(struct srv *v)
     free(v->cfg.static_dir);
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/static", check_env("ARENA_SOURCE_DIR", "."));
-    v->cfg.static_dir = strdup(dir);
+    v->cfg.static_dir =
+        strdup(static_dir_override != NULL ? static_dir_override : dir);
     struct web_err err;
     v->s = web_server_new(&v->cfg, NULL, &err);
     /* Only the health feature: the others need a database and models. */
@@ -502,12 +506,57 @@ TEST(static_files)
     snprintf(url, sizeof(url), "%s/package.json", v.base);
     http(&r, "GET", url, NULL, 0, NULL);
     CHECK_EQ(r.status, 404);
+    /* nor the unbundled sources, node_modules or dot files */
+    const char *hidden[] = {
+        "/src/arena.js", "/node_modules/.package-lock.json", "/README.md",
+        "/.gitignore",   "/dist/../src/common.js",           "/build.mjs"};
+    for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++) {
+        snprintf(url, sizeof(url), "%s%s", v.base, hidden[i]);
+        http(&r, "GET", url, NULL, 0, NULL);
+        if (r.status != 404)
+            fprintf(stderr, "%s answered %ld\n", hidden[i], (long)r.status);
+        CHECK_EQ(r.status, 404);
+    }
+    snprintf(url, sizeof(url), "%s/theme.js", v.base);
+    http(&r, "GET", url, NULL, 0, NULL);
+    CHECK_EQ(r.status, 200);
     /* No way out of the static directory. */
     snprintf(url, sizeof(url), "%s/%%2e%%2e/main.c", v.base);
     http(&r, "GET", url, NULL, 0, NULL);
     CHECK_EQ(r.status, 404);
     CHECK(strstr(r.body, "int main") == NULL);
     srv_stop(&v);
+}
+
+/* Pages under a dot folder (~/.local/share/arena/static) are served: the
+ * hidden files are judged by their path below static_dir only. */
+TEST(static_under_dot_folder)
+{
+    char dot[4096], link[4200], target[4096];
+    snprintf(dot, sizeof(dot), "%s/.dotdir-%d",
+             check_env("ARENA_TEST_OUT", "/tmp"), (int)getpid());
+    snprintf(link, sizeof(link), "%s/static", dot);
+    snprintf(target, sizeof(target), "%s/static",
+             check_env("ARENA_SOURCE_DIR", "."));
+    char abs[4096];
+    CHECK(realpath(target, abs) != NULL);
+    CHECK(mkdir(dot, 0755) == 0);
+    CHECK(symlink(abs, link) == 0);
+    static_dir_override = link;
+    struct srv v;
+    CHECK_EQ(srv_start(&v), 0);
+    static_dir_override = NULL;
+    struct resp r = {0};
+    char url[256];
+    snprintf(url, sizeof(url), "%s/", v.base);
+    http(&r, "GET", url, NULL, 0, NULL);
+    CHECK_EQ(r.status, 200);
+    snprintf(url, sizeof(url), "%s/theme.js", v.base);
+    http(&r, "GET", url, NULL, 0, NULL);
+    CHECK_EQ(r.status, 200);
+    srv_stop(&v);
+    unlink(link);
+    rmdir(dot);
 }
 
 TEST(client_ip)
@@ -600,6 +649,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(sse_events),
     TEST_ENTRY(static_files),
     TEST_ENTRY(stop_finishes_in_flight),
+    TEST_ENTRY(static_under_dot_folder),
     TEST_ENTRY(client_ip),
     TEST_ENTRY(https_behind_proxy),
 };

@@ -44,11 +44,38 @@ static const char *const security_headers[SECURITY_HEADERS_N][2] = {
      "'unsafe-inline'; frame-ancestors 'none'"},
 };
 
-/* Files under static_dir that are never served (CivetWeb patterns: ** is
- * any path, | separates alternatives, $ anchors the end). */
-#define HIDDEN_FILES                                                           \
-    "**/node_modules/**|**/.*|**.json$|**.mjs$|**.cmake$|**.md$|"              \
-    "**/CMakeLists.txt$"
+/* Whether a static path (the decoded, normalised URI path) names one of
+ * the files that static/ holds as the pages' source folder rather than as
+ * pages: any dot file or folder, node_modules, the unbundled sources under
+ * /src/, package and config JSON, build scripts, notes. Checked on the
+ * URI, not with CivetWeb's hide_files_patterns, which match the whole file
+ * system path, so that a static_dir under a dot folder (~/.local/share)
+ * hid every page. */
+static bool static_hidden(const char *path)
+{
+    static const char *const ext[] = {".json", ".mjs", ".cmake", ".md"};
+    if (strncmp(path, "/src/", 5) == 0)
+        return true;
+    for (const char *p = path; *p != '\0';) {
+        p += strspn(p, "/");
+        size_t n = strcspn(p, "/");
+        if ((n > 0 && p[0] == '.') ||
+            (n == 12 && strncmp(p, "node_modules", 12) == 0))
+            return true;
+        p += n;
+    }
+    const char *base = strrchr(path, '/');
+    base = base != NULL ? base + 1 : path;
+    if (strcmp(base, "CMakeLists.txt") == 0)
+        return true;
+    size_t len = strlen(base);
+    for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+        size_t el = strlen(ext[i]);
+        if (len >= el && strcmp(base + len - el, ext[i]) == 0)
+            return true;
+    }
+    return false;
+}
 
 struct route {
     char method[8];
@@ -460,7 +487,8 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
         web_header_add(r, "Allow", list);
         web_reply_error(r, 405, NULL, "%s is not allowed on %s", r->method,
                         r->path);
-    } else if (!is_get || strncmp(r->path, "/api/", 5) == 0) {
+    } else if (!is_get || strncmp(r->path, "/api/", 5) == 0 ||
+               static_hidden(r->path)) {
         web_reply_error(r, 404, NULL, "no such resource: %s %s", r->method,
                         r->path);
     } else {
@@ -515,10 +543,6 @@ int web_server_start(struct web_server *s, struct web_err *err)
         "1",
         "additional_header",
         headers,
-        /* static/ is also the pages' source folder: serve the pages,
-         * not the build's files. */
-        "hide_files_patterns",
-        HIDDEN_FILES,
         NULL,
     };
     struct mg_callbacks cb;
