@@ -317,7 +317,6 @@ QMM(mm_q4_0, q4_0_tile, false)
  * multiply and FMA per activation row into its 16 row sums. */
 
 #define Q8R_S     8    /* activation rows per pass over a group */
-#define Q8R_PAIR  1088 /* bytes of a pair of blocks of a group */
 #define Q8R_AHEAD 8192 /* prefetch distance, bytes, when passes are short */
 
 ALWAYS_INLINE int32_t load_i32(const int8_t *p)
@@ -384,61 +383,29 @@ ALWAYS_INLINE void q8r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
         _mm512_storeu_ps(y + (size_t)s * ldy, facc[s]);
 }
 
-/* Groups one after another, each against the activation rows in passes
- * of near-equal size (12 rows are 6 + 6, not 8 + 4). While a group
- * computes, the weights `ahead` bytes further on (at least a group: one
- * pass then has the time of the whole group to fetch them; never past
- * pf_end) are prefetched, in parts, one per pass. */
-static void mm_q8r(const void *wp, int64_t k, int64_t r0, int64_t r1,
-                   int64_t pf_end, bool cold, const void *xa, size_t xa_stride,
-                   int nb, float *y, int64_t ldy)
+/* q8r_tile with ns a compile-time constant (1 to Q8R_S). */
+ALWAYS_INLINE void q8r_tiles(const uint8_t *gp, int64_t nblk, const char *xb,
+                             size_t xa_stride, int ns, float *yb, int64_t ldy,
+                             const char *pf, size_t pf_lines)
 {
-    const int64_t nblk = k / INFER_QK;
-    const size_t gb = infer_q8r_group_bytes(k);
-    const int passes = (nb + Q8R_S - 1) / Q8R_S;
-    const size_t ahead = passes > 1 || gb > Q8R_AHEAD ? gb : Q8R_AHEAD;
-    if (pf_end < r1)
-        pf_end = r1;
-    const char *end = (const char *)wp + (size_t)(pf_end / INFER_Q8R_ROWS) * gb;
-    /* The first `ahead` bytes nobody prefetched: ask for them all now. */
-    const char *start = (const char *)wp + (size_t)(r0 / INFER_Q8R_ROWS) * gb;
-    for (const char *p = start; cold && p < start + ahead && p < end; p += 64)
-        _mm_prefetch(p, _MM_HINT_T0);
-    for (int64_t r = r0; r < r1; r += INFER_Q8R_ROWS) {
-        const uint8_t *gp =
-            (const uint8_t *)wp + (size_t)(r / INFER_Q8R_ROWS) * gb;
-        /* This group's share: the bytes [gp + ahead, gp + ahead + gb). */
-        const char *pf = (const char *)gp + ahead;
-        size_t pf_bytes = pf + gb <= end ? gb
-                          : pf < end     ? (size_t)(end - pf)
-                                         : 0;
-        for (int p = 0, b = 0; p < passes; p++) {
-            int ns = (nb - b) / (passes - p);
-            const char *xb = (const char *)xa + (size_t)b * xa_stride;
-            float *yb = y + (int64_t)b * ldy + r;
-            size_t l0 = pf_bytes / 64 * (size_t)p / (size_t)passes;
-            size_t l1 = pf_bytes / 64 * (size_t)(p + 1) / (size_t)passes;
-            const char *pp = pf + 64 * l0;
-            size_t pl = l1 - l0;
-            switch (ns) {
+    switch (ns) {
 #define Q8R_CASE(N)                                                            \
     case N:                                                                    \
-        q8r_tile(gp, nblk, xb, xa_stride, N, yb, ldy, pp, pl);                 \
+        q8r_tile(gp, nblk, xb, xa_stride, N, yb, ldy, pf, pf_lines);           \
         break;
-                Q8R_CASE(1)
-                Q8R_CASE(2)
-                Q8R_CASE(3)
-                Q8R_CASE(4)
-                Q8R_CASE(5)
-                Q8R_CASE(6)
-                Q8R_CASE(7)
-                Q8R_CASE(8)
+        Q8R_CASE(1)
+        Q8R_CASE(2)
+        Q8R_CASE(3)
+        Q8R_CASE(4)
+        Q8R_CASE(5)
+        Q8R_CASE(6)
+        Q8R_CASE(7)
+        Q8R_CASE(8)
 #undef Q8R_CASE
-            }
-            b += ns;
-        }
     }
 }
+
+Q8R_DRIVER(mm_q8r, q8r_tiles, Q8R_S, Q8R_AHEAD)
 
 MM_DRIVER(static, mm_f32, row_f32, float)
 MM_DRIVER(static, mm_f16, row_f16, uint16_t)

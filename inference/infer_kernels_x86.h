@@ -41,6 +41,56 @@ static inline float infer__hsum256(__m256 v)
         }                                                                      \
     }
 
+/* The Q8R matmul (infer_mm_packed_fn) from a file's tile dispatcher
+ * TILES(gp, nblk, xb, xa_stride, ns, yb, ldy, pf, pf_lines): one group of
+ * 16 rows at gp against 1 <= ns <= S activation rows, prefetching pf_lines
+ * lines at pf along the way. Groups go one after another, each against
+ * the activation rows in passes of near-equal size (12 rows and S = 8 are
+ * 6 + 6, not 8 + 4). While a group computes, the weights `ahead` bytes
+ * further on (at least a group: one pass then has the time of the whole
+ * group to fetch them; never past pf_end) are prefetched, in parts, one
+ * per pass; AHEAD is the distance when the passes are short. */
+#define Q8R_PAIR 1088 /* bytes of a pair of blocks of a group */
+#define Q8R_DRIVER(name, TILES, S, AHEAD)                                      \
+    static void name(const void *wp, int64_t k, int64_t r0, int64_t r1,        \
+                     int64_t pf_end, bool cold, const void *xa,                \
+                     size_t xa_stride, int nb, float *y, int64_t ldy)          \
+    {                                                                          \
+        const int64_t nblk = k / INFER_QK;                                     \
+        const size_t gb = infer_q8r_group_bytes(k);                            \
+        const int passes = (nb + (S)-1) / (S);                                 \
+        const size_t ahead = passes > 1 || gb > (AHEAD) ? gb : (AHEAD);        \
+        if (pf_end < r1)                                                       \
+            pf_end = r1;                                                       \
+        const char *end =                                                      \
+            (const char *)wp + (size_t)(pf_end / INFER_Q8R_ROWS) * gb;         \
+        /* The first `ahead` bytes nobody prefetched: ask for them all. */     \
+        const char *start =                                                    \
+            (const char *)wp + (size_t)(r0 / INFER_Q8R_ROWS) * gb;             \
+        for (const char *p = start; cold && p < start + ahead && p < end;      \
+             p += 64)                                                          \
+            _mm_prefetch(p, _MM_HINT_T0);                                      \
+        for (int64_t r = r0; r < r1; r += INFER_Q8R_ROWS) {                    \
+            const uint8_t *gp =                                                \
+                (const uint8_t *)wp + (size_t)(r / INFER_Q8R_ROWS) * gb;       \
+            /* This group's share: the bytes [gp + ahead, + gb). */            \
+            const char *pf = (const char *)gp + ahead;                         \
+            size_t pf_bytes = pf + gb <= end ? gb                              \
+                              : pf < end     ? (size_t)(end - pf)              \
+                                             : 0;                                  \
+            for (int p = 0, b = 0; p < passes; p++) {                          \
+                int ns = (nb - b) / (passes - p);                              \
+                const char *xb = (const char *)xa + (size_t)b * xa_stride;     \
+                float *yb = y + (int64_t)b * ldy + r;                          \
+                size_t l0 = pf_bytes / 64 * (size_t)p / (size_t)passes;        \
+                size_t l1 = pf_bytes / 64 * (size_t)(p + 1) / (size_t)passes;  \
+                TILES(gp, nblk, xb, xa_stride, ns, yb, ldy, pf + 64 * l0,      \
+                      l1 - l0);                                                \
+                b += ns;                                                       \
+            }                                                                  \
+        }                                                                      \
+    }
+
 /* The K-quant kernels of the AVX2 file, reused by the AVX-512 set. */
 void infer__mm_q4_k_avx2(const void *w, size_t w_stride, int64_t k, int64_t r0,
                          int64_t r1, const void *xa, size_t xa_stride, int nb,
