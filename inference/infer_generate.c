@@ -79,28 +79,30 @@ struct gen_state {
 
 static void gen_usage(FILE *f)
 {
-    fprintf(f, "usage: arena generate --model FILE [options]\n\n"
-               "Generates text from a prompt (or from BOS) and prints it as it "
-               "comes.\n"
-               "  --prompt TEXT          prompt (default: empty)\n"
-               "  --chat                 wrap the prompt in the model's chat "
-               "template\n"
-               "  --max-tokens N         tokens to generate (default 128)\n"
-               "  --temperature T        0 is greedy (default 0)\n"
-               "  --top-k K --top-p P --min-p P   sampling filters (40, 0.95, "
-               "0.05)\n"
-               "  --repeat-penalty R --repeat-last-n N   (1.0, 64)\n"
-               "  --presence-penalty P --frequency-penalty F   OpenAI's, over "
-               "the generated\n"
-               "                         tokens, -2 to 2 (default 0: off)\n"
-               "  --seed S               sampling seed (default 1)\n"
-               "  --stop TEXT            stop before TEXT (repeatable)\n"
-               "  --threads N            compute threads (default: all CPUs)\n"
-               "  --kernels NAME         scalar | avx2 | avx512 (default: "
-               "best)\n"
-               "  --ids                  print generated ids on one line, not "
-               "text\n"
-               "  --stats, --verbose     print bandwidth figures to stderr\n");
+    fprintf(
+        f,
+        "usage: arena generate --model FILE [options]\n\n"
+        "Generates text from a prompt (or from BOS) and prints it as it "
+        "comes.\n"
+        "  --prompt TEXT          prompt (default: empty)\n"
+        "  --chat                 wrap the prompt in the model's chat "
+        "template\n"
+        "  --max-tokens N         tokens to generate (default 128)\n"
+        "  --temperature T        0 is greedy (default 0)\n"
+        "  --top-k K --top-p P --min-p P   sampling filters (40, 0.95, "
+        "0.05)\n"
+        "  --repeat-penalty R --repeat-last-n N   (1.0, 64)\n"
+        "  --presence-penalty P --frequency-penalty F   OpenAI's, over "
+        "the generated\n"
+        "                         tokens, -2 to 2 (default 0: off)\n"
+        "  --seed S               sampling seed (default 1)\n"
+        "  --stop TEXT            stop before TEXT (repeatable)\n"
+        "  --threads N            compute threads (default: all CPUs)\n"
+        "  --kernels NAME         scalar | avx2 | avxvnni | avx512 (default: "
+        "best)\n"
+        "  --ids                  print generated ids on one line, not "
+        "text\n"
+        "  --stats, --verbose     print bandwidth figures to stderr\n");
 }
 
 static int gen_parse(int argc, char **argv, struct gen_opts *o)

@@ -202,6 +202,8 @@ extern const char *const infer_kernel_names[];
 /* Per-file SIMD sets (defined in infer_kernels_<isa>.c). */
 extern const struct infer_kernels infer_kernels_scalar;
 extern const struct infer_kernels infer_kernels_avx2;
+/* "avxvnni" is the AVX2 set with this Q8R kernel (infer_kernels_get). */
+extern const infer_mm_packed_fn infer__mm_q8r_avxvnni;
 extern const struct infer_kernels infer_kernels_avx512;
 
 /* ---- benchmark loops (infer_kernels_<isa>.c) ---------------------------- */

@@ -5,6 +5,7 @@
  */
 #include <cpuid.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -755,13 +756,31 @@ const struct infer_kernels infer_kernels_scalar = {
 /* ---- choosing a set
  * ----------------------------------------------------------- */
 
-const char *const infer_kernel_names[] = {"scalar", "avx2", "avx512", NULL};
+const char *const infer_kernel_names[] = {"scalar", "avx2", "avxvnni", "avx512",
+                                          NULL};
 
 /* clang 14's __builtin_cpu_supports does not know "f16c"; CPUID does. */
 static bool cpu_has_f16c(void)
 {
     unsigned a, b, c, d;
     return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+
+/* AVX-VNNI (the VEX VPDPBUSD): CPUID leaf 7, subleaf 1, EAX bit 4. */
+static bool cpu_has_avxvnni(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)) != 0;
+}
+
+/* The AVX2 set with the AVX-VNNI Q8R kernel, made once. */
+static struct infer_kernels avxvnni_set;
+static pthread_once_t avxvnni_once = PTHREAD_ONCE_INIT;
+static void avxvnni_make(void)
+{
+    avxvnni_set = infer_kernels_avx2;
+    avxvnni_set.name = "avxvnni";
+    avxvnni_set.mm_q8r = infer__mm_q8r_avxvnni;
 }
 
 const struct infer_kernels *infer_kernels_get(const char *name)
@@ -775,6 +794,12 @@ const struct infer_kernels *infer_kernels_get(const char *name)
                 __builtin_cpu_supports("fma") && cpu_has_f16c();
     if (strcmp(name, "avx2") == 0)
         return avx2 ? &infer_kernels_avx2 : NULL;
+    if (strcmp(name, "avxvnni") == 0) {
+        if (!avx2 || !cpu_has_avxvnni())
+            return NULL;
+        pthread_once(&avxvnni_once, avxvnni_make);
+        return &avxvnni_set;
+    }
     if (strcmp(name, "avx512") == 0)
         return avx2 && __builtin_cpu_supports("avx512f") &&
                        __builtin_cpu_supports("avx512bw") &&
@@ -792,6 +817,8 @@ const struct infer_kernels *infer_kernels_best(void)
     if (k != NULL)
         return k;
     k = infer_kernels_get("avx512");
+    if (k == NULL)
+        k = infer_kernels_get("avxvnni");
     if (k == NULL)
         k = infer_kernels_get("avx2");
     return k != NULL ? k : &infer_kernels_scalar;
