@@ -198,10 +198,11 @@ export async function checks({ browser, base, shots, adminPassword, withApi = tr
     const cdp = await visitor.newCDPSession(page);
     await cdp.send('Network.enable');
     // The story models answer in a fifth of a second, faster than a loaded
-    // page may sample: a slow link (8 KB/s, a weak phone connection) spreads
-    // the stream out so its arrival on screen can be watched.
+    // page may sample: a slow link (4 KB/s, a weak phone connection) spreads
+    // the stream out so its arrival on screen can be watched. (At 8 KB/s a
+    // short turn, 4.3 KB in all, once came in 2 chunks within 184 ms.)
     await cdp.send('Network.emulateNetworkConditions', {
-      offline: false, latency: 0, downloadThroughput: 8192, uploadThroughput: -1 });
+      offline: false, latency: 0, downloadThroughput: 4096, uploadThroughput: -1 });
     let turnId = null;
     const chunks = [];
     cdp.on('Network.requestWillBeSent', (e) => {
