@@ -197,87 +197,21 @@ QMM(mm_q4_0, q4_0_tile)
 
 /* ---- Q8R: Q8_0 with 16 rows interleaved (layout in infer_kernels.h) ----
  *
- * The packed layout of the AVX-512 set, without VNNI: a quad's 64 bytes
- * are two halves of 8 rows; the weights (stored + 128) go back to int8 by
- * a flip of the top bit, and the sign trick of q8_0_block multiplies them
- * by each activation row's 4 bytes broadcast (int16 pairs of at most
- * 2 * 128 * 127: no saturation). The integer sums are exact and the
- * float steps those of the AVX-512 kernel, so both give the same bits.
- * Packed, the weights stream with the driver's prefetches: row-major Q8_0
- * without them read ~15 GB/s at batch 1 here, a quarter of the bandwidth.
- */
+ * The packed layout and driver of the AVX-512 set, with the 256-bit tile
+ * of infer_kernels_x86.h (the sign trick: no VNNI here). Packed, the
+ * weights stream with the driver's prefetches: row-major Q8_0 without
+ * them read ~15 GB/s at batch 1 here, a quarter of the bandwidth. */
 #define Q8R_S     2    /* activation rows per pass: 16 ymm hold 2 x 2 sums */
 #define Q8R_AHEAD 8192 /* prefetch distance, bytes, when passes are short */
-
-ALWAYS_INLINE int32_t load_i32(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/* One group (at gp) by ns activation rows, prefetching pf_lines lines at
- * pf spread over the blocks. */
-ALWAYS_INLINE void q8r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
-                            size_t xa_stride, int ns, float *y, int64_t ldy,
-                            const char *pf, size_t pf_lines)
-{
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    __m256 facc[Q8R_S][2];
-    const struct infer_q8a *x[Q8R_S];
-    for (int s = 0; s < ns; s++) {
-        facc[s][0] = facc[s][1] = _mm256_setzero_ps();
-        x[s] = (const struct infer_q8a *)(xa + (size_t)s * xa_stride);
-    }
-    size_t due = 0; /* pf_lines per block, in nblk-ths of a line */
-    for (int64_t i = 0; i < nblk; i++) {
-        const uint8_t *pair = gp + (size_t)(i / 2) * Q8R_PAIR;
-        for (due += pf_lines; due >= (size_t)nblk; due -= (size_t)nblk) {
-            _mm_prefetch(pf, _MM_HINT_T0);
-            pf += 64;
-        }
-        const uint8_t *sc = pair + 32 * (i % 2), *q = pair + 64 + 512 * (i % 2);
-        __m256 dw[2] = {
-            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)sc)),
-            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sc + 16)))};
-        __m256i acc[Q8R_S][2];
-        for (int s = 0; s < ns; s++)
-            acc[s][0] = acc[s][1] = _mm256_setzero_si256();
-        for (int j = 0; j < 8; j++) {
-            __m256i xv[Q8R_S];
-            for (int s = 0; s < ns; s++)
-                xv[s] = _mm256_set1_epi32(load_i32(x[s][i].qs + 4 * j));
-            for (int h = 0; h < 2; h++) {
-                __m256i w = _mm256_xor_si256(
-                    _mm256_loadu_si256((const __m256i *)(q + 64 * j + 32 * h)),
-                    flip);
-                __m256i aw = _mm256_sign_epi8(w, w);
-                for (int s = 0; s < ns; s++)
-                    acc[s][h] = _mm256_add_epi32(
-                        acc[s][h], dot_u8s8(aw, _mm256_sign_epi8(xv[s], w)));
-            }
-        }
-        for (int s = 0; s < ns; s++)
-            for (int h = 0; h < 2; h++)
-                facc[s][h] = _mm256_fmadd_ps(
-                    _mm256_cvtepi32_ps(acc[s][h]),
-                    _mm256_mul_ps(dw[h], _mm256_set1_ps(x[s][i].d)),
-                    facc[s][h]);
-    }
-    for (int s = 0; s < ns; s++) {
-        _mm256_storeu_ps(y + (size_t)s * ldy, facc[s][0]);
-        _mm256_storeu_ps(y + (size_t)s * ldy + 8, facc[s][1]);
-    }
-}
 
 ALWAYS_INLINE void q8r_tiles(const uint8_t *gp, int64_t nblk, const char *xb,
                              size_t xa_stride, int ns, float *yb, int64_t ldy,
                              const char *pf, size_t pf_lines)
 {
     if (ns == 1)
-        q8r_tile(gp, nblk, xb, xa_stride, 1, yb, ldy, pf, pf_lines);
+        infer__q8r256_tile(gp, nblk, xb, xa_stride, 1, yb, ldy, pf, pf_lines);
     else
-        q8r_tile(gp, nblk, xb, xa_stride, 2, yb, ldy, pf, pf_lines);
+        infer__q8r256_tile(gp, nblk, xb, xa_stride, 2, yb, ldy, pf, pf_lines);
 }
 
 Q8R_DRIVER(mm_q8r, q8r_tiles, Q8R_S, Q8R_AHEAD)

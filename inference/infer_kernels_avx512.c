@@ -319,13 +319,6 @@ QMM(mm_q4_0, q4_0_tile, false)
 #define Q8R_S     8    /* activation rows per pass over a group */
 #define Q8R_AHEAD 8192 /* prefetch distance, bytes, when passes are short */
 
-ALWAYS_INLINE int32_t load_i32(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 /* Block i of the tile: q its 512 bytes of quants, dw its 16 scales. With
  * one activation row, two accumulators halve the VPDPBUSD chain (integer
  * sums: the same result). */
@@ -340,12 +333,14 @@ ALWAYS_INLINE void q8r_block(const uint8_t *q, __m512 dw,
         __m512i wv = _mm512_loadu_si512((const void *)(q + 64 * j));
         if (ns == 1 && j % 2 == 1) {
             acc2 = _mm512_dpbusd_epi32(
-                acc2, wv, _mm512_set1_epi32(load_i32(x[0][i].qs + 4 * j)));
+                acc2, wv,
+                _mm512_set1_epi32(infer__load_i32(x[0][i].qs + 4 * j)));
             continue;
         }
         for (int s = 0; s < ns; s++)
             acc[s] = _mm512_dpbusd_epi32(
-                acc[s], wv, _mm512_set1_epi32(load_i32(x[s][i].qs + 4 * j)));
+                acc[s], wv,
+                _mm512_set1_epi32(infer__load_i32(x[s][i].qs + 4 * j)));
     }
     if (ns == 1)
         acc[0] = _mm512_add_epi32(acc[0], acc2);
@@ -371,10 +366,7 @@ ALWAYS_INLINE void q8r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
     size_t due = 0; /* pf_lines per block, in nblk-ths of a line */
     for (int64_t i = 0; i < nblk; i++) {
         const uint8_t *pair = gp + (size_t)(i / 2) * Q8R_PAIR;
-        for (due += pf_lines; due >= (size_t)nblk; due -= (size_t)nblk) {
-            _mm_prefetch(pf, _MM_HINT_T0);
-            pf += 64;
-        }
+        infer__q8r_prefetch(&due, pf_lines, nblk, &pf);
         __m512 dw = _mm512_cvtph_ps(
             _mm256_loadu_si256((const void *)(pair + 32 * (i % 2))));
         q8r_block(pair + 64 + 512 * (i % 2), dw, x, i, ns, facc);

@@ -6,10 +6,19 @@
 #define INFER_KERNELS_X86_H
 
 #include <immintrin.h>
+#include <string.h>
 
 #include "infer_kernels.h"
 
 #define MM_TILE 4 /* activation rows per pass over a weight row */
+
+/* 4 bytes as one int32 (to broadcast an activation quad). */
+static inline int32_t infer__load_i32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
 
 static inline float infer__hsum256(__m256 v)
 {
@@ -90,6 +99,88 @@ static inline float infer__hsum256(__m256 v)
             }                                                                  \
         }                                                                      \
     }
+
+/* A Q8R tile's share of the driver's prefetch: pf_lines lines spread over
+ * nblk blocks, called once per block (due counts nblk-ths of a line). */
+static inline __attribute__((always_inline)) void
+infer__q8r_prefetch(size_t *due, size_t pf_lines, int64_t nblk, const char **pf)
+{
+    for (*due += pf_lines; *due >= (size_t)nblk; *due -= (size_t)nblk) {
+        _mm_prefetch(*pf, _MM_HINT_T0);
+        *pf += 64;
+    }
+}
+
+/* The Q8R tile with 256-bit registers (the AVX2 and AVX-VNNI sets): one
+ * group at gp by 1 <= ns <= 3 activation rows. A quad's 64 bytes are two
+ * halves of 8 rows. In a file built with -mavxvnni each half and
+ * activation row is one VPDPBUSD, the sums starting at -128 x the block's
+ * activation sum (the weights are stored + 128); otherwise the weights go
+ * back to int8 by a flip of the top bit and the sign trick makes the
+ * products (maddubs of |w| by sign(w) * x: int16 pairs of at most
+ * 2 * 128 * 127, no saturation). Either way the integer sums are exact and
+ * the float steps are the AVX-512 kernel's: all Q8R kernels give the same
+ * bits. */
+static inline __attribute__((always_inline)) void
+infer__q8r256_tile(const uint8_t *gp, int64_t nblk, const char *xa,
+                   size_t xa_stride, int ns, float *y, int64_t ldy,
+                   const char *pf, size_t pf_lines)
+{
+    __m256 facc[3][2];
+    const struct infer_q8a *x[3];
+    for (int s = 0; s < ns; s++) {
+        facc[s][0] = facc[s][1] = _mm256_setzero_ps();
+        x[s] = (const struct infer_q8a *)(xa + (size_t)s * xa_stride);
+    }
+    size_t due = 0;
+    for (int64_t i = 0; i < nblk; i++) {
+        const uint8_t *pair = gp + (size_t)(i / 2) * Q8R_PAIR;
+        infer__q8r_prefetch(&due, pf_lines, nblk, &pf);
+        const uint8_t *sc = pair + 32 * (i % 2), *q = pair + 64 + 512 * (i % 2);
+        __m256i acc[3][2];
+        for (int s = 0; s < ns; s++)
+#if defined(__AVXVNNI__)
+            acc[s][0] = acc[s][1] = _mm256_set1_epi32(x[s][i].nsum128);
+#else
+            acc[s][0] = acc[s][1] = _mm256_setzero_si256();
+#endif
+        for (int j = 0; j < 8; j++) {
+            __m256i xv[3];
+            for (int s = 0; s < ns; s++)
+                xv[s] = _mm256_set1_epi32(infer__load_i32(x[s][i].qs + 4 * j));
+            for (int h = 0; h < 2; h++) {
+                __m256i w =
+                    _mm256_loadu_si256((const __m256i *)(q + 64 * j + 32 * h));
+#if defined(__AVXVNNI__)
+                for (int s = 0; s < ns; s++)
+                    acc[s][h] = _mm256_dpbusd_avx_epi32(acc[s][h], w, xv[s]);
+#else
+                w = _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80));
+                __m256i aw = _mm256_sign_epi8(w, w);
+                for (int s = 0; s < ns; s++)
+                    acc[s][h] = _mm256_add_epi32(
+                        acc[s][h],
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(
+                                              aw, _mm256_sign_epi8(xv[s], w)),
+                                          _mm256_set1_epi16(1)));
+#endif
+            }
+        }
+        __m256 dw[2] = {
+            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)sc)),
+            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(sc + 16)))};
+        for (int s = 0; s < ns; s++)
+            for (int h = 0; h < 2; h++)
+                facc[s][h] = _mm256_fmadd_ps(
+                    _mm256_cvtepi32_ps(acc[s][h]),
+                    _mm256_mul_ps(dw[h], _mm256_set1_ps(x[s][i].d)),
+                    facc[s][h]);
+    }
+    for (int s = 0; s < ns; s++) {
+        _mm256_storeu_ps(y + (size_t)s * ldy, facc[s][0]);
+        _mm256_storeu_ps(y + (size_t)s * ldy + 8, facc[s][1]);
+    }
+}
 
 /* The K-quant kernels of the AVX2 file, reused by the AVX-512 set. */
 void infer__mm_q4_k_avx2(const void *w, size_t w_stride, int64_t k, int64_t r0,
