@@ -167,10 +167,50 @@ typedef void (*infer_mm_packed_fn)(const void *wp, int64_t k, int64_t r0,
                                    const void *xa, size_t xa_stride, int nb,
                                    float *y, int64_t ldy);
 
+/* ---- Q4_K and Q6_K repacked the same way ("Q4KR", "Q6KR") --------------
+ *
+ * The K-quants' integers, 16 rows interleaved per 256-element super-block
+ * as Q8R does per block, one quant a byte (no nibbles or bit planes to
+ * unpack: the batch is bound by the dot-product pipes, and a byte costs
+ * no extra instruction), so that VPDPBUSD takes a quad of 16 rows per
+ * 64-byte load. Scales stay integers and scalar super-block scales stay
+ * fp16, so the packed kernels compute exactly what the scalar set's
+ * row-major ones do (integer sums in any order are the same integer; the
+ * float steps per super-block are the scalar dot's): the same bits.
+ * A group of 16 rows of k columns is k / 256 super-blocks, each
+ *   Q4KR (4416 bytes):
+ *     uint16_t d[16], dmin[16]     rows' fp16 scales
+ *     uint8_t sc[8][16]            sub-block j's 6-bit scale, row r
+ *     uint8_t m[4][16][2]          mins of sub-blocks 2t, 2t + 1, row r
+ *     uint8_t q[8][8][16][4]       sub-block j, quad t, row r, byte: the
+ *                                  4-bit quant 32 j + 4 t + byte (0-15)
+ *   Q6KR (4672 bytes):
+ *     uint16_t d[16], pad[16]
+ *     int8_t sc[16][16]            16-element sub-block g's scale, row r
+ *     int8_t sc2[8][16][2]         scales of sub-blocks 2t, 2t + 1, row r
+ *     uint8_t q[16][4][16][4]      sub-block g, quad t, row r, byte: the
+ *                                  6-bit quant 16 g + 4 t + byte (0-63)
+ * Q4KR per row and super-block: sumi = sum_j sc_j * dot(q_j, x_j), summ =
+ * sum_j m_j * (x's sum over sub-block j), acc += x.d * (d * sumi - dmin *
+ * summ); Q6KR: sumi = sum_g sc_g * (dot(q_g, x_g) - 32 * (x's sum over g)),
+ * acc += x.d * d * sumi (activations struct infer_q8k). */
+#define INFER_Q4KR_SB 4416
+#define INFER_Q6KR_SB 4672
+
+/* Bytes of a packed group of 16 rows of k columns of type (Q8_0: Q8R,
+ * Q4_K, Q6_K), 0 for other types or a k that is not a block multiple. */
+size_t infer_packed_group_bytes(uint32_t type, int64_t k);
+/* Packs rows (a multiple of 16) rows of type (as above), row r at src +
+ * r * src_stride, into dst (rows / 16 groups). */
+void infer_pack(uint32_t type, const void *src, size_t src_stride, int64_t rows,
+                int64_t k, void *dst);
+
 struct infer_kernels {
     const char *name;
     infer_mm_fn mm[INFER_TYPE_COUNT]; /* NULL for unsupported types */
     infer_mm_packed_fn mm_q8r;        /* NULL: the set uses row-major Q8_0 */
+    infer_mm_packed_fn mm_q4kr;       /* NULL: row-major Q4_K */
+    infer_mm_packed_fn mm_q6kr;       /* NULL: row-major Q6_K */
     infer_attn_qk_fn attn_qk;
     infer_attn_v_fn attn_v;
     /* infer_quantize_q8a() (same bits, faster). */
@@ -190,6 +230,16 @@ struct infer_kernels {
      * writes): the same bits in every set. */
     void (*to_half)(const float *x, uint16_t *y, int64_t n);
 };
+
+/* The set's kernel for a packed weight of type, or NULL. */
+static inline infer_mm_packed_fn infer_packed_fn(const struct infer_kernels *ks,
+                                                 uint32_t type)
+{
+    return type == INFER_TYPE_Q8_0   ? ks->mm_q8r
+           : type == INFER_TYPE_Q4_K ? ks->mm_q4kr
+           : type == INFER_TYPE_Q6_K ? ks->mm_q6kr
+                                     : NULL;
+}
 
 /* The best set this CPU runs (or $ARENA_KERNELS if set and runnable).
  * Cannot fail: the scalar set always runs. */

@@ -399,6 +399,176 @@ ALWAYS_INLINE void q8r_tiles(const uint8_t *gp, int64_t nblk, const char *xb,
 
 Q8R_DRIVER(mm_q8r, q8r_tiles, Q8R_S, Q8R_AHEAD)
 
+/* ---- Q4KR and Q6KR: K-quants with 16 rows interleaved --------------------
+ *
+ * A tile is one group of 16 rows by up to KR_S activation rows, per
+ * super-block: each sub-block's quads by VPDPBUSD (quants 0-15 or 0-63 as
+ * the unsigned side, so the sums start at 0) into int32 lanes, one per
+ * row, times the rows' sub-block scales (VPMULLD: exact integers); the
+ * minimums (Q4_K) or the -32 offsets (Q6_K) by VPDPWSSD of the scale or
+ * min pairs against pairs of activation sums; then the scalar dot's float
+ * steps, in its order, on 16 rows at once. The same bits as the scalar
+ * set's row-major kernels, whatever the batch. */
+
+#define KR_S 6 /* activation rows per pass over a group */
+
+/* Two int16 in one int32 lane: a low, b high (a VPDPWSSD pair). */
+ALWAYS_INLINE __m512i pair16(int a, int b)
+{
+    return _mm512_set1_epi32(
+        (int32_t)(((uint32_t)(uint16_t)a) | ((uint32_t)(uint16_t)b << 16)));
+}
+
+ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
+                             size_t xa_stride, int ns, float *y, int64_t ldy,
+                             const char *pf, size_t pf_lines)
+{
+    __m512 facc[KR_S];
+    const struct infer_q8k *x[KR_S];
+    for (int s = 0; s < ns; s++) {
+        facc[s] = _mm512_setzero_ps();
+        x[s] = (const struct infer_q8k *)(xa + (size_t)s * xa_stride);
+    }
+    size_t due = 0;
+    for (int64_t i = 0; i < nsb; i++) {
+        const uint8_t *sb = gp + (size_t)i * INFER_Q4KR_SB;
+        infer__q8r_prefetch(&due, pf_lines, nsb, &pf);
+        const uint8_t *q = sb + 320;
+        __m512i sumi[KR_S], summ[KR_S];
+        for (int s = 0; s < ns; s++)
+            sumi[s] = summ[s] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            __m512i acc[KR_S];
+            for (int s = 0; s < ns; s++)
+                acc[s] = _mm512_setzero_si512();
+            for (int t = 0; t < 8; t++) {
+                __m512i wv =
+                    _mm512_loadu_si512((const void *)(q + 512 * j + 64 * t));
+                for (int s = 0; s < ns; s++)
+                    acc[s] =
+                        _mm512_dpbusd_epi32(acc[s], wv,
+                                            _mm512_set1_epi32(infer__load_i32(
+                                                x[s][i].qs + 32 * j + 4 * t)));
+            }
+            __m512i scj = _mm512_cvtepu8_epi32(
+                _mm_loadu_si128((const __m128i *)(sb + 64 + 16 * j)));
+            for (int s = 0; s < ns; s++)
+                sumi[s] =
+                    _mm512_add_epi32(sumi[s], _mm512_mullo_epi32(acc[s], scj));
+        }
+        for (int t = 0; t < 4; t++) {
+            __m512i mt = _mm512_cvtepu8_epi16(
+                _mm256_loadu_si256((const __m256i *)(sb + 192 + 32 * t)));
+            for (int s = 0; s < ns; s++) {
+                const int16_t *bs = x[s][i].bsums + 4 * t;
+                summ[s] = _mm512_dpwssd_epi32(
+                    summ[s], mt, pair16(bs[0] + bs[1], bs[2] + bs[3]));
+            }
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const void *)sb));
+        __m512 dmin =
+            _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(sb + 32)));
+        for (int s = 0; s < ns; s++) {
+            __m512 a = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sumi[s]));
+            __m512 b = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(summ[s]));
+            facc[s] =
+                _mm512_add_ps(facc[s], _mm512_mul_ps(_mm512_set1_ps(x[s][i].d),
+                                                     _mm512_sub_ps(a, b)));
+        }
+    }
+    for (int s = 0; s < ns; s++)
+        _mm512_storeu_ps(y + (size_t)s * ldy, facc[s]);
+}
+
+ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
+                             size_t xa_stride, int ns, float *y, int64_t ldy,
+                             const char *pf, size_t pf_lines)
+{
+    __m512 facc[KR_S];
+    const struct infer_q8k *x[KR_S];
+    for (int s = 0; s < ns; s++) {
+        facc[s] = _mm512_setzero_ps();
+        x[s] = (const struct infer_q8k *)(xa + (size_t)s * xa_stride);
+    }
+    size_t due = 0;
+    for (int64_t i = 0; i < nsb; i++) {
+        const uint8_t *sb = gp + (size_t)i * INFER_Q6KR_SB;
+        infer__q8r_prefetch(&due, pf_lines, nsb, &pf);
+        const uint8_t *q = sb + 576;
+        __m512i sumi[KR_S], off[KR_S];
+        for (int s = 0; s < ns; s++)
+            sumi[s] = off[s] = _mm512_setzero_si512();
+        for (int g = 0; g < 16; g++) {
+            __m512i acc[KR_S];
+            for (int s = 0; s < ns; s++)
+                acc[s] = _mm512_setzero_si512();
+            for (int t = 0; t < 4; t++) {
+                __m512i wv =
+                    _mm512_loadu_si512((const void *)(q + 256 * g + 64 * t));
+                for (int s = 0; s < ns; s++)
+                    acc[s] =
+                        _mm512_dpbusd_epi32(acc[s], wv,
+                                            _mm512_set1_epi32(infer__load_i32(
+                                                x[s][i].qs + 16 * g + 4 * t)));
+            }
+            __m512i scg = _mm512_cvtepi8_epi32(
+                _mm_loadu_si128((const __m128i *)(sb + 64 + 16 * g)));
+            for (int s = 0; s < ns; s++)
+                sumi[s] =
+                    _mm512_add_epi32(sumi[s], _mm512_mullo_epi32(acc[s], scg));
+        }
+        for (int t = 0; t < 8; t++) {
+            __m512i st = _mm512_cvtepi8_epi16(
+                _mm256_loadu_si256((const __m256i *)(sb + 320 + 32 * t)));
+            for (int s = 0; s < ns; s++) {
+                const int16_t *bs = x[s][i].bsums + 2 * t;
+                off[s] = _mm512_dpwssd_epi32(off[s], st, pair16(bs[0], bs[1]));
+            }
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const void *)sb));
+        for (int s = 0; s < ns; s++) {
+            __m512i v = _mm512_sub_epi32(sumi[s], _mm512_slli_epi32(off[s], 5));
+            __m512 dd = _mm512_mul_ps(_mm512_set1_ps(x[s][i].d), d);
+            facc[s] = _mm512_add_ps(facc[s],
+                                    _mm512_mul_ps(dd, _mm512_cvtepi32_ps(v)));
+        }
+    }
+    for (int s = 0; s < ns; s++)
+        _mm512_storeu_ps(y + (size_t)s * ldy, facc[s]);
+}
+
+/* The tiles with ns a compile-time constant (1 to KR_S). */
+#define KR_TILES(name, TILE)                                                   \
+    ALWAYS_INLINE void name(const uint8_t *gp, int64_t nsb, const char *xb,    \
+                            size_t xa_stride, int ns, float *yb, int64_t ldy,  \
+                            const char *pf, size_t pf_lines)                   \
+    {                                                                          \
+        switch (ns) {                                                          \
+        case 1:                                                                \
+            TILE(gp, nsb, xb, xa_stride, 1, yb, ldy, pf, pf_lines);            \
+            break;                                                             \
+        case 2:                                                                \
+            TILE(gp, nsb, xb, xa_stride, 2, yb, ldy, pf, pf_lines);            \
+            break;                                                             \
+        case 3:                                                                \
+            TILE(gp, nsb, xb, xa_stride, 3, yb, ldy, pf, pf_lines);            \
+            break;                                                             \
+        case 4:                                                                \
+            TILE(gp, nsb, xb, xa_stride, 4, yb, ldy, pf, pf_lines);            \
+            break;                                                             \
+        case 5:                                                                \
+            TILE(gp, nsb, xb, xa_stride, 5, yb, ldy, pf, pf_lines);            \
+            break;                                                             \
+        case 6:                                                                \
+            TILE(gp, nsb, xb, xa_stride, 6, yb, ldy, pf, pf_lines);            \
+            break;                                                             \
+        }                                                                      \
+    }
+KR_TILES(q4kr_tiles, q4kr_tile)
+KR_TILES(q6kr_tiles, q6kr_tile)
+PACKED_DRIVER(mm_q4kr, q4kr_tiles, KR_S, Q8R_AHEAD, INFER_TYPE_Q4_K, INFER_QK_K)
+PACKED_DRIVER(mm_q6kr, q6kr_tiles, KR_S, Q8R_AHEAD, INFER_TYPE_Q6_K, INFER_QK_K)
+
 MM_DRIVER(static, mm_f32, row_f32, float)
 MM_DRIVER(static, mm_f16, row_f16, uint16_t)
 MM_DRIVER(static, mm_bf16, row_bf16, uint16_t)
@@ -659,6 +829,8 @@ const struct infer_kernels infer_kernels_avx512 = {
     .silu_mul = silu_mul,
     .to_half = to_half,
     .mm_q8r = mm_q8r,
+    .mm_q4kr = mm_q4kr,
+    .mm_q6kr = mm_q6kr,
     .mm =
         {
             [INFER_TYPE_F32] = mm_f32,

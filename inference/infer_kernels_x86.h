@@ -61,12 +61,16 @@ static inline float infer__hsum256(__m256 v)
  * per pass; AHEAD is the distance when the passes are short. */
 #define Q8R_PAIR 1088 /* bytes of a pair of blocks of a group */
 #define Q8R_DRIVER(name, TILES, S, AHEAD)                                      \
+    PACKED_DRIVER(name, TILES, S, AHEAD, INFER_TYPE_Q8_0, INFER_QK)
+/* The same for any packed type: TILES gets nblk = k / QKB blocks (Q4KR and
+ * Q6KR: super-blocks) and spreads its prefetches over them. */
+#define PACKED_DRIVER(name, TILES, S, AHEAD, TYPE, QKB)                        \
     static void name(const void *wp, int64_t k, int64_t r0, int64_t r1,        \
                      int64_t pf_end, bool cold, const void *xa,                \
                      size_t xa_stride, int nb, float *y, int64_t ldy)          \
     {                                                                          \
-        const int64_t nblk = k / INFER_QK;                                     \
-        const size_t gb = infer_q8r_group_bytes(k);                            \
+        const int64_t nblk = k / (QKB);                                        \
+        const size_t gb = infer_packed_group_bytes((TYPE), k);                 \
         const int passes = (nb + (S)-1) / (S);                                 \
         const size_t ahead = passes > 1 || gb > (AHEAD) ? gb : (AHEAD);        \
         if (pf_end < r1)                                                       \

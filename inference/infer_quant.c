@@ -632,6 +632,89 @@ void infer_pack_q8r(const void *src, size_t src_stride, int64_t rows, int64_t k,
     }
 }
 
+/* Q4KR and Q6KR (layouts in infer_kernels.h). */
+size_t infer_packed_group_bytes(uint32_t type, int64_t k)
+{
+    if (type == INFER_TYPE_Q8_0 && k > 0 && k % INFER_QK == 0)
+        return infer_q8r_group_bytes(k);
+    if (k <= 0 || k % INFER_QK_K != 0)
+        return 0;
+    if (type == INFER_TYPE_Q4_K)
+        return (size_t)(k / INFER_QK_K) * INFER_Q4KR_SB;
+    if (type == INFER_TYPE_Q6_K)
+        return (size_t)(k / INFER_QK_K) * INFER_Q6KR_SB;
+    return 0;
+}
+
+static void pack_q4kr(const struct infer_block_q4_k *const *src, uint8_t *sb)
+{
+    uint16_t *d = (uint16_t *)sb;
+    uint8_t *sc = sb + 64, *mn = sb + 192, *q = sb + 320;
+    for (int r = 0; r < INFER_Q8R_ROWS; r++) {
+        const struct infer_block_q4_k *b = src[r];
+        d[r] = b->d;
+        d[16 + r] = b->dmin;
+        for (int j = 0; j < 8; j++) {
+            int scj, mj;
+            k4_scale_min(j, b->scales, &scj, &mj);
+            sc[16 * j + r] = (uint8_t)scj;
+            mn[32 * (j / 2) + 2 * r + j % 2] = (uint8_t)mj;
+            for (int e = 0; e < 32; e++) {
+                uint8_t v = b->qs[32 * (j / 2) + e];
+                q[512 * j + 64 * (e / 4) + 4 * r + e % 4] =
+                    (uint8_t)(j & 1 ? v >> 4 : v & 0xf);
+            }
+        }
+    }
+}
+
+static void pack_q6kr(const struct infer_block_q6_k *const *src, uint8_t *sb)
+{
+    uint16_t *d = (uint16_t *)sb;
+    int8_t *sc = (int8_t *)sb + 64, *sc2 = (int8_t *)sb + 320;
+    uint8_t *q = sb + 576;
+    for (int r = 0; r < INFER_Q8R_ROWS; r++) {
+        const struct infer_block_q6_k *b = src[r];
+        d[r] = b->d;
+        for (int g = 0; g < 16; g++) {
+            sc[16 * g + r] = b->scales[g];
+            sc2[32 * (g / 2) + 2 * r + g % 2] = b->scales[g];
+            for (int e = 0; e < 16; e++)
+                q[256 * g + 64 * (e / 4) + 4 * r + e % 4] =
+                    (uint8_t)q6_value(b, 16 * g + e);
+        }
+    }
+}
+
+void infer_pack(uint32_t type, const void *src, size_t src_stride, int64_t rows,
+                int64_t k, void *dst)
+{
+    if (type == INFER_TYPE_Q8_0) {
+        infer_pack_q8r(src, src_stride, rows, k, dst);
+        return;
+    }
+    const size_t gb = infer_packed_group_bytes(type, k);
+    const size_t sbb = type == INFER_TYPE_Q4_K ? INFER_Q4KR_SB : INFER_Q6KR_SB;
+    const size_t bsz = infer_type_size(type);
+    for (int64_t g = 0; g < rows / INFER_Q8R_ROWS; g++) {
+        uint8_t *gp = (uint8_t *)dst + (size_t)g * gb;
+        memset(gp, 0, gb);
+        for (int64_t i = 0; i < k / INFER_QK_K; i++) {
+            const void *blk[INFER_Q8R_ROWS];
+            for (int r = 0; r < INFER_Q8R_ROWS; r++)
+                blk[r] = (const char *)src +
+                         (size_t)(g * INFER_Q8R_ROWS + r) * src_stride +
+                         (size_t)i * bsz;
+            if (type == INFER_TYPE_Q4_K)
+                pack_q4kr((const struct infer_block_q4_k *const *)blk,
+                          gp + (size_t)i * sbb);
+            else
+                pack_q6kr((const struct infer_block_q6_k *const *)blk,
+                          gp + (size_t)i * sbb);
+        }
+    }
+}
+
 /* The reference: each element as infer_kernels.h defines it. */
 static void mm_q8r(const void *wp, int64_t k, int64_t r0, int64_t r1,
                    int64_t pf_end, bool cold, const void *xa, size_t xa_stride,

@@ -500,6 +500,74 @@ TEST(q8r_packed_kernels)
             CHECK_EQ(check_q8r(ks[i], nbs[j]), 0);
 }
 
+/* The K-quant layouts (Q4KR, Q6KR): every set with a packed kernel gives
+ * the scalar set's row-major bits, for the whole matrix and for any one
+ * group against any one activation row (batch independence). k = 256 is
+ * one super-block, 1536 is SmolLM2's hidden width. */
+static int check_kr(uint32_t t, int64_t k, int nb)
+{
+    enum { R = 48 };
+    size_t rb = infer_row_bytes(t, k);
+    size_t ab = infer_act_row_bytes(INFER_ACT_Q8K, k);
+    size_t pb = (size_t)(R / INFER_Q8R_ROWS) * infer_packed_group_bytes(t, k);
+    float *w = malloc(sizeof(float) * R * k),
+          *x = malloc(sizeof(float) * nb * k);
+    unsigned char *wq = malloc(rb * R), *xa = malloc(ab * nb);
+    void *wp = aligned_alloc(64, (pb + 63) / 64 * 64);
+    float *ys = malloc(sizeof(float) * nb * R),
+          *yv = malloc(sizeof(float) * nb * R);
+    int bad = 0, sets = 0;
+    fill(w, R * k, 0.7);
+    fill(x, nb * k, 1.5);
+    for (int r = 0; r < R; r++)
+        infer_quantize_row(t, w + r * k, wq + r * rb, k);
+    for (int b = 0; b < nb; b++)
+        infer_quantize_q8k(x + b * k, (void *)(xa + b * ab), k);
+    infer_pack(t, wq, rb, R, k, wp);
+    infer_kernels_scalar.mm[t](wq, rb, k, 0, R, xa, ab, nb, ys, R);
+    const struct infer_kernels *ks;
+    for (int s = 1; (ks = next_set(&s)) != NULL;) {
+        infer_mm_packed_fn fn = infer_packed_fn(ks, t);
+        if (fn == NULL)
+            continue;
+        sets++;
+        fn(wp, k, 0, R, R, true, xa, ab, nb, yv, R);
+        bad += memcmp(yv, ys, sizeof(float) * nb * R) != 0;
+        for (int g = 0; g < R / 16; g++)
+            for (int b = 0; b < nb; b++) {
+                float one[R];
+                fn(wp, k, 16 * g, 16 * g + 16, R, g == 0, xa + b * ab, ab, 1,
+                   one, R);
+                bad += memcmp(one + 16 * g, ys + b * R + 16 * g,
+                              sizeof(float) * 16) != 0;
+            }
+    }
+    if (bad)
+        fprintf(stderr, "%s k=%lld nb=%d: %d mismatches\n", infer_type_name(t),
+                (long long)k, nb, bad);
+    else if (sets == 0 && k == 256 && nb == 1)
+        fprintf(stderr, "no set here packs %s\n", infer_type_name(t));
+    free(w);
+    free(x);
+    free(wq);
+    free(xa);
+    free(wp);
+    free(ys);
+    free(yv);
+    return bad;
+}
+
+TEST(kquant_packed_kernels)
+{
+    static const int64_t ks[] = {256, 1536};
+    static const int nbs[] = {1, 2, 5, 6, 7, 13, 32};
+    static const uint32_t ts[] = {INFER_TYPE_Q4_K, INFER_TYPE_Q6_K};
+    for (size_t ti = 0; ti < 2; ti++)
+        for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++)
+            for (size_t j = 0; j < sizeof(nbs) / sizeof(nbs[0]); j++)
+                CHECK_EQ(check_kr(ts[ti], ks[i], nbs[j]), 0);
+}
+
 /* Attention scores, every set against float64: head sizes with and without
  * a SIMD tail, 1 to 37 positions (partial and several 16-groups) of a
  * block of 40 and of 16 (K stored by dimension, in halves), 1 to 5 heads. */
@@ -960,6 +1028,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(simd_matches_scalar),
     TEST_ENTRY(matmul_result_independent_of_tiling),
     TEST_ENTRY(q8r_packed_kernels),
+    TEST_ENTRY(kquant_packed_kernels),
     TEST_ENTRY(attn_qk_every_set),
     TEST_ENTRY(to_half_every_set),
     TEST_ENTRY(softmax_every_set),
