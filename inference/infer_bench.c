@@ -157,7 +157,8 @@ static double bench_kernel(const struct infer_kernels *ks, uint32_t wtype,
     size_t rb = infer_row_bytes(wtype, k), ab = infer_act_row_bytes(kind, k);
     if (ks->mm[wtype] == NULL || rb == 0)
         return 0;
-    if (packed && (wtype != INFER_TYPE_Q8_0 || ks->mm_q8r == NULL))
+    infer_mm_packed_fn pfn = infer_packed_fn(ks, wtype);
+    if (packed && pfn == NULL)
         return 0;
     void *wp = NULL;
     float *f = malloc(sizeof(float) * (size_t)k * (R > batch ? R : batch));
@@ -170,12 +171,12 @@ static double bench_kernel(const struct infer_kernels *ks, uint32_t wtype,
         for (int r = 0; r < R; r++)
             infer_quantize_row(wtype, f + r * k, w + r * rb, k);
         if (packed) {
-            wp = aligned_alloc(64,
-                               R / INFER_Q8R_ROWS * infer_q8r_group_bytes(k));
+            wp = aligned_alloc(64, R / INFER_Q8R_ROWS *
+                                       infer_packed_group_bytes(wtype, k));
             if (wp == NULL)
                 packed = false;
             else
-                infer_pack_q8r(w, rb, R, k, wp);
+                infer_pack(wtype, w, rb, R, k, wp);
         }
         for (int b = 0; b < batch; b++)
             infer_quantize_act(kind, f + b * k, x + b * ab, k);
@@ -183,7 +184,7 @@ static double bench_kernel(const struct infer_kernels *ks, uint32_t wtype,
             double t0 = infer_now();
             for (int it = 0; it < 8; it++)
                 if (packed)
-                    ks->mm_q8r(wp, k, 0, R, R, true, x, ab, batch, y, R);
+                    pfn(wp, k, 0, R, R, true, x, ab, batch, y, R);
                 else
                     ks->mm[wtype](w, rb, k, 0, R, x, ab, batch, y, R);
             double t = infer_now() - t0;
@@ -378,18 +379,29 @@ int infer_cmd_bench(int argc, char **argv)
         const struct infer_kernels *ks = o.kernels != NULL
                                              ? infer_kernels_get(o.kernels)
                                              : infer_kernels_best();
-        const struct infer_weight *w = &m->layers[0].wq;
+        /* The first layer's wq, and its w_down if of another type (the
+         * K-quants of a Q4_K_M file whose width is no multiple of 256). */
+        const struct infer_weight *ws[2] = {&m->layers[0].wq,
+                                            &m->layers[0].w_down};
+        int nws = ws[1]->type != ws[0]->type ? 2 : 1;
         double peak1 = infer_bench_fma_peak(1, 0.5);
-        for (int packed = 0; ks != NULL && packed < 2; packed++) {
-            double kg = bench_kernel(ks, w->type, w->cols, 32, packed);
-            if (kg > 0)
-                printf("kernel: %s %s%s, %lld columns, batch 32, one thread "
-                       "in cache: %.1f GFLOP/s (%.0f%% of the one-thread FMA "
-                       "peak %.1f)\n",
-                       ks->name, infer_type_name(w->type),
-                       packed ? " packed (Q8R)" : " row-major",
-                       (long long)w->cols, kg, peak1 > 0 ? 100 * kg / peak1 : 0,
-                       peak1);
+        for (int i = 0; i < nws; i++) {
+            const struct infer_weight *w = ws[i];
+            for (int packed = 0; ks != NULL && packed < 2; packed++) {
+                double kg = bench_kernel(ks, w->type, w->cols, 32, packed);
+                const char *how = !packed                      ? "row-major"
+                                  : w->type == INFER_TYPE_Q8_0 ? "packed (Q8R)"
+                                  : w->type == INFER_TYPE_Q4_K
+                                      ? "packed (Q4KR)"
+                                      : "packed (Q6KR)";
+                if (kg > 0)
+                    printf("kernel: %s %s %s, %lld columns, batch 32, one "
+                           "thread in cache: %.1f GFLOP/s (%.0f%% of the "
+                           "one-thread FMA peak %.1f)\n",
+                           ks->name, infer_type_name(w->type), how,
+                           (long long)w->cols, kg,
+                           peak1 > 0 ? 100 * kg / peak1 : 0, peak1);
+            }
         }
     }
     /* Rounds over the batch list, keeping each batch size's best row: on

@@ -477,7 +477,7 @@ static void chunk_range(const struct infer_weight *w, int k, int64_t *r0,
 }
 
 /* Chunk k of y = W x for nb activation rows at xa (xa_stride bytes apart,
- * in the format w's type wants), by thread ith: the Q8R copy if the
+ * in the format w's type wants), by thread ith: the packed copy if the
  * kernel set multiplies it, else the file's layout. */
 static void mm_rows(struct infer_ctx *c, const struct infer_weight *w, int k,
                     const void *xa, size_t xa_stride, int nb, float *y,
@@ -487,9 +487,11 @@ static void mm_rows(struct infer_ctx *c, const struct infer_weight *w, int k,
     chunk_range(w, k, &r0, &r1);
     if (nb == 0)
         return;
-    if (w->packed != NULL && c->kern->mm_q8r != NULL)
-        c->kern->mm_q8r(w->packed, w->cols, r0, r1, w->rows, c->cold[ith].v, xa,
-                        xa_stride, nb, y, ldy);
+    infer_mm_packed_fn pfn =
+        w->packed != NULL ? infer_packed_fn(c->kern, w->packed_type) : NULL;
+    if (pfn != NULL)
+        pfn(w->packed, w->cols, r0, r1, w->rows, c->cold[ith].v, xa, xa_stride,
+            nb, y, ldy);
     else
         c->kern->mm[w->type](w->data, w->row_bytes, w->cols, r0, r1, xa,
                              xa_stride, nb, y, ldy);
@@ -1152,8 +1154,8 @@ static void prefetch_rows(const struct infer_ctx *c,
     chunk_range(w, k, &r0, &r1);
     const char *p;
     size_t bytes;
-    if (w->packed != NULL && c->kern->mm_q8r != NULL) {
-        size_t gb = infer_q8r_group_bytes(w->cols);
+    if (w->packed != NULL && infer_packed_fn(c->kern, w->packed_type) != NULL) {
+        size_t gb = infer_packed_group_bytes(w->packed_type, w->cols);
         p = (const char *)w->packed + (size_t)(r0 / INFER_Q8R_ROWS) * gb;
         bytes = (size_t)(r1 - r0) / INFER_Q8R_ROWS * gb;
     } else {

@@ -389,7 +389,7 @@ static int llama2c_load(struct infer_model *m, struct infer_err *err)
     const float *p = (const float *)((const char *)m->map + sizeof(h));
 #define W(rows_, cols_)                                                        \
     ((struct infer_weight){NULL, INFER_TYPE_F32, (int64_t)(rows_),             \
-                           (int64_t)(cols_), (size_t)(cols_)*4, NULL})
+                           (int64_t)(cols_), (size_t)(cols_)*4, NULL, 0})
     m->tok_embd = W(V, D);
     m->tok_embd.data = p;
     p += V * D;
@@ -504,6 +504,15 @@ static int load_tokenizer(struct infer_model *m, const char *path,
 /* ---- entry points
  * ---------------------------------------------------------------- */
 
+/* Bytes of w a matmul streams: its packed copy if it has one. */
+static uint64_t streamed_bytes(const struct infer_weight *w)
+{
+    if (w->packed != NULL)
+        return (uint64_t)(w->rows / INFER_Q8R_ROWS) *
+               infer_packed_group_bytes(w->packed_type, w->cols);
+    return (uint64_t)w->rows * w->row_bytes;
+}
+
 static void account(struct infer_model *m)
 {
     const struct infer_config *c = &m->cfg;
@@ -514,12 +523,12 @@ static void account(struct infer_model *m)
             &m->layers[i].wo,    &m->layers[i].w_gate, &m->layers[i].w_up,
             &m->layers[i].w_down};
         for (int j = 0; j < 7; j++) {
-            bytes += (uint64_t)w[j]->rows * w[j]->row_bytes;
+            bytes += streamed_bytes(w[j]);
             params += (uint64_t)w[j]->rows * (uint64_t)w[j]->cols;
         }
         bytes += 2 * (uint64_t)c->dim * 4;
     }
-    bytes += (uint64_t)m->output.rows * m->output.row_bytes + c->dim * 4u;
+    bytes += streamed_bytes(&m->output) + c->dim * 4u;
     params += (uint64_t)m->tok_embd.rows * (uint64_t)m->tok_embd.cols;
     if (!c->tied_output)
         params += (uint64_t)m->output.rows * (uint64_t)m->output.cols;
@@ -548,32 +557,78 @@ void *infer_alloc_big(size_t bytes)
     return p;
 }
 
-/* Whether w gets a Q8R copy: Q8_0 of whole 16-row groups. */
-static bool packs(const struct infer_weight *w)
+/* The packed layout w gets (infer_kernels.h), or 0 for none: whole
+ * 16-row groups of a type the best kernel set multiplies packed. Q4_0 goes
+ * into Q8R as Q8_0 blocks of the same scale and quants - 8 (exact): twice
+ * the bytes, but the batched kernel instead of the row-major one. */
+static uint32_t pack_type(const struct infer_weight *w)
 {
-    return w->type == INFER_TYPE_Q8_0 && w->rows % INFER_Q8R_ROWS == 0;
+    const struct infer_kernels *ks = infer_kernels_best();
+    uint32_t t = w->type == INFER_TYPE_Q4_0 ? INFER_TYPE_Q8_0 : w->type;
+    if (w->rows % INFER_Q8R_ROWS != 0 || infer_packed_fn(ks, t) == NULL ||
+        infer_packed_group_bytes(t, w->cols) == 0)
+        return 0;
+    return t;
 }
 
 static size_t packed_bytes(const struct infer_weight *w)
 {
-    size_t b =
-        (size_t)(w->rows / INFER_Q8R_ROWS) * infer_q8r_group_bytes(w->cols);
+    size_t b = (size_t)(w->rows / INFER_Q8R_ROWS) *
+               infer_packed_group_bytes(pack_type(w), w->cols);
     return (b + 63) / 64 * 64;
 }
 
-/* Packs w into the Q8R layout at dst, then lets the kernel drop the file
- * pages it came from (the file stays mapped; a row lookup faults its page
- * back in). */
-static void repack(struct infer_weight *w, char *dst)
+/* Q4_0 rows as Q8_0 rows of the same values (d, q - 8). */
+static void q4_0_to_q8_0(const void *src, size_t src_stride, int64_t rows,
+                         int64_t k, struct infer_block_q8_0 *dst)
 {
-    infer_pack_q8r(w->data, w->row_bytes, w->rows, w->cols, dst);
+    int64_t nb = k / INFER_QK;
+    for (int64_t r = 0; r < rows; r++) {
+        const struct infer_block_q4_0 *a =
+            (const struct infer_block_q4_0 *)((const char *)src +
+                                              (size_t)r * src_stride);
+        for (int64_t i = 0; i < nb; i++) {
+            struct infer_block_q8_0 *b = &dst[r * nb + i];
+            b->d = a[i].d;
+            for (int j = 0; j < 16; j++) {
+                b->qs[j] = (int8_t)((a[i].qs[j] & 0xf) - 8);
+                b->qs[j + 16] = (int8_t)((a[i].qs[j] >> 4) - 8);
+            }
+        }
+    }
+}
+
+/* Packs w at dst, then lets the kernel drop the file pages it came from
+ * (the file stays mapped; a row lookup faults its page back in). */
+static int repack(struct infer_weight *w, char *dst)
+{
+    uint32_t t = pack_type(w);
+    if (w->type == INFER_TYPE_Q4_0) { /* a group at a time, widened */
+        int64_t nb = w->cols / INFER_QK;
+        size_t gb = infer_packed_group_bytes(t, w->cols);
+        struct infer_block_q8_0 *tmp =
+            malloc((size_t)(INFER_Q8R_ROWS * nb) * sizeof(*tmp));
+        if (tmp == NULL)
+            return -1;
+        for (int64_t r = 0; r < w->rows; r += INFER_Q8R_ROWS) {
+            q4_0_to_q8_0((const char *)w->data + (size_t)r * w->row_bytes,
+                         w->row_bytes, INFER_Q8R_ROWS, w->cols, tmp);
+            infer_pack(t, tmp, (size_t)nb * sizeof(*tmp), INFER_Q8R_ROWS,
+                       w->cols, dst + (size_t)(r / INFER_Q8R_ROWS) * gb);
+        }
+        free(tmp);
+    } else {
+        infer_pack(t, w->data, w->row_bytes, w->rows, w->cols, dst);
+    }
     w->packed = dst;
+    w->packed_type = t;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t a = ((uintptr_t)w->data + page - 1) / page * page;
     uintptr_t b =
         ((uintptr_t)w->data + (size_t)w->rows * w->row_bytes) / page * page;
     if (b > a)
         madvise((void *)a, b - a, MADV_DONTNEED);
+    return 0;
 }
 
 /* Every layer weight and the output that packs, into one buffer in the
@@ -585,8 +640,7 @@ static int repack_all(struct infer_model *m, const struct infer_model_params *p,
                       struct infer_err *err)
 {
     const char *env = getenv("ARENA_REPACK");
-    if ((p != NULL && p->no_repack) || (env != NULL && strcmp(env, "0") == 0) ||
-        infer_kernels_best()->mm_q8r == NULL)
+    if ((p != NULL && p->no_repack) || (env != NULL && strcmp(env, "0") == 0))
         return INFER_OK;
     int nl = m->cfg.n_layers, nw = 7 * nl + 1;
     struct infer_weight **w = malloc((size_t)nw * sizeof(*w));
@@ -601,7 +655,7 @@ static int repack_all(struct infer_model *m, const struct infer_model_params *p,
     w[nw - 1] = &m->output;
     size_t total = 0;
     for (int i = 0; i < nw; i++)
-        total += packs(w[i]) ? packed_bytes(w[i]) : 0;
+        total += pack_type(w[i]) != 0 ? packed_bytes(w[i]) : 0;
     if (total > 0) {
         m->packed = infer_alloc_big(total);
         if (m->packed == NULL) {
@@ -612,9 +666,14 @@ static int repack_all(struct infer_model *m, const struct infer_model_params *p,
     }
     char *at = m->packed;
     for (int i = 0; i < nw; i++)
-        if (packs(w[i])) {
-            repack(w[i], at);
-            at += packed_bytes(w[i]);
+        if (pack_type(w[i]) != 0) {
+            size_t n = packed_bytes(w[i]);
+            if (repack(w[i], at) != 0) {
+                free(w);
+                return infer_err_set(err, INFER_ERR_NOMEM,
+                                     "model: out of memory repacking");
+            }
+            at += n;
         }
     free(w);
     return INFER_OK;

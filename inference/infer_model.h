@@ -63,10 +63,13 @@ struct infer_weight {
     uint32_t type; /* enum infer_type, one infer_type_supported() */
     int64_t rows, cols;
     size_t row_bytes;
-    /* The matmuls' copy in the Q8R layout (infer_kernels.h) of a Q8_0
-     * matrix of rows a multiple of 16, made at load when the best kernel
-     * set multiplies it; else NULL. data stays for row lookups. */
+    /* The matmuls' copy in a packed layout (infer_kernels.h) of a matrix
+     * of rows a multiple of 16, made at load when the best kernel set
+     * multiplies it; else NULL. data stays for row lookups. packed_type
+     * names the layout: Q8_0 (Q8R, for Q8_0 and, widened exactly, Q4_0),
+     * Q4_K (Q4KR) or Q6_K (Q6KR). */
     const void *packed;
+    uint32_t packed_type;
 };
 
 struct infer_layer {
