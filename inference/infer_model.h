@@ -98,7 +98,7 @@ struct infer_model {
     void *map;
     size_t map_size;
     float *owned; /* converted norms and biases */
-    void *packed; /* the Q8R copies of weights, one after another */
+    void *packed; /* the packed copies of weights, one after another */
     size_t n_owned, cap_owned;
     char *name_buf;
 };
