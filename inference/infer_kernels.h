@@ -167,23 +167,34 @@ typedef void (*infer_mm_packed_fn)(const void *wp, int64_t k, int64_t r0,
                                    const void *xa, size_t xa_stride, int nb,
                                    float *y, int64_t ldy);
 
-/* ---- Q4_K and Q6_K repacked the same way ("Q4KR", "Q6KR") --------------
+/* ---- Q4_0, Q4_K and Q6_K repacked the same way ("Q4R", "Q4KR", "Q6KR") --
  *
- * The K-quants' integers, 16 rows interleaved per 256-element super-block
- * as Q8R does per block, one quant a byte (no nibbles or bit planes to
- * unpack: the batch is bound by the dot-product pipes, and a byte costs
- * no extra instruction), so that VPDPBUSD takes a quad of 16 rows per
- * 64-byte load. Scales stay integers and scalar super-block scales stay
- * fp16, so the packed kernels compute exactly what the scalar set's
+ * The same integers and scales as the file's, 16 rows interleaved so that
+ * one 64-byte load holds a quad of 16 rows, as in Q8R. 4-bit quants stay
+ * nibbles, two blocks (Q4_0) or two sub-blocks (Q4_K) sharing each byte:
+ * the low nibble is the first one's quant, the high nibble the second's,
+ * which VPDPBUSD takes as it is once masked (v & 0xf0 is 16 x the quant:
+ * that sum is 16 x the true one, shifted back exactly). Q6_K quants are
+ * widened to one a byte. Q4R's sums are Q8R's (the Q8_0 blocks of the same
+ * scale and quants - 8), in the same float steps: Q8R's bits. Q4KR and
+ * Q6KR keep the sub-block scales as integers and the super-block scales
+ * in fp16, so their kernels compute exactly what the scalar set's
  * row-major ones do (integer sums in any order are the same integer; the
  * float steps per super-block are the scalar dot's): the same bits.
- * A group of 16 rows of k columns is k / 256 super-blocks, each
- *   Q4KR (4416 bytes):
+ * A group of 16 rows of k columns is:
+ *   Q4R: ceil(k / 64) pairs of blocks (576 bytes each; a last lone block
+ *   has zero high nibbles and scales):
+ *     uint16_t d[2][16]            fp16 scales of blocks 2p, 2p + 1
+ *     uint8_t q[8][16][4]          quad j, row r, byte t: quant 4 j + t of
+ *                                  block 2p (low nibble), 2p + 1 (high)
+ *   k / 256 super-blocks of
+ *   Q4KR (2368 bytes):
  *     uint16_t d[16], dmin[16]     rows' fp16 scales
  *     uint8_t sc[8][16]            sub-block j's 6-bit scale, row r
- *     uint8_t m[4][16][2]          mins of sub-blocks 2t, 2t + 1, row r
- *     uint8_t q[8][8][16][4]       sub-block j, quad t, row r, byte: the
- *                                  4-bit quant 32 j + 4 t + byte (0-15)
+ *     uint8_t m[4][16][2]          mins of sub-blocks 2c, 2c + 1, row r
+ *     uint8_t q[4][8][16][4]       pair c, quad t, row r, byte: quant
+ *                                  4 t + byte of sub-block 2c (low
+ *                                  nibble) and 2c + 1 (high)
  *   Q6KR (4672 bytes):
  *     uint16_t d[16], pad[16]
  *     int8_t sc[16][16]            16-element sub-block g's scale, row r
@@ -194,11 +205,13 @@ typedef void (*infer_mm_packed_fn)(const void *wp, int64_t k, int64_t r0,
  * sum_j m_j * (x's sum over sub-block j), acc += x.d * (d * sumi - dmin *
  * summ); Q6KR: sumi = sum_g sc_g * (dot(q_g, x_g) - 32 * (x's sum over g)),
  * acc += x.d * d * sumi (activations struct infer_q8k). */
-#define INFER_Q4KR_SB 4416
-#define INFER_Q6KR_SB 4672
+#define INFER_Q4R_PAIR 576
+#define INFER_Q4KR_SB  2368
+#define INFER_Q6KR_SB  4672
 
 /* Bytes of a packed group of 16 rows of k columns of type (Q8_0: Q8R,
- * Q4_K, Q6_K), 0 for other types or a k that is not a block multiple. */
+ * Q4_0: Q4R, Q4_K, Q6_K), 0 for other types or a k that is not a block
+ * multiple. */
 size_t infer_packed_group_bytes(uint32_t type, int64_t k);
 /* Packs rows (a multiple of 16) rows of type (as above), row r at src +
  * r * src_stride, into dst (rows / 16 groups). */
@@ -209,6 +222,7 @@ struct infer_kernels {
     const char *name;
     infer_mm_fn mm[INFER_TYPE_COUNT]; /* NULL for unsupported types */
     infer_mm_packed_fn mm_q8r;        /* NULL: the set uses row-major Q8_0 */
+    infer_mm_packed_fn mm_q4r;        /* NULL: Q4_0 goes widened to Q8R */
     infer_mm_packed_fn mm_q4kr;       /* NULL: row-major Q4_K */
     infer_mm_packed_fn mm_q6kr;       /* NULL: row-major Q6_K */
     infer_attn_qk_fn attn_qk;
@@ -236,6 +250,7 @@ static inline infer_mm_packed_fn infer_packed_fn(const struct infer_kernels *ks,
                                                  uint32_t type)
 {
     return type == INFER_TYPE_Q8_0   ? ks->mm_q8r
+           : type == INFER_TYPE_Q4_0 ? ks->mm_q4r
            : type == INFER_TYPE_Q4_K ? ks->mm_q4kr
            : type == INFER_TYPE_Q6_K ? ks->mm_q6kr
                                      : NULL;

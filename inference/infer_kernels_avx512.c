@@ -399,6 +399,73 @@ ALWAYS_INLINE void q8r_tiles(const uint8_t *gp, int64_t nblk, const char *xb,
 
 Q8R_DRIVER(mm_q8r, q8r_tiles, Q8R_S, Q8R_AHEAD)
 
+/* ---- Q4R: Q4_0 with 16 rows interleaved, two blocks a byte --------------
+ *
+ * As Q8R, for a pair of blocks per pass over its 8 quad lines: the low
+ * nibbles (block 2p) and the high nibbles as they lie (16 x block 2p + 1's
+ * quants) each by VPDPBUSD, the sums starting at -8 x and -128 x the
+ * blocks' activation sums; the second is then shifted back (exact) and
+ * both take Q8R's float steps: Q8R's bits for the same values. */
+
+#define Q4R_S 6 /* activation rows per pass: 3 sums a row */
+
+ALWAYS_INLINE void q4r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
+                            size_t xa_stride, int ns, float *y, int64_t ldy,
+                            const char *pf, size_t pf_lines)
+{
+    __m512 facc[Q4R_S];
+    const struct infer_q8a *x[Q4R_S];
+    for (int s = 0; s < ns; s++) {
+        facc[s] = _mm512_setzero_ps();
+        x[s] = (const struct infer_q8a *)(xa + (size_t)s * xa_stride);
+    }
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), hi4 = _mm512_set1_epi8(-16);
+    size_t due = 0;
+    for (int64_t i = 0; i < nblk; i += 2) {
+        const uint8_t *pair = gp + (size_t)(i / 2) * INFER_Q4R_PAIR;
+        const bool two = i + 1 < nblk;
+        infer__q8r_prefetch(&due, pf_lines, nblk, &pf);
+        if (two)
+            infer__q8r_prefetch(&due, pf_lines, nblk, &pf);
+        __m512i alo[Q4R_S], ahi[Q4R_S];
+        for (int s = 0; s < ns; s++) {
+            alo[s] = _mm512_set1_epi32(x[s][i].nsum128 / 16);
+            ahi[s] = two ? _mm512_set1_epi32(x[s][i + 1].nsum128)
+                         : _mm512_setzero_si512();
+        }
+        for (int j = 0; j < 8; j++) {
+            __m512i v = _mm512_loadu_si512((const void *)(pair + 64 + 64 * j));
+            __m512i wl = _mm512_and_si512(v, lo4);
+            for (int s = 0; s < ns; s++)
+                alo[s] = _mm512_dpbusd_epi32(
+                    alo[s], wl,
+                    _mm512_set1_epi32(infer__load_i32(x[s][i].qs + 4 * j)));
+            if (!two)
+                continue;
+            __m512i wh = _mm512_and_si512(v, hi4);
+            for (int s = 0; s < ns; s++)
+                ahi[s] = _mm512_dpbusd_epi32(
+                    ahi[s], wh,
+                    _mm512_set1_epi32(infer__load_i32(x[s][i + 1].qs + 4 * j)));
+        }
+        __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256((const void *)pair));
+        for (int s = 0; s < ns; s++)
+            facc[s] = _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(alo[s]),
+                _mm512_mul_ps(dw0, _mm512_set1_ps(x[s][i].d)), facc[s]);
+        if (!two)
+            continue;
+        __m512 dw1 =
+            _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(pair + 32)));
+        for (int s = 0; s < ns; s++)
+            facc[s] = _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(_mm512_srai_epi32(ahi[s], 4)),
+                _mm512_mul_ps(dw1, _mm512_set1_ps(x[s][i + 1].d)), facc[s]);
+    }
+    for (int s = 0; s < ns; s++)
+        _mm512_storeu_ps(y + (size_t)s * ldy, facc[s]);
+}
+
 /* ---- Q4KR and Q6KR: K-quants with 16 rows interleaved --------------------
  *
  * A tile is one group of 16 rows by up to KR_S activation rows, per
@@ -410,7 +477,8 @@ Q8R_DRIVER(mm_q8r, q8r_tiles, Q8R_S, Q8R_AHEAD)
  * steps, in its order, on 16 rows at once. The same bits as the scalar
  * set's row-major kernels, whatever the batch. */
 
-#define KR_S 6 /* activation rows per pass over a group */
+#define KR_S   6 /* activation rows per pass over a Q6KR group */
+#define Q4KR_S 4 /* and a Q4KR group (two sums per sub-block pair) */
 
 /* Two int16 in one int32 lane: a low, b high (a VPDPWSSD pair). */
 ALWAYS_INLINE __m512i pair16(int a, int b)
@@ -423,8 +491,8 @@ ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
                              size_t xa_stride, int ns, float *y, int64_t ldy,
                              const char *pf, size_t pf_lines)
 {
-    __m512 facc[KR_S];
-    const struct infer_q8k *x[KR_S];
+    __m512 facc[Q4KR_S];
+    const struct infer_q8k *x[Q4KR_S];
     for (int s = 0; s < ns; s++) {
         facc[s] = _mm512_setzero_ps();
         x[s] = (const struct infer_q8k *)(xa + (size_t)s * xa_stride);
@@ -434,28 +502,42 @@ ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
         const uint8_t *sb = gp + (size_t)i * INFER_Q4KR_SB;
         infer__q8r_prefetch(&due, pf_lines, nsb, &pf);
         const uint8_t *q = sb + 320;
-        __m512i sumi[KR_S], summ[KR_S];
+        const __m512i lo4 = _mm512_set1_epi8(0x0f), hi4 = _mm512_set1_epi8(-16);
+        __m512i sumi[Q4KR_S], sumi16[Q4KR_S], summ[Q4KR_S];
         for (int s = 0; s < ns; s++)
-            sumi[s] = summ[s] = _mm512_setzero_si512();
-        for (int j = 0; j < 8; j++) {
-            __m512i acc[KR_S];
+            sumi[s] = sumi16[s] = summ[s] = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) { /* sub-blocks 2c (low), 2c + 1 */
+            __m512i alo[Q4KR_S], ahi[Q4KR_S];
             for (int s = 0; s < ns; s++)
-                acc[s] = _mm512_setzero_si512();
+                alo[s] = ahi[s] = _mm512_setzero_si512();
             for (int t = 0; t < 8; t++) {
-                __m512i wv =
-                    _mm512_loadu_si512((const void *)(q + 512 * j + 64 * t));
-                for (int s = 0; s < ns; s++)
-                    acc[s] =
-                        _mm512_dpbusd_epi32(acc[s], wv,
-                                            _mm512_set1_epi32(infer__load_i32(
-                                                x[s][i].qs + 32 * j + 4 * t)));
+                __m512i v =
+                    _mm512_loadu_si512((const void *)(q + 512 * c + 64 * t));
+                __m512i wl = _mm512_and_si512(v, lo4);
+                __m512i wh = _mm512_and_si512(v, hi4); /* 16 x quant */
+                for (int s = 0; s < ns; s++) {
+                    const int8_t *xq = x[s][i].qs + 64 * c + 4 * t;
+                    alo[s] = _mm512_dpbusd_epi32(
+                        alo[s], wl, _mm512_set1_epi32(infer__load_i32(xq)));
+                    ahi[s] = _mm512_dpbusd_epi32(
+                        ahi[s], wh,
+                        _mm512_set1_epi32(infer__load_i32(xq + 32)));
+                }
             }
-            __m512i scj = _mm512_cvtepu8_epi32(
-                _mm_loadu_si128((const __m128i *)(sb + 64 + 16 * j)));
-            for (int s = 0; s < ns; s++)
+            __m512i sc0 = _mm512_cvtepu8_epi32(
+                _mm_loadu_si128((const __m128i *)(sb + 64 + 32 * c)));
+            __m512i sc1 = _mm512_cvtepu8_epi32(
+                _mm_loadu_si128((const __m128i *)(sb + 80 + 32 * c)));
+            for (int s = 0; s < ns; s++) {
                 sumi[s] =
-                    _mm512_add_epi32(sumi[s], _mm512_mullo_epi32(acc[s], scj));
+                    _mm512_add_epi32(sumi[s], _mm512_mullo_epi32(alo[s], sc0));
+                sumi16[s] = _mm512_add_epi32(sumi16[s],
+                                             _mm512_mullo_epi32(ahi[s], sc1));
+            }
         }
+        for (int s = 0; s < ns; s++) /* exact: sumi16 is 16 x an integer */
+            sumi[s] =
+                _mm512_add_epi32(sumi[s], _mm512_srai_epi32(sumi16[s], 4));
         for (int t = 0; t < 4; t++) {
             __m512i mt = _mm512_cvtepu8_epi16(
                 _mm256_loadu_si256((const __m256i *)(sb + 192 + 32 * t)));
@@ -537,36 +619,33 @@ ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
         _mm512_storeu_ps(y + (size_t)s * ldy, facc[s]);
 }
 
-/* The tiles with ns a compile-time constant (1 to KR_S). */
-#define KR_TILES(name, TILE)                                                   \
+/* A tile with ns a compile-time constant (1 to S; the driver never asks
+ * for more, and larger cases are folded to S). */
+#define KR_CASE(TILE, N, S)                                                    \
+    case N:                                                                    \
+        TILE(gp, nsb, xb, xa_stride, (N) < (S) ? (N) : (S), yb, ldy, pf,       \
+             pf_lines);                                                        \
+        break;
+#define KR_TILES(name, TILE, S)                                                \
     ALWAYS_INLINE void name(const uint8_t *gp, int64_t nsb, const char *xb,    \
                             size_t xa_stride, int ns, float *yb, int64_t ldy,  \
                             const char *pf, size_t pf_lines)                   \
     {                                                                          \
         switch (ns) {                                                          \
-        case 1:                                                                \
-            TILE(gp, nsb, xb, xa_stride, 1, yb, ldy, pf, pf_lines);            \
-            break;                                                             \
-        case 2:                                                                \
-            TILE(gp, nsb, xb, xa_stride, 2, yb, ldy, pf, pf_lines);            \
-            break;                                                             \
-        case 3:                                                                \
-            TILE(gp, nsb, xb, xa_stride, 3, yb, ldy, pf, pf_lines);            \
-            break;                                                             \
-        case 4:                                                                \
-            TILE(gp, nsb, xb, xa_stride, 4, yb, ldy, pf, pf_lines);            \
-            break;                                                             \
-        case 5:                                                                \
-            TILE(gp, nsb, xb, xa_stride, 5, yb, ldy, pf, pf_lines);            \
-            break;                                                             \
-        case 6:                                                                \
-            TILE(gp, nsb, xb, xa_stride, 6, yb, ldy, pf, pf_lines);            \
-            break;                                                             \
+            KR_CASE(TILE, 1, S)                                                \
+            KR_CASE(TILE, 2, S)                                                \
+            KR_CASE(TILE, 3, S)                                                \
+            KR_CASE(TILE, 4, S)                                                \
+            KR_CASE(TILE, 5, S)                                                \
+            KR_CASE(TILE, 6, S)                                                \
         }                                                                      \
     }
-KR_TILES(q4kr_tiles, q4kr_tile)
-KR_TILES(q6kr_tiles, q6kr_tile)
-PACKED_DRIVER(mm_q4kr, q4kr_tiles, KR_S, Q8R_AHEAD, INFER_TYPE_Q4_K, INFER_QK_K)
+KR_TILES(q4r_tiles, q4r_tile, Q4R_S)
+KR_TILES(q4kr_tiles, q4kr_tile, Q4KR_S)
+KR_TILES(q6kr_tiles, q6kr_tile, KR_S)
+PACKED_DRIVER(mm_q4r, q4r_tiles, Q4R_S, Q8R_AHEAD, INFER_TYPE_Q4_0, INFER_QK)
+PACKED_DRIVER(mm_q4kr, q4kr_tiles, Q4KR_S, Q8R_AHEAD, INFER_TYPE_Q4_K,
+              INFER_QK_K)
 PACKED_DRIVER(mm_q6kr, q6kr_tiles, KR_S, Q8R_AHEAD, INFER_TYPE_Q6_K, INFER_QK_K)
 
 MM_DRIVER(static, mm_f32, row_f32, float)
@@ -829,6 +908,7 @@ const struct infer_kernels infer_kernels_avx512 = {
     .silu_mul = silu_mul,
     .to_half = to_half,
     .mm_q8r = mm_q8r,
+    .mm_q4r = mm_q4r,
     .mm_q4kr = mm_q4kr,
     .mm_q6kr = mm_q6kr,
     .mm =

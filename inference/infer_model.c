@@ -558,13 +558,16 @@ void *infer_alloc_big(size_t bytes)
 }
 
 /* The packed layout w gets (infer_kernels.h), or 0 for none: whole
- * 16-row groups of a type the best kernel set multiplies packed. Q4_0 goes
- * into Q8R as Q8_0 blocks of the same scale and quants - 8 (exact): twice
- * the bytes, but the batched kernel instead of the row-major one. */
+ * 16-row groups of a type the best kernel set multiplies packed. Q4_0
+ * goes into Q4R, or, for a set without a Q4R kernel, into Q8R as Q8_0
+ * blocks of the same scale and quants - 8 (exact; twice the bytes, but
+ * the batched kernel instead of the row-major one). */
 static uint32_t pack_type(const struct infer_weight *w)
 {
     const struct infer_kernels *ks = infer_kernels_best();
-    uint32_t t = w->type == INFER_TYPE_Q4_0 ? INFER_TYPE_Q8_0 : w->type;
+    uint32_t t = w->type == INFER_TYPE_Q4_0 && ks->mm_q4r == NULL
+                     ? INFER_TYPE_Q8_0
+                     : w->type;
     if (w->rows % INFER_Q8R_ROWS != 0 || infer_packed_fn(ks, t) == NULL ||
         infer_packed_group_bytes(t, w->cols) == 0)
         return 0;
@@ -603,7 +606,7 @@ static void q4_0_to_q8_0(const void *src, size_t src_stride, int64_t rows,
 static int repack(struct infer_weight *w, char *dst)
 {
     uint32_t t = pack_type(w);
-    if (w->type == INFER_TYPE_Q4_0) { /* a group at a time, widened */
+    if (w->type != t) { /* Q4_0 into Q8R: a group at a time, widened */
         int64_t nb = w->cols / INFER_QK;
         size_t gb = infer_packed_group_bytes(t, w->cols);
         struct infer_block_q8_0 *tmp =

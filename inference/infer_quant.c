@@ -637,6 +637,8 @@ size_t infer_packed_group_bytes(uint32_t type, int64_t k)
 {
     if (type == INFER_TYPE_Q8_0 && k > 0 && k % INFER_QK == 0)
         return infer_q8r_group_bytes(k);
+    if (type == INFER_TYPE_Q4_0 && k > 0 && k % INFER_QK == 0)
+        return (size_t)((k / INFER_QK + 1) / 2) * INFER_Q4R_PAIR;
     if (k <= 0 || k % INFER_QK_K != 0)
         return 0;
     if (type == INFER_TYPE_Q4_K)
@@ -659,12 +661,11 @@ static void pack_q4kr(const struct infer_block_q4_k *const *src, uint8_t *sb)
             k4_scale_min(j, b->scales, &scj, &mj);
             sc[16 * j + r] = (uint8_t)scj;
             mn[32 * (j / 2) + 2 * r + j % 2] = (uint8_t)mj;
-            for (int e = 0; e < 32; e++) {
-                uint8_t v = b->qs[32 * (j / 2) + e];
-                q[512 * j + 64 * (e / 4) + 4 * r + e % 4] =
-                    (uint8_t)(j & 1 ? v >> 4 : v & 0xf);
-            }
         }
+        /* The file's bytes already pair sub-blocks 2c and 2c + 1. */
+        for (int c = 0; c < 4; c++)
+            for (int e = 0; e < 32; e++)
+                q[512 * c + 64 * (e / 4) + 4 * r + e % 4] = b->qs[32 * c + e];
     }
 }
 
@@ -686,11 +687,44 @@ static void pack_q6kr(const struct infer_block_q6_k *const *src, uint8_t *sb)
     }
 }
 
+static void pack_q4r(const void *src, size_t src_stride, int64_t rows,
+                     int64_t k, void *dst)
+{
+    const int64_t nblk = k / INFER_QK;
+    const size_t gb = infer_packed_group_bytes(INFER_TYPE_Q4_0, k);
+    for (int64_t g = 0; g < rows / INFER_Q8R_ROWS; g++) {
+        uint8_t *gp = (uint8_t *)dst + (size_t)g * gb;
+        memset(gp, 0, gb);
+        for (int64_t i = 0; i < nblk; i++) {
+            uint8_t *pair = gp + (size_t)(i / 2) * INFER_Q4R_PAIR;
+            uint16_t *d = (uint16_t *)pair + (i % 2) * INFER_Q8R_ROWS;
+            uint8_t *q = pair + 64;
+            for (int r = 0; r < INFER_Q8R_ROWS; r++) {
+                const struct infer_block_q4_0 *b =
+                    (const struct infer_block_q4_0
+                         *)((const char *)src +
+                            (size_t)(g * INFER_Q8R_ROWS + r) * src_stride) +
+                    i;
+                d[r] = b->d;
+                for (int e = 0; e < INFER_QK; e++) {
+                    int v = e < 16 ? b->qs[e] & 0xf : b->qs[e - 16] >> 4;
+                    q[(e / 4) * 64 + r * 4 + e % 4] |=
+                        (uint8_t)(i % 2 ? v << 4 : v);
+                }
+            }
+        }
+    }
+}
+
 void infer_pack(uint32_t type, const void *src, size_t src_stride, int64_t rows,
                 int64_t k, void *dst)
 {
     if (type == INFER_TYPE_Q8_0) {
         infer_pack_q8r(src, src_stride, rows, k, dst);
+        return;
+    }
+    if (type == INFER_TYPE_Q4_0) {
+        pack_q4r(src, src_stride, rows, k, dst);
         return;
     }
     const size_t gb = infer_packed_group_bytes(type, k);

@@ -557,6 +557,87 @@ static int check_kr(uint32_t t, int64_t k, int nb)
     return bad;
 }
 
+/* Q4R (Q4_0, two blocks a byte): every set with the kernel gives the bits
+ * the scalar Q8R reference gives for the same matrix widened to Q8_0
+ * (scale d, quants q - 8), whole and per group and activation row; k = 96
+ * ends on a lone block. */
+static int check_q4r(int64_t k, int nb)
+{
+    enum { R = 48 };
+    const int64_t nblk = k / INFER_QK;
+    size_t rb = infer_row_bytes(INFER_TYPE_Q4_0, k);
+    size_t rb8 = infer_row_bytes(INFER_TYPE_Q8_0, k);
+    size_t ab = infer_act_row_bytes(INFER_ACT_Q8A, k);
+    size_t pb = (size_t)(R / INFER_Q8R_ROWS) *
+                infer_packed_group_bytes(INFER_TYPE_Q4_0, k);
+    size_t pb8 = (size_t)(R / INFER_Q8R_ROWS) * infer_q8r_group_bytes(k);
+    float *w = malloc(sizeof(float) * R * k),
+          *x = malloc(sizeof(float) * nb * k);
+    unsigned char *wq = malloc(rb * R), *w8 = malloc(rb8 * R),
+                  *xa = malloc(ab * nb);
+    void *wp = aligned_alloc(64, (pb + 63) / 64 * 64),
+         *wp8 = aligned_alloc(64, (pb8 + 63) / 64 * 64);
+    float *ys = malloc(sizeof(float) * nb * R),
+          *yv = malloc(sizeof(float) * nb * R);
+    int bad = 0;
+    fill(w, R * k, 0.7);
+    fill(x, nb * k, 1.5);
+    for (int r = 0; r < R; r++) {
+        infer_quantize_row(INFER_TYPE_Q4_0, w + r * k, wq + r * rb, k);
+        const struct infer_block_q4_0 *a = (const void *)(wq + r * rb);
+        struct infer_block_q8_0 *b = (void *)(w8 + r * rb8);
+        for (int64_t i = 0; i < nblk; i++) {
+            b[i].d = a[i].d;
+            for (int j = 0; j < 16; j++) {
+                b[i].qs[j] = (int8_t)((a[i].qs[j] & 0xf) - 8);
+                b[i].qs[j + 16] = (int8_t)((a[i].qs[j] >> 4) - 8);
+            }
+        }
+    }
+    for (int b = 0; b < nb; b++)
+        infer_quantize_q8a(x + b * k, (void *)(xa + b * ab), k);
+    infer_pack(INFER_TYPE_Q4_0, wq, rb, R, k, wp);
+    infer_pack_q8r(w8, rb8, R, k, wp8);
+    infer_kernels_scalar.mm_q8r(wp8, k, 0, R, R, true, xa, ab, nb, ys, R);
+    const struct infer_kernels *ks;
+    for (int s = 1; (ks = next_set(&s)) != NULL;) {
+        if (ks->mm_q4r == NULL)
+            continue;
+        ks->mm_q4r(wp, k, 0, R, R, true, xa, ab, nb, yv, R);
+        bad += memcmp(yv, ys, sizeof(float) * nb * R) != 0;
+        for (int g = 0; g < R / 16; g++)
+            for (int b = 0; b < nb; b++) {
+                float one[R];
+                ks->mm_q4r(wp, k, 16 * g, 16 * g + 16, R, g == 0, xa + b * ab,
+                           ab, 1, one, R);
+                bad += memcmp(one + 16 * g, ys + b * R + 16 * g,
+                              sizeof(float) * 16) != 0;
+            }
+    }
+    if (bad)
+        fprintf(stderr, "q4r k=%lld nb=%d: %d mismatches\n", (long long)k, nb,
+                bad);
+    free(w);
+    free(x);
+    free(wq);
+    free(w8);
+    free(xa);
+    free(wp);
+    free(wp8);
+    free(ys);
+    free(yv);
+    return bad;
+}
+
+TEST(q4r_packed_kernels)
+{
+    static const int64_t ks[] = {96, 576, 1536};
+    static const int nbs[] = {1, 2, 5, 6, 7, 13, 32};
+    for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++)
+        for (size_t j = 0; j < sizeof(nbs) / sizeof(nbs[0]); j++)
+            CHECK_EQ(check_q4r(ks[i], nbs[j]), 0);
+}
+
 TEST(kquant_packed_kernels)
 {
     static const int64_t ks[] = {256, 1536};
@@ -1028,6 +1109,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(simd_matches_scalar),
     TEST_ENTRY(matmul_result_independent_of_tiling),
     TEST_ENTRY(q8r_packed_kernels),
+    TEST_ENTRY(q4r_packed_kernels),
     TEST_ENTRY(kquant_packed_kernels),
     TEST_ENTRY(attn_qk_every_set),
     TEST_ENTRY(to_half_every_set),
