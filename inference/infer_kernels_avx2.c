@@ -216,6 +216,252 @@ ALWAYS_INLINE void q8r_tiles(const uint8_t *gp, int64_t nblk, const char *xb,
 
 Q8R_DRIVER(mm_q8r, q8r_tiles, Q8R_S, Q8R_AHEAD)
 
+/* ---- Q4R, Q4KR and Q6KR (layouts in infer_kernels.h) ---------------------
+ *
+ * The AVX-512 kernels' integer and float steps on 256-bit halves (rows 0-7
+ * and 8-15 of a 64-byte line), with maddubs + madd for VPDPBUSD: the
+ * quants are unsigned and small (at most 63), so the int16 pair sums
+ * cannot saturate, which is also why the high nibble is shifted down here
+ * rather than masked in place. The same bits as the AVX-512 kernels. */
+
+#define KR2_S 2 /* activation rows per pass: 16 ymm */
+
+/* acc + the dot of each int32 lane's 4 bytes, u8 w (at most 63) by s8 x. */
+ALWAYS_INLINE __m256i dot4u(__m256i acc, __m256i w, __m256i x)
+{
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x),
+                                                   _mm256_set1_epi16(1)));
+}
+
+ALWAYS_INLINE __m256i bcast4(const int8_t *p)
+{
+    return _mm256_set1_epi32(infer__load_i32(p));
+}
+
+ALWAYS_INLINE __m256 halfs8(const uint8_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+ALWAYS_INLINE void q4r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
+                            size_t xa_stride, int ns, float *y, int64_t ldy,
+                            const char *pf, size_t pf_lines)
+{
+    __m256 facc[KR2_S][2];
+    const struct infer_q8a *x[KR2_S];
+    for (int s = 0; s < ns; s++) {
+        facc[s][0] = facc[s][1] = _mm256_setzero_ps();
+        x[s] = (const struct infer_q8a *)(xa + (size_t)s * xa_stride);
+    }
+    const __m256i lo4 = _mm256_set1_epi8(0x0f);
+    size_t due = 0;
+    for (int64_t i = 0; i < nblk; i += 2) {
+        const uint8_t *pair = gp + (size_t)(i / 2) * INFER_Q4R_PAIR;
+        const bool two = i + 1 < nblk;
+        infer__q8r_prefetch(&due, pf_lines, nblk, &pf);
+        if (two)
+            infer__q8r_prefetch(&due, pf_lines, nblk, &pf);
+        __m256i alo[KR2_S][2], ahi[KR2_S][2];
+        for (int s = 0; s < ns; s++)
+            for (int h = 0; h < 2; h++) {
+                alo[s][h] = _mm256_set1_epi32(x[s][i].nsum128 / 16);
+                ahi[s][h] = two ? _mm256_set1_epi32(x[s][i + 1].nsum128 / 16)
+                                : _mm256_setzero_si256();
+            }
+        for (int j = 0; j < 8; j++)
+            for (int h = 0; h < 2; h++) {
+                __m256i v = _mm256_loadu_si256(
+                    (const __m256i *)(pair + 64 + 64 * j + 32 * h));
+                __m256i wl = _mm256_and_si256(v, lo4);
+                __m256i wh = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+                for (int s = 0; s < ns; s++) {
+                    alo[s][h] =
+                        dot4u(alo[s][h], wl, bcast4(x[s][i].qs + 4 * j));
+                    if (two)
+                        ahi[s][h] = dot4u(ahi[s][h], wh,
+                                          bcast4(x[s][i + 1].qs + 4 * j));
+                }
+            }
+        for (int h = 0; h < 2; h++) {
+            __m256 dw0 = halfs8(pair + 16 * h),
+                   dw1 = halfs8(pair + 32 + 16 * h);
+            for (int s = 0; s < ns; s++) {
+                facc[s][h] = _mm256_fmadd_ps(
+                    _mm256_cvtepi32_ps(alo[s][h]),
+                    _mm256_mul_ps(dw0, _mm256_set1_ps(x[s][i].d)), facc[s][h]);
+                if (two)
+                    facc[s][h] = _mm256_fmadd_ps(
+                        _mm256_cvtepi32_ps(ahi[s][h]),
+                        _mm256_mul_ps(dw1, _mm256_set1_ps(x[s][i + 1].d)),
+                        facc[s][h]);
+            }
+        }
+    }
+    for (int s = 0; s < ns; s++) {
+        _mm256_storeu_ps(y + (size_t)s * ldy, facc[s][0]);
+        _mm256_storeu_ps(y + (size_t)s * ldy + 8, facc[s][1]);
+    }
+}
+
+ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
+                             size_t xa_stride, int ns, float *y, int64_t ldy,
+                             const char *pf, size_t pf_lines)
+{
+    __m256 facc[KR2_S][2];
+    const struct infer_q8k *x[KR2_S];
+    for (int s = 0; s < ns; s++) {
+        facc[s][0] = facc[s][1] = _mm256_setzero_ps();
+        x[s] = (const struct infer_q8k *)(xa + (size_t)s * xa_stride);
+    }
+    const __m256i lo4 = _mm256_set1_epi8(0x0f);
+    size_t due = 0;
+    for (int64_t i = 0; i < nsb; i++) {
+        const uint8_t *sb = gp + (size_t)i * INFER_Q4KR_SB;
+        infer__q8r_prefetch(&due, pf_lines, nsb, &pf);
+        const uint8_t *q = sb + 320;
+        __m256i sumi[KR2_S][2];
+        for (int s = 0; s < ns; s++)
+            sumi[s][0] = sumi[s][1] = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) /* sub-blocks 2c (low), 2c + 1 */
+            for (int h = 0; h < 2; h++) {
+                __m256i alo[KR2_S], ahi[KR2_S];
+                for (int s = 0; s < ns; s++)
+                    alo[s] = ahi[s] = _mm256_setzero_si256();
+                for (int t = 0; t < 8; t++) {
+                    __m256i v = _mm256_loadu_si256(
+                        (const __m256i *)(q + 512 * c + 64 * t + 32 * h));
+                    __m256i wl = _mm256_and_si256(v, lo4);
+                    __m256i wh = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+                    for (int s = 0; s < ns; s++) {
+                        const int8_t *xq = x[s][i].qs + 64 * c + 4 * t;
+                        alo[s] = dot4u(alo[s], wl, bcast4(xq));
+                        ahi[s] = dot4u(ahi[s], wh, bcast4(xq + 32));
+                    }
+                }
+                __m256i sc0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    (const __m128i *)(sb + 64 + 32 * c + 8 * h)));
+                __m256i sc1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    (const __m128i *)(sb + 80 + 32 * c + 8 * h)));
+                for (int s = 0; s < ns; s++)
+                    sumi[s][h] = _mm256_add_epi32(
+                        sumi[s][h],
+                        _mm256_add_epi32(_mm256_mullo_epi32(alo[s], sc0),
+                                         _mm256_mullo_epi32(ahi[s], sc1)));
+            }
+        for (int h = 0; h < 2; h++) {
+            __m256i summ[KR2_S];
+            for (int s = 0; s < ns; s++)
+                summ[s] = _mm256_setzero_si256();
+            for (int t = 0; t < 4; t++) {
+                __m256i mt = _mm256_cvtepu8_epi16(_mm_loadu_si128(
+                    (const __m128i *)(sb + 192 + 32 * t + 16 * h)));
+                for (int s = 0; s < ns; s++) {
+                    const int16_t *bs = x[s][i].bsums + 4 * t;
+                    int32_t pr =
+                        (int32_t)((uint32_t)(uint16_t)(bs[0] + bs[1]) |
+                                  (uint32_t)(uint16_t)(bs[2] + bs[3]) << 16);
+                    summ[s] = _mm256_add_epi32(
+                        summ[s], _mm256_madd_epi16(mt, _mm256_set1_epi32(pr)));
+                }
+            }
+            __m256 d = halfs8(sb + 16 * h), dmin = halfs8(sb + 32 + 16 * h);
+            for (int s = 0; s < ns; s++) {
+                __m256 a = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sumi[s][h]));
+                __m256 b = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(summ[s]));
+                facc[s][h] = _mm256_add_ps(
+                    facc[s][h], _mm256_mul_ps(_mm256_set1_ps(x[s][i].d),
+                                              _mm256_sub_ps(a, b)));
+            }
+        }
+    }
+    for (int s = 0; s < ns; s++) {
+        _mm256_storeu_ps(y + (size_t)s * ldy, facc[s][0]);
+        _mm256_storeu_ps(y + (size_t)s * ldy + 8, facc[s][1]);
+    }
+}
+
+ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
+                             size_t xa_stride, int ns, float *y, int64_t ldy,
+                             const char *pf, size_t pf_lines)
+{
+    __m256 facc[KR2_S][2];
+    const struct infer_q8k *x[KR2_S];
+    for (int s = 0; s < ns; s++) {
+        facc[s][0] = facc[s][1] = _mm256_setzero_ps();
+        x[s] = (const struct infer_q8k *)(xa + (size_t)s * xa_stride);
+    }
+    size_t due = 0;
+    for (int64_t i = 0; i < nsb; i++) {
+        const uint8_t *sb = gp + (size_t)i * INFER_Q6KR_SB;
+        infer__q8r_prefetch(&due, pf_lines, nsb, &pf);
+        const uint8_t *q = sb + 576;
+        for (int h = 0; h < 2; h++) {
+            __m256i sumi[KR2_S], off[KR2_S];
+            for (int s = 0; s < ns; s++)
+                sumi[s] = off[s] = _mm256_setzero_si256();
+            for (int g = 0; g < 16; g++) {
+                __m256i acc[KR2_S];
+                for (int s = 0; s < ns; s++)
+                    acc[s] = _mm256_setzero_si256();
+                for (int t = 0; t < 4; t++) {
+                    __m256i wv = _mm256_loadu_si256(
+                        (const __m256i *)(q + 256 * g + 64 * t + 32 * h));
+                    for (int s = 0; s < ns; s++)
+                        acc[s] = dot4u(acc[s], wv,
+                                       bcast4(x[s][i].qs + 16 * g + 4 * t));
+                }
+                __m256i scg = _mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                    (const __m128i *)(sb + 64 + 16 * g + 8 * h)));
+                for (int s = 0; s < ns; s++)
+                    sumi[s] = _mm256_add_epi32(sumi[s],
+                                               _mm256_mullo_epi32(acc[s], scg));
+            }
+            for (int t = 0; t < 8; t++) {
+                __m256i st = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                    (const __m128i *)(sb + 320 + 32 * t + 16 * h)));
+                for (int s = 0; s < ns; s++) {
+                    const int16_t *bs = x[s][i].bsums + 2 * t;
+                    int32_t pr = (int32_t)((uint32_t)(uint16_t)bs[0] |
+                                           (uint32_t)(uint16_t)bs[1] << 16);
+                    off[s] = _mm256_add_epi32(
+                        off[s], _mm256_madd_epi16(st, _mm256_set1_epi32(pr)));
+                }
+            }
+            __m256 d = halfs8(sb + 16 * h);
+            for (int s = 0; s < ns; s++) {
+                __m256i v =
+                    _mm256_sub_epi32(sumi[s], _mm256_slli_epi32(off[s], 5));
+                __m256 dd = _mm256_mul_ps(_mm256_set1_ps(x[s][i].d), d);
+                facc[s][h] = _mm256_add_ps(
+                    facc[s][h], _mm256_mul_ps(dd, _mm256_cvtepi32_ps(v)));
+            }
+        }
+    }
+    for (int s = 0; s < ns; s++) {
+        _mm256_storeu_ps(y + (size_t)s * ldy, facc[s][0]);
+        _mm256_storeu_ps(y + (size_t)s * ldy + 8, facc[s][1]);
+    }
+}
+
+#define KR2_TILES(name, TILE)                                                  \
+    ALWAYS_INLINE void name(const uint8_t *gp, int64_t nblk, const char *xb,   \
+                            size_t xa_stride, int ns, float *yb, int64_t ldy,  \
+                            const char *pf, size_t pf_lines)                   \
+    {                                                                          \
+        if (ns == 1)                                                           \
+            TILE(gp, nblk, xb, xa_stride, 1, yb, ldy, pf, pf_lines);           \
+        else                                                                   \
+            TILE(gp, nblk, xb, xa_stride, 2, yb, ldy, pf, pf_lines);           \
+    }
+KR2_TILES(q4r_tiles, q4r_tile)
+KR2_TILES(q4kr_tiles, q4kr_tile)
+KR2_TILES(q6kr_tiles, q6kr_tile)
+PACKED_DRIVER(mm_q4r, q4r_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q4_0, INFER_QK)
+PACKED_DRIVER(mm_q4kr, q4kr_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q4_K,
+              INFER_QK_K)
+PACKED_DRIVER(mm_q6kr, q6kr_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q6_K,
+              INFER_QK_K)
+
 /* ---- Q4_K and Q6_K --------------------------------------------------------
  */
 
@@ -443,6 +689,9 @@ const struct infer_kernels infer_kernels_avx2 = {
     .silu_mul = infer__silu_mul_scalar,
     .to_half = to_half,
     .mm_q8r = mm_q8r,
+    .mm_q4r = mm_q4r,
+    .mm_q4kr = mm_q4kr,
+    .mm_q6kr = mm_q6kr,
     .mm =
         {
             [INFER_TYPE_F32] = mm_f32,
