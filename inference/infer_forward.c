@@ -488,7 +488,7 @@ static void mm_rows(struct infer_ctx *c, const struct infer_weight *w, int k,
     if (nb == 0)
         return;
     infer_mm_packed_fn pfn =
-        w->packed != NULL ? infer_packed_fn(c->kern, w->packed_type) : NULL;
+        w->packed != NULL ? infer_packed_fn(c->kern, w->type) : NULL;
     if (pfn != NULL)
         pfn(w->packed, w->cols, r0, r1, w->rows, c->cold[ith].v, xa, xa_stride,
             nb, y, ldy);
@@ -1154,8 +1154,8 @@ static void prefetch_rows(const struct infer_ctx *c,
     chunk_range(w, k, &r0, &r1);
     const char *p;
     size_t bytes;
-    if (w->packed != NULL && infer_packed_fn(c->kern, w->packed_type) != NULL) {
-        size_t gb = infer_packed_group_bytes(w->packed_type, w->cols);
+    if (w->packed != NULL && infer_packed_fn(c->kern, w->type) != NULL) {
+        size_t gb = infer_packed_group_bytes(w->type, w->cols);
         p = (const char *)w->packed + (size_t)(r0 / INFER_Q8R_ROWS) * gb;
         bytes = (size_t)(r1 - r0) / INFER_Q8R_ROWS * gb;
     } else {

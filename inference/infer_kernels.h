@@ -222,7 +222,7 @@ struct infer_kernels {
     const char *name;
     infer_mm_fn mm[INFER_TYPE_COUNT]; /* NULL for unsupported types */
     infer_mm_packed_fn mm_q8r;        /* NULL: the set uses row-major Q8_0 */
-    infer_mm_packed_fn mm_q4r;        /* NULL: Q4_0 goes widened to Q8R */
+    infer_mm_packed_fn mm_q4r;        /* NULL: row-major Q4_0 */
     infer_mm_packed_fn mm_q4kr;       /* NULL: row-major Q4_K */
     infer_mm_packed_fn mm_q6kr;       /* NULL: row-major Q6_K */
     infer_attn_qk_fn attn_qk;

@@ -389,7 +389,7 @@ static int llama2c_load(struct infer_model *m, struct infer_err *err)
     const float *p = (const float *)((const char *)m->map + sizeof(h));
 #define W(rows_, cols_)                                                        \
     ((struct infer_weight){NULL, INFER_TYPE_F32, (int64_t)(rows_),             \
-                           (int64_t)(cols_), (size_t)(cols_)*4, NULL, 0})
+                           (int64_t)(cols_), (size_t)(cols_)*4, NULL})
     m->tok_embd = W(V, D);
     m->tok_embd.data = p;
     p += V * D;
@@ -509,7 +509,7 @@ static uint64_t streamed_bytes(const struct infer_weight *w)
 {
     if (w->packed != NULL)
         return (uint64_t)(w->rows / INFER_Q8R_ROWS) *
-               infer_packed_group_bytes(w->packed_type, w->cols);
+               infer_packed_group_bytes(w->type, w->cols);
     return (uint64_t)w->rows * w->row_bytes;
 }
 
@@ -558,80 +558,35 @@ void *infer_alloc_big(size_t bytes)
 }
 
 /* The packed layout w gets (infer_kernels.h), or 0 for none: whole
- * 16-row groups of a type the best kernel set multiplies packed. Q4_0
- * goes into Q4R, or, for a set without a Q4R kernel, into Q8R as Q8_0
- * blocks of the same scale and quants - 8 (exact; twice the bytes, but
- * the batched kernel instead of the row-major one). */
+ * 16-row groups of a type the best kernel set multiplies packed. */
 static uint32_t pack_type(const struct infer_weight *w)
 {
-    const struct infer_kernels *ks = infer_kernels_best();
-    uint32_t t = w->type == INFER_TYPE_Q4_0 && ks->mm_q4r == NULL
-                     ? INFER_TYPE_Q8_0
-                     : w->type;
-    if (w->rows % INFER_Q8R_ROWS != 0 || infer_packed_fn(ks, t) == NULL ||
-        infer_packed_group_bytes(t, w->cols) == 0)
+    if (w->rows % INFER_Q8R_ROWS != 0 ||
+        infer_packed_fn(infer_kernels_best(), w->type) == NULL ||
+        infer_packed_group_bytes(w->type, w->cols) == 0)
         return 0;
-    return t;
+    return w->type;
 }
 
 static size_t packed_bytes(const struct infer_weight *w)
 {
     size_t b = (size_t)(w->rows / INFER_Q8R_ROWS) *
-               infer_packed_group_bytes(pack_type(w), w->cols);
+               infer_packed_group_bytes(w->type, w->cols);
     return (b + 63) / 64 * 64;
-}
-
-/* Q4_0 rows as Q8_0 rows of the same values (d, q - 8). */
-static void q4_0_to_q8_0(const void *src, size_t src_stride, int64_t rows,
-                         int64_t k, struct infer_block_q8_0 *dst)
-{
-    int64_t nb = k / INFER_QK;
-    for (int64_t r = 0; r < rows; r++) {
-        const struct infer_block_q4_0 *a =
-            (const struct infer_block_q4_0 *)((const char *)src +
-                                              (size_t)r * src_stride);
-        for (int64_t i = 0; i < nb; i++) {
-            struct infer_block_q8_0 *b = &dst[r * nb + i];
-            b->d = a[i].d;
-            for (int j = 0; j < 16; j++) {
-                b->qs[j] = (int8_t)((a[i].qs[j] & 0xf) - 8);
-                b->qs[j + 16] = (int8_t)((a[i].qs[j] >> 4) - 8);
-            }
-        }
-    }
 }
 
 /* Packs w at dst, then lets the kernel drop the file pages it came from
  * (the file stays mapped; a row lookup faults its page back in). */
-static int repack(struct infer_weight *w, char *dst)
+static void repack(struct infer_weight *w, char *dst)
 {
-    uint32_t t = pack_type(w);
-    if (w->type != t) { /* Q4_0 into Q8R: a group at a time, widened */
-        int64_t nb = w->cols / INFER_QK;
-        size_t gb = infer_packed_group_bytes(t, w->cols);
-        struct infer_block_q8_0 *tmp =
-            malloc((size_t)(INFER_Q8R_ROWS * nb) * sizeof(*tmp));
-        if (tmp == NULL)
-            return -1;
-        for (int64_t r = 0; r < w->rows; r += INFER_Q8R_ROWS) {
-            q4_0_to_q8_0((const char *)w->data + (size_t)r * w->row_bytes,
-                         w->row_bytes, INFER_Q8R_ROWS, w->cols, tmp);
-            infer_pack(t, tmp, (size_t)nb * sizeof(*tmp), INFER_Q8R_ROWS,
-                       w->cols, dst + (size_t)(r / INFER_Q8R_ROWS) * gb);
-        }
-        free(tmp);
-    } else {
-        infer_pack(t, w->data, w->row_bytes, w->rows, w->cols, dst);
-    }
+    infer_pack(w->type, w->data, w->row_bytes, w->rows, w->cols, dst);
     w->packed = dst;
-    w->packed_type = t;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t a = ((uintptr_t)w->data + page - 1) / page * page;
     uintptr_t b =
         ((uintptr_t)w->data + (size_t)w->rows * w->row_bytes) / page * page;
     if (b > a)
         madvise((void *)a, b - a, MADV_DONTNEED);
-    return 0;
 }
 
 /* Every layer weight and the output that packs, into one buffer in the
@@ -670,13 +625,8 @@ static int repack_all(struct infer_model *m, const struct infer_model_params *p,
     char *at = m->packed;
     for (int i = 0; i < nw; i++)
         if (pack_type(w[i]) != 0) {
-            size_t n = packed_bytes(w[i]);
-            if (repack(w[i], at) != 0) {
-                free(w);
-                return infer_err_set(err, INFER_ERR_NOMEM,
-                                     "model: out of memory repacking");
-            }
-            at += n;
+            repack(w[i], at);
+            at += packed_bytes(w[i]);
         }
     free(w);
     return INFER_OK;

@@ -63,13 +63,11 @@ struct infer_weight {
     uint32_t type; /* enum infer_type, one infer_type_supported() */
     int64_t rows, cols;
     size_t row_bytes;
-    /* The matmuls' copy in a packed layout (infer_kernels.h) of a matrix
-     * of rows a multiple of 16, made at load when the best kernel set
-     * multiplies it; else NULL. data stays for row lookups. packed_type
-     * names the layout: Q8_0 (Q8R, for Q8_0 and, widened exactly, Q4_0),
-     * Q4_K (Q4KR) or Q6_K (Q6KR). */
+    /* The matmuls' copy in the packed layout of its type (infer_kernels.h:
+     * Q8R, Q4R, Q4KR, Q6KR) of a matrix of rows a multiple of 16, made at
+     * load when the best kernel set multiplies it; else NULL. data stays
+     * for row lookups. */
     const void *packed;
-    uint32_t packed_type;
 };
 
 struct infer_layer {
