@@ -3,11 +3,11 @@
  * This file alone is compiled with those flags (inference/CMakeLists.txt);
  * nothing here runs unless infer_kernels_get() saw them in CPUID.
  *
- * Float weights use 16-wide FMA; Q8_0 (row-major and the packed Q8R
- * layout) and Q4_0 use VPDPBUSD (u8 x s8 summed straight into int32), which
- * replaces AVX2's maddubs + madd pair. The K-quant kernels are the AVX2
- * ones. Also attention scores and V sums, softmax, RMSNorm, the activation
- * quantiser and SwiGLU.
+ * Float weights use 16-wide FMA; Q8_0 and Q4_0 (row-major, and packed:
+ * Q8R, Q4R) and the packed K-quants (Q4KR, Q6KR) use VPDPBUSD (u8 x s8
+ * summed straight into int32), which replaces AVX2's maddubs + madd pair.
+ * The row-major K-quant kernels are the AVX2 ones. Also attention scores
+ * and V sums, softmax, RMSNorm, the activation quantiser and SwiGLU.
  */
 #include <immintrin.h>
 #include <math.h>
