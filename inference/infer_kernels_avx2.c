@@ -666,6 +666,174 @@ static void attn_qk(const float *q, int nh, const uint16_t *kt, int bs, int cnt,
         }
 }
 
+/* ---- activations: quantiser, exp, SwiGLU, softmax, RMSNorm ---------------
+ *
+ * The AVX-512 set's, on 8 lanes; the quantiser gives the reference's bits,
+ * the others are checked against float64 (tests/test_kernels.c). */
+
+static inline float hmax256(__m256 v)
+{
+    __m128 m =
+        _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static inline int32_t hsum256_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v),
+                              _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* infer_quantize_q8a: the same max (max(|a|, m) keeps m when |a| is NaN,
+ * as the reference's compare does), the same division, the same
+ * round-to-nearest-even (cvtps2dq in the default rounding mode), NaN or
+ * out-of-range products as 0, and int32 -> int8 by truncation (the low
+ * byte, as the reference's cast): the same bits. */
+static void quant_q8a(const float *x, struct infer_q8a *y, int64_t k)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.5f);
+    const __m256i low = _mm256_setr_epi8(
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8,
+        12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i two = _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1);
+    for (int64_t i = 0; i < k / INFER_QK; i++, x += INFER_QK) {
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int c = 0; c < 4; c++) {
+            v[c] = _mm256_loadu_ps(x + 8 * c);
+            m = _mm256_max_ps(_mm256_andnot_ps(sign, v[c]), m);
+        }
+        float d = hmax256(m) / 127, id = d > 0 ? 1 / d : 0;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i sum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256 p = _mm256_mul_ps(v[c], vid);
+            __m256 ok =
+                _mm256_cmp_ps(_mm256_andnot_ps(sign, p), lim, _CMP_LE_OQ);
+            __m256i q = _mm256_and_si256(_mm256_cvtps_epi32(p),
+                                         _mm256_castps_si256(ok));
+            sum = _mm256_add_epi32(sum, q);
+            __m256i b =
+                _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(q, low), two);
+            _mm_storel_epi64((__m128i *)(void *)(y[i].qs + 8 * c),
+                             _mm256_castsi256_si128(b));
+        }
+        y[i].d = d;
+        y[i].nsum128 = -128 * hsum256_epi32(sum);
+    }
+}
+
+/* exp(x) for 8 lanes as the AVX-512 set's exp16: x = n ln2 + r, a
+ * degree-6 polynomial for e^r, times 2^n built in two halves (each a
+ * normal float) so that tiny results come out subnormal and n = 128
+ * infinite, as expf does; clamped to [-104, 89]. */
+static inline __m256 exp8(__m256 x)
+{
+    x = _mm256_max_ps(x, _mm256_set1_ps(-104.0f));
+    x = _mm256_min_ps(x, _mm256_set1_ps(89.0f));
+    __m256 n =
+        _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r),
+                        _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    __m256 s1 =
+        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    __m256 s2 =
+        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+static void silu_mul(float *g, const float *u, int64_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 x = _mm256_loadu_ps(g + j);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        __m256 sv = _mm256_div_ps(x, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(g + j, _mm256_mul_ps(sv, _mm256_loadu_ps(u + j)));
+    }
+    if (j < n)
+        infer__silu_mul_scalar(g + j, u + j, n - j);
+}
+
+/* infer__softmax_scalar with exp8 (the tail with expf): the scaled
+ * maximum, then the exps and their sum, then the division. */
+static void softmax(float *s, int n, float scale, float *stat)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    __m256 m8 = _mm256_set1_ps(-INFINITY);
+    int p = 0;
+    for (; p + 8 <= n; p += 8)
+        m8 = _mm256_max_ps(m8, _mm256_mul_ps(_mm256_loadu_ps(s + p), vs));
+    float mx = hmax256(m8);
+    for (int q = p; q < n; q++)
+        mx = s[q] * scale > mx ? s[q] * scale : mx;
+    const __m256 vm = _mm256_set1_ps(mx);
+    __m256 sum8 = _mm256_setzero_ps();
+    for (p = 0; p + 8 <= n; p += 8) {
+        __m256 e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(s + p), vs, vm));
+        sum8 = _mm256_add_ps(sum8, e);
+        _mm256_storeu_ps(s + p, e);
+    }
+    float t = infer__hsum256(sum8);
+    for (int q = p; q < n; q++) {
+        s[q] = expf(s[q] * scale - mx);
+        t += s[q];
+    }
+    const __m256 vt = _mm256_set1_ps(t);
+    for (p = 0; p + 8 <= n; p += 8)
+        _mm256_storeu_ps(s + p, _mm256_div_ps(_mm256_loadu_ps(s + p), vt));
+    for (int q = p; q < n; q++)
+        s[q] /= t;
+    if (stat != NULL) {
+        stat[0] = mx;
+        stat[1] = t;
+    }
+}
+
+/* infer__rmsnorm_scalar with the squares summed in 4 double lanes. */
+static void rmsnorm(float *o, const float *x, const float *w, int n, float eps)
+{
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+        __m256d hi = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        a0 = _mm256_fmadd_pd(lo, lo, a0);
+        a1 = _mm256_fmadd_pd(hi, hi, a1);
+    }
+    __m256d a = _mm256_add_pd(a0, a1);
+    __m128d h =
+        _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    double ss = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    for (int j = i; j < n; j++)
+        ss += (double)x[j] * x[j];
+    const float r = (float)(1.0 / sqrt(ss / n + eps));
+    const __m256 vr = _mm256_set1_ps(r);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(
+            o + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vr),
+                                 _mm256_loadu_ps(w + i)));
+    for (; i < n; i++)
+        o[i] = x[i] * r * w[i];
+}
+
 /* VCVTPS2PH rounds to nearest even, as infer_f32_to_fp16 does, for
  * normals, subnormals and overflow alike. */
 static void to_half(const float *x, uint16_t *y, int64_t n)
@@ -683,10 +851,10 @@ const struct infer_kernels infer_kernels_avx2 = {
     .name = "avx2",
     .attn_qk = attn_qk,
     .attn_v = attn_v,
-    .softmax = infer__softmax_scalar,
-    .rmsnorm = infer__rmsnorm_scalar,
-    .quant_q8a = infer_quantize_q8a, /* auto-vectorised reference */
-    .silu_mul = infer__silu_mul_scalar,
+    .softmax = softmax,
+    .rmsnorm = rmsnorm,
+    .quant_q8a = quant_q8a,
+    .silu_mul = silu_mul,
     .to_half = to_half,
     .mm_q8r = mm_q8r,
     .mm_q4r = mm_q4r,
