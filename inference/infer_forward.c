@@ -392,7 +392,7 @@ static void act_row(struct infer_ctx *c, void *act, size_t stride,
     if (kind == INFER_ACT_Q8A)
         c->kern->quant_q8a(src, (struct infer_q8a *)dst, k);
     else if (kind == INFER_ACT_Q8K)
-        infer_quantize_q8k(src, (struct infer_q8k *)dst, k);
+        c->kern->quant_q8k(src, (struct infer_q8k *)dst, k);
 }
 
 /* Quantises row i of src for each weight in ws that needs it: into

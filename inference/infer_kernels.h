@@ -227,8 +227,9 @@ struct infer_kernels {
     infer_mm_packed_fn mm_q6kr;       /* NULL: row-major Q6_K */
     infer_attn_qk_fn attn_qk;
     infer_attn_v_fn attn_v;
-    /* infer_quantize_q8a() (same bits, faster). */
+    /* infer_quantize_q8a() and infer_quantize_q8k() (same bits, faster). */
     void (*quant_q8a)(const float *x, struct infer_q8a *y, int64_t k);
+    void (*quant_q8k)(const float *x, struct infer_q8k *y, int64_t k);
     /* o[i] = x[i] * r * w[i] for i < n, r = 1 / sqrt(mean(x^2) + eps)
      * with the squares summed in double (RMSNorm). */
     void (*rmsnorm)(float *o, const float *x, const float *w, int n, float eps);

@@ -727,6 +727,42 @@ static void quant_q8a(const float *x, struct infer_q8a *y, int64_t k)
     }
 }
 
+/* infer_quantize_q8k the same way, with the 16-element sums. */
+static void quant_q8k(const float *x, struct infer_q8k *y, int64_t k)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.5f);
+    const __m256i low = _mm256_setr_epi8(
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8,
+        12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i two = _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1);
+    for (int64_t i = 0; i < k / INFER_QK_K; i++, x += INFER_QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int c = 0; c < 32; c++)
+            m = _mm256_max_ps(
+                _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * c)), m);
+        float d = hmax256(m) / 127, id = d > 0 ? 1 / d : 0;
+        const __m256 vid = _mm256_set1_ps(id);
+        for (int g = 0; g < 16; g++) {
+            __m256i sum = _mm256_setzero_si256();
+            for (int h = 0; h < 2; h++) {
+                int c = 2 * g + h;
+                __m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * c), vid);
+                __m256 ok =
+                    _mm256_cmp_ps(_mm256_andnot_ps(sign, p), lim, _CMP_LE_OQ);
+                __m256i q = _mm256_and_si256(_mm256_cvtps_epi32(p),
+                                             _mm256_castps_si256(ok));
+                sum = _mm256_add_epi32(sum, q);
+                __m256i b = _mm256_permutevar8x32_epi32(
+                    _mm256_shuffle_epi8(q, low), two);
+                _mm_storel_epi64((__m128i *)(void *)(y[i].qs + 8 * c),
+                                 _mm256_castsi256_si128(b));
+            }
+            y[i].bsums[g] = (int16_t)hsum256_epi32(sum);
+        }
+        y[i].d = d;
+    }
+}
+
 /* exp(x) for 8 lanes as the AVX-512 set's exp16: x = n ln2 + r, a
  * degree-6 polynomial for e^r, times 2^n built in two halves (each a
  * normal float) so that tiny results come out subnormal and n = 128
@@ -854,6 +890,7 @@ const struct infer_kernels infer_kernels_avx2 = {
     .softmax = softmax,
     .rmsnorm = rmsnorm,
     .quant_q8a = quant_q8a,
+    .quant_q8k = quant_q8k,
     .silu_mul = silu_mul,
     .to_half = to_half,
     .mm_q8r = mm_q8r,

@@ -855,6 +855,7 @@ const struct infer_kernels infer_kernels_scalar = {
     .softmax = infer__softmax_scalar,
     .rmsnorm = infer__rmsnorm_scalar,
     .quant_q8a = infer_quantize_q8a,
+    .quant_q8k = infer_quantize_q8k,
     .silu_mul = infer__silu_mul_scalar,
     .to_half = infer__to_half_scalar,
     .mm_q8r = mm_q8r,

@@ -790,7 +790,7 @@ TEST(attn_v_every_set)
     }
 }
 
-/* The activation quantiser of every set gives the reference's bits; its
+/* The activation quantisers of every set give the reference's bits; its
  * SwiGLU matches float64 within 1e-6 relative. */
 /* RMSNorm, every set against float64: lengths with and without a SIMD
  * tail; nothing written past n. */
@@ -824,6 +824,7 @@ TEST(quant_and_silu_every_set)
     enum { K = 1024 };
     static float x[K], g[K], g0[K], u[K];
     static struct infer_q8a ref[K / 32], got[K / 32];
+    static struct infer_q8k refk[K / 256], gotk[K / 256];
     fill(x, K, 3.0);
     for (int i = 0; i < 32; i++)
         x[64 + i] = 0; /* an all-zero block */
@@ -834,6 +835,8 @@ TEST(quant_and_silu_every_set)
     x[334] = 2.0f;
     x[400] = -INFINITY;
     infer_quantize_q8a(x, ref, K);
+    memset(refk, 0x55, sizeof(refk)); /* the same padding bytes as gotk */
+    infer_quantize_q8k(x, refk, K);
     for (int i = 0; i < K; i++) {
         g0[i] = (float)(urand() * 30); /* SiLU's useful range and beyond */
         u[i] = (float)urand();
@@ -846,6 +849,9 @@ TEST(quant_and_silu_every_set)
         memset(got, 0x55, sizeof(got));
         ks->quant_q8a(x, got, K);
         CHECK(memcmp(got, ref, sizeof(ref)) == 0);
+        memset(gotk, 0x55, sizeof(gotk));
+        ks->quant_q8k(x, gotk, K);
+        CHECK(memcmp(gotk, refk, sizeof(refk)) == 0);
         for (int n = 1; n <= K; n = n * 3 + 1) { /* odd lengths too */
             memcpy(g, g0, sizeof(g));
             ks->silu_mul(g, u, n);
