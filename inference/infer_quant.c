@@ -599,6 +599,19 @@ void infer_quantize_act(enum infer_act_kind kind, const float *x, void *y,
         memcpy(y, x, (size_t)k * sizeof(float));
 }
 
+/* 4 bytes as one word and back (the packers move quads). */
+static inline uint32_t get_quad(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline void put_quad(void *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
 size_t infer_q8r_group_bytes(int64_t k)
 {
     int64_t nblk = k / INFER_QK;
@@ -624,9 +637,9 @@ void infer_pack_q8r(const void *src, size_t src_stride, int64_t rows, int64_t k,
                             (size_t)(g * INFER_Q8R_ROWS + r) * src_stride) +
                     b;
                 d[r] = wb->d;
-                for (int e = 0; e < INFER_QK; e++)
-                    q[(e / 4) * 64 + r * 4 + e % 4] =
-                        (uint8_t)(wb->qs[e] + 128);
+                for (int j = 0; j < INFER_QK / 4; j++) /* a quad at a time */
+                    put_quad(q + j * 64 + r * 4,
+                             get_quad(wb->qs + 4 * j) ^ 0x80808080u);
             }
         }
     }
@@ -664,8 +677,9 @@ static void pack_q4kr(const struct infer_block_q4_k *const *src, uint8_t *sb)
         }
         /* The file's bytes already pair sub-blocks 2c and 2c + 1. */
         for (int c = 0; c < 4; c++)
-            for (int e = 0; e < 32; e++)
-                q[512 * c + 64 * (e / 4) + 4 * r + e % 4] = b->qs[32 * c + e];
+            for (int t = 0; t < 8; t++)
+                put_quad(q + 512 * c + 64 * t + 4 * r,
+                         get_quad(b->qs + 32 * c + 4 * t));
     }
 }
 
@@ -706,10 +720,14 @@ static void pack_q4r(const void *src, size_t src_stride, int64_t rows,
                             (size_t)(g * INFER_Q8R_ROWS + r) * src_stride) +
                     i;
                 d[r] = b->d;
-                for (int e = 0; e < INFER_QK; e++) {
-                    int v = e < 16 ? b->qs[e] & 0xf : b->qs[e - 16] >> 4;
-                    q[(e / 4) * 64 + r * 4 + e % 4] |=
-                        (uint8_t)(i % 2 ? v << 4 : v);
+                /* Quad j: elements 4j.. (low nibbles of qs[4j..] for j < 4,
+                 * high nibbles of qs[4j - 16..] after), into this block's
+                 * nibble of each byte. */
+                for (int j = 0; j < 8; j++) {
+                    uint32_t v = get_quad(b->qs + 4 * (j % 4));
+                    v = (j < 4 ? v : v >> 4) & 0x0f0f0f0fu;
+                    uint8_t *o = q + j * 64 + r * 4;
+                    put_quad(o, get_quad(o) | (i % 2 ? v << 4 : v));
                 }
             }
         }
