@@ -391,6 +391,7 @@ int infer_cmd_bench(int argc, char **argv)
                 double kg = bench_kernel(ks, w->type, w->cols, 32, packed);
                 const char *how = !packed                      ? "row-major"
                                   : w->type == INFER_TYPE_Q8_0 ? "packed (Q8R)"
+                                  : w->type == INFER_TYPE_Q4_0 ? "packed (Q4R)"
                                   : w->type == INFER_TYPE_Q4_K
                                       ? "packed (Q4KR)"
                                       : "packed (Q6KR)";
