@@ -3,8 +3,9 @@
  * of the forward pass, plus the thread pool that runs them. Internal to
  * inference/ and its tests.
  *
- * Weights stay in their file type (ggml block layouts; Q8_0 may also be
- * reordered, byte for byte, into the Q8R layout below). A matmul multiplies
+ * Weights stay in their file type (ggml block layouts; Q8_0, Q4_0, Q4_K
+ * and Q6_K may also be reordered, with the same integers and scales, into
+ * the packed layouts below: Q8R, Q4R, Q4KR, Q6KR). A matmul multiplies
  * nb activation rows by a range of weight rows: each weight row is read
  * from memory once and applied to all nb rows while it sits in L1, which is
  * what makes batched decoding cheaper per token. Quantised weights take
