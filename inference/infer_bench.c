@@ -389,12 +389,13 @@ int infer_cmd_bench(int argc, char **argv)
             const struct infer_weight *w = ws[i];
             for (int packed = 0; ks != NULL && packed < 2; packed++) {
                 double kg = bench_kernel(ks, w->type, w->cols, 32, packed);
-                const char *how = !packed                      ? "row-major"
-                                  : w->type == INFER_TYPE_Q8_0 ? "packed (Q8R)"
-                                  : w->type == INFER_TYPE_Q4_0 ? "packed (Q4R)"
-                                  : w->type == INFER_TYPE_Q4_K
-                                      ? "packed (Q4KR)"
-                                      : "packed (Q6KR)";
+                const char *how =
+                    !packed ? "row-major"
+                    : w->type == INFER_TYPE_Q8_0 || w->type == INFER_TYPE_Q5_0
+                        ? "packed (Q8R)"
+                    : w->type == INFER_TYPE_Q4_0 ? "packed (Q4R)"
+                    : w->type == INFER_TYPE_Q4_K ? "packed (Q4KR)"
+                                                 : "packed (Q6KR)";
                 if (kg > 0)
                     printf("kernel: %s %s %s, %lld columns, batch 32, one "
                            "thread in cache: %.1f GFLOP/s (%.0f%% of the "

@@ -5,7 +5,8 @@
  *
  * Weights stay in their file type (ggml block layouts; Q8_0, Q4_0, Q4_K
  * and Q6_K may also be reordered, with the same integers and scales, into
- * the packed layouts below: Q8R, Q4R, Q4KR, Q6KR). A matmul multiplies
+ * the packed layouts below: Q8R, Q4R, Q4KR, Q6KR; Q5_0 goes into Q8R as
+ * the Q8_0 blocks of the same values). A matmul multiplies
  * nb activation rows by a range of weight rows: each weight row is read
  * from memory once and applied to all nb rows while it sits in L1, which is
  * what makes batched decoding cheaper per token. Quantised weights take
@@ -40,6 +41,11 @@ struct infer_block_q8_0 {
 struct infer_block_q4_0 {
     uint16_t d;     /* fp16 scale; x = d * (q - 8) */
     uint8_t qs[16]; /* element j in low nibble of qs[j], j+16 in high */
+};
+struct infer_block_q5_0 {
+    uint16_t d;     /* fp16 scale; x = d * (q - 16), q of 5 bits */
+    uint8_t qh[4];  /* bit j of the little-endian word: q_j's fifth bit */
+    uint8_t qs[16]; /* low 4 bits: element j in qs[j] low, j+16 high */
 };
 struct infer_block_q4_k {
     uint16_t d;         /* fp16 scale of the 6-bit scales */
@@ -76,7 +82,7 @@ float infer_bf16_to_f32(uint16_t h);
 uint16_t infer_f32_to_bf16(float f); /* round to nearest even */
 
 /* Dequantises k elements (k a multiple of the type's block) of type at src
- * into dst. Supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K. */
+ * into dst. Supported: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K. */
 void infer_dequantize_row(uint32_t type, const void *src, float *dst,
                           int64_t k);
 /* Quantises k floats into type (reference quantisers, for mkmodel and
@@ -210,9 +216,10 @@ typedef void (*infer_mm_packed_fn)(const void *wp, int64_t k, int64_t r0,
 #define INFER_Q4KR_SB  2368
 #define INFER_Q6KR_SB  4672
 
-/* Bytes of a packed group of 16 rows of k columns of type (Q8_0: Q8R,
- * Q4_0: Q4R, Q4_K, Q6_K), 0 for other types or a k that is not a block
- * multiple. */
+/* Bytes of a packed group of 16 rows of k columns of type (Q8_0 and Q5_0:
+ * Q8R, Q4_0: Q4R, Q4_K, Q6_K), 0 for other types or a k that is not a
+ * block multiple. Q5_0 packs as the Q8_0 blocks of the same scale and
+ * quants - 16 (exact). */
 size_t infer_packed_group_bytes(uint32_t type, int64_t k);
 /* Packs rows (a multiple of 16) rows of type (as above), row r at src +
  * r * src_stride, into dst (rows / 16 groups). */
@@ -251,11 +258,11 @@ struct infer_kernels {
 static inline infer_mm_packed_fn infer_packed_fn(const struct infer_kernels *ks,
                                                  uint32_t type)
 {
-    return type == INFER_TYPE_Q8_0   ? ks->mm_q8r
-           : type == INFER_TYPE_Q4_0 ? ks->mm_q4r
-           : type == INFER_TYPE_Q4_K ? ks->mm_q4kr
-           : type == INFER_TYPE_Q6_K ? ks->mm_q6kr
-                                     : NULL;
+    return type == INFER_TYPE_Q8_0 || type == INFER_TYPE_Q5_0 ? ks->mm_q8r
+           : type == INFER_TYPE_Q4_0                          ? ks->mm_q4r
+           : type == INFER_TYPE_Q4_K                          ? ks->mm_q4kr
+           : type == INFER_TYPE_Q6_K                          ? ks->mm_q6kr
+                                                              : NULL;
 }
 
 /* The best set this CPU runs (or $ARENA_KERNELS if set and runnable).

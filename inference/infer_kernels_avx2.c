@@ -904,6 +904,7 @@ const struct infer_kernels infer_kernels_avx2 = {
             [INFER_TYPE_BF16] = mm_bf16,
             [INFER_TYPE_Q8_0] = mm_q8_0,
             [INFER_TYPE_Q4_0] = mm_q4_0,
+            [INFER_TYPE_Q5_0] = infer__mm_q5_0_scalar,
             [INFER_TYPE_Q4_K] = infer__mm_q4_k_avx2,
             [INFER_TYPE_Q6_K] = infer__mm_q6_k_avx2,
         },

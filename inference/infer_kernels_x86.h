@@ -194,6 +194,12 @@ void infer__mm_q6_k_avx2(const void *w, size_t w_stride, int64_t k, int64_t r0,
                          int64_t r1, const void *xa, size_t xa_stride, int nb,
                          float *y, int64_t ldy);
 
+/* The scalar Q5_0 matmul of infer_quant.c (every set's, for the rare
+ * matrix that is not packed into Q8R). */
+void infer__mm_q5_0_scalar(const void *w, size_t w_stride, int64_t k,
+                           int64_t r0, int64_t r1, const void *xa,
+                           size_t xa_stride, int nb, float *y, int64_t ldy);
+
 /* The scalar SwiGLU and softmax of infer_quant.c (the AVX2 set uses
  * them). */
 void infer__silu_mul_scalar(float *g, const float *u, int64_t n);

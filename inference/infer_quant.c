@@ -104,6 +104,7 @@ int infer_type_supported(uint32_t type)
     case INFER_TYPE_BF16:
     case INFER_TYPE_Q8_0:
     case INFER_TYPE_Q4_0:
+    case INFER_TYPE_Q5_0:
     case INFER_TYPE_Q4_K:
     case INFER_TYPE_Q6_K:
         return 1;
@@ -129,6 +130,15 @@ static void k4_scale_min(int j, const uint8_t *q, int *sc, int *m)
         *sc = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
         *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
+}
+
+/* The 5-bit value (0..31) of element e of a Q5_0 block. */
+static int q5_value(const struct infer_block_q5_0 *b, int e)
+{
+    uint32_t qh = (uint32_t)b->qh[0] | (uint32_t)b->qh[1] << 8 |
+                  (uint32_t)b->qh[2] << 16 | (uint32_t)b->qh[3] << 24;
+    int lo = e < 16 ? b->qs[e] & 0xf : b->qs[e - 16] >> 4;
+    return lo | (int)((qh >> e) & 1) << 4;
 }
 
 /* The 6-bit value (0..63) of element e of a Q6_K block. */
@@ -177,6 +187,15 @@ void infer_dequantize_row(uint32_t type, const void *src, float *dst, int64_t k)
                 dst[i * INFER_QK + j] = d * ((b[i].qs[j] & 0xf) - 8);
                 dst[i * INFER_QK + j + 16] = d * ((b[i].qs[j] >> 4) - 8);
             }
+        }
+        break;
+    }
+    case INFER_TYPE_Q5_0: {
+        const struct infer_block_q5_0 *b = src;
+        for (int64_t i = 0; i < k / INFER_QK; i++) {
+            float d = infer_fp16_to_f32(b[i].d);
+            for (int j = 0; j < INFER_QK; j++)
+                dst[i * INFER_QK + j] = d * (q5_value(&b[i], j) - 16);
         }
         break;
     }
@@ -356,6 +375,32 @@ void infer_quantize_row(uint32_t type, const float *src, void *dst, int64_t k)
         }
         break;
     }
+    case INFER_TYPE_Q5_0: { /* as ggml: the signed extreme maps to -16 */
+        struct infer_block_q5_0 *b = dst;
+        for (int64_t i = 0; i < k / INFER_QK; i++) {
+            const float *x = src + i * INFER_QK;
+            float amax = 0, max = 0;
+            for (int j = 0; j < INFER_QK; j++) {
+                if (fabsf(x[j]) > amax) {
+                    amax = fabsf(x[j]);
+                    max = x[j];
+                }
+            }
+            float d = max / -16, id = d != 0 ? 1 / d : 0;
+            b[i].d = infer_f32_to_fp16(d);
+            uint32_t qh = 0;
+            for (int j = 0; j < 16; j++) {
+                int q0 = clampi((int)lrintf(x[j] * id) + 16, 0, 31);
+                int q1 = clampi((int)lrintf(x[j + 16] * id) + 16, 0, 31);
+                b[i].qs[j] = (uint8_t)((q0 & 0xf) | (q1 & 0xf) << 4);
+                qh |= (uint32_t)(q0 >> 4) << j | (uint32_t)(q1 >> 4)
+                                                     << (j + 16);
+            }
+            for (int t = 0; t < 4; t++)
+                b[i].qh[t] = (uint8_t)(qh >> (8 * t));
+        }
+        break;
+    }
     case INFER_TYPE_Q4_K: {
         struct infer_block_q4_k *b = dst;
         for (int64_t i = 0; i < k / INFER_QK_K; i++)
@@ -381,6 +426,7 @@ enum infer_act_kind infer_act_kind_of(uint32_t wtype)
     switch (wtype) {
     case INFER_TYPE_Q8_0:
     case INFER_TYPE_Q4_0:
+    case INFER_TYPE_Q5_0:
         return INFER_ACT_Q8A;
     case INFER_TYPE_Q4_K:
     case INFER_TYPE_Q6_K:
@@ -516,6 +562,26 @@ static float dot_q4_0(const struct infer_block_q4_0 *w,
     return s;
 }
 
+static float dot_q5_0(const struct infer_block_q5_0 *w,
+                      const struct infer_q8a *x, int64_t nb)
+{
+    float s = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *h = w[i].qh; /* a little-endian word */
+        uint32_t qh = (uint32_t)h[0] | (uint32_t)h[1] << 8 |
+                      (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+        int sum = 0;
+        for (int j = 0; j < 16; j++)
+            sum +=
+                ((w[i].qs[j] & 0xf) | (int)((qh >> j) & 1) << 4) * x[i].qs[j] +
+                ((w[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4) *
+                    x[i].qs[j + 16];
+        sum += x[i].nsum128 / 8; /* -16 * (sum of x) */
+        s += infer_fp16_to_f32(w[i].d) * x[i].d * (float)sum;
+    }
+    return s;
+}
+
 static float dot_q4_k(const struct infer_block_q4_k *w,
                       const struct infer_q8k *x, int64_t nb)
 {
@@ -578,6 +644,14 @@ SCALAR_MM(mm_q8_0, dot_q8_0, struct infer_block_q8_0, struct infer_q8a,
           k / INFER_QK)
 SCALAR_MM(mm_q4_0, dot_q4_0, struct infer_block_q4_0, struct infer_q8a,
           k / INFER_QK)
+SCALAR_MM(mm_q5_0, dot_q5_0, struct infer_block_q5_0, struct infer_q8a,
+          k / INFER_QK)
+void infer__mm_q5_0_scalar(const void *w, size_t w_stride, int64_t k,
+                           int64_t r0, int64_t r1, const void *xa,
+                           size_t xa_stride, int nb, float *y, int64_t ldy)
+{
+    mm_q5_0(w, w_stride, k, r0, r1, xa, xa_stride, nb, y, ldy);
+}
 SCALAR_MM(mm_q4_k, dot_q4_k, struct infer_block_q4_k, struct infer_q8k,
           k / INFER_QK_K)
 SCALAR_MM(mm_q6_k, dot_q6_k, struct infer_block_q6_k, struct infer_q8k,
@@ -618,37 +692,47 @@ size_t infer_q8r_group_bytes(int64_t k)
     return (size_t)(nblk / 2) * Q8R_PAIR + (nblk % 2 ? 64 + Q8R_BLOCK : 0);
 }
 
+/* Blocks [b0, b0 + nb) of a group of 16 Q8_0 rows (row r's block b0 at
+ * src + r * src_stride) into their places in the group at gp. */
+static void pack_q8r_blocks(const void *src, size_t src_stride, int64_t b0,
+                            int64_t nb, uint8_t *gp)
+{
+    for (int64_t i = 0; i < nb; i++) {
+        int64_t b = b0 + i;
+        uint8_t *pair = gp + (size_t)(b / 2) * Q8R_PAIR;
+        uint16_t *d = (uint16_t *)pair + (b % 2) * INFER_Q8R_ROWS;
+        uint8_t *q = pair + 64 + (b % 2) * Q8R_BLOCK;
+        for (int r = 0; r < INFER_Q8R_ROWS; r++) {
+            const struct infer_block_q8_0 *wb =
+                (const struct infer_block_q8_0 *)((const char *)src +
+                                                  (size_t)r * src_stride) +
+                i;
+            d[r] = wb->d;
+            for (int j = 0; j < INFER_QK / 4; j++) /* a quad at a time */
+                put_quad(q + j * 64 + r * 4,
+                         get_quad(wb->qs + 4 * j) ^ 0x80808080u);
+        }
+    }
+}
+
 void infer_pack_q8r(const void *src, size_t src_stride, int64_t rows, int64_t k,
                     void *dst)
 {
-    const int64_t nblk = k / INFER_QK;
     const size_t gb = infer_q8r_group_bytes(k);
     for (int64_t g = 0; g < rows / INFER_Q8R_ROWS; g++) {
         uint8_t *gp = (uint8_t *)dst + (size_t)g * gb;
         memset(gp, 0, gb);
-        for (int64_t b = 0; b < nblk; b++) {
-            uint8_t *pair = gp + (size_t)(b / 2) * Q8R_PAIR;
-            uint16_t *d = (uint16_t *)pair + (b % 2) * INFER_Q8R_ROWS;
-            uint8_t *q = pair + 64 + (b % 2) * Q8R_BLOCK;
-            for (int r = 0; r < INFER_Q8R_ROWS; r++) {
-                const struct infer_block_q8_0 *wb =
-                    (const struct infer_block_q8_0
-                         *)((const char *)src +
-                            (size_t)(g * INFER_Q8R_ROWS + r) * src_stride) +
-                    b;
-                d[r] = wb->d;
-                for (int j = 0; j < INFER_QK / 4; j++) /* a quad at a time */
-                    put_quad(q + j * 64 + r * 4,
-                             get_quad(wb->qs + 4 * j) ^ 0x80808080u);
-            }
-        }
+        pack_q8r_blocks((const char *)src +
+                            (size_t)(g * INFER_Q8R_ROWS) * src_stride,
+                        src_stride, 0, k / INFER_QK, gp);
     }
 }
 
 /* Q4KR and Q6KR (layouts in infer_kernels.h). */
 size_t infer_packed_group_bytes(uint32_t type, int64_t k)
 {
-    if (type == INFER_TYPE_Q8_0 && k > 0 && k % INFER_QK == 0)
+    if ((type == INFER_TYPE_Q8_0 || type == INFER_TYPE_Q5_0) && k > 0 &&
+        k % INFER_QK == 0)
         return infer_q8r_group_bytes(k);
     if (type == INFER_TYPE_Q4_0 && k > 0 && k % INFER_QK == 0)
         return (size_t)((k / INFER_QK + 1) / 2) * INFER_Q4R_PAIR;
@@ -734,6 +818,37 @@ static void pack_q4r(const void *src, size_t src_stride, int64_t rows,
     }
 }
 
+/* Q5_0 into Q8R: a group at a time as Q8_0 blocks (d, q - 16). */
+static void pack_q5_0(const void *src, size_t src_stride, int64_t rows,
+                      int64_t k, void *dst)
+{
+    const int64_t nblk = k / INFER_QK;
+    const size_t gb = infer_q8r_group_bytes(k);
+    struct infer_block_q8_0 tmp[INFER_Q8R_ROWS * 4];
+    for (int64_t g = 0; g < rows / INFER_Q8R_ROWS; g++) {
+        uint8_t *gp = (uint8_t *)dst + (size_t)g * gb;
+        memset(gp, 0, gb);
+        for (int64_t b0 = 0; b0 < nblk; b0 += 4) {
+            /* The 16 rows' blocks [b0, b0 + 4) as Q8_0, then packed. */
+            int64_t nb = nblk - b0 < 4 ? nblk - b0 : 4;
+            for (int r = 0; r < INFER_Q8R_ROWS; r++) {
+                const struct infer_block_q5_0 *a =
+                    (const struct infer_block_q5_0
+                         *)((const char *)src +
+                            (size_t)(g * INFER_Q8R_ROWS + r) * src_stride) +
+                    b0;
+                for (int64_t i = 0; i < nb; i++) {
+                    struct infer_block_q8_0 *o = &tmp[r * 4 + i];
+                    o->d = a[i].d;
+                    for (int j = 0; j < INFER_QK; j++)
+                        o->qs[j] = (int8_t)(q5_value(&a[i], j) - 16);
+                }
+            }
+            pack_q8r_blocks(tmp, 4 * sizeof(*tmp), b0, nb, gp);
+        }
+    }
+}
+
 void infer_pack(uint32_t type, const void *src, size_t src_stride, int64_t rows,
                 int64_t k, void *dst)
 {
@@ -743,6 +858,10 @@ void infer_pack(uint32_t type, const void *src, size_t src_stride, int64_t rows,
     }
     if (type == INFER_TYPE_Q4_0) {
         pack_q4r(src, src_stride, rows, k, dst);
+        return;
+    }
+    if (type == INFER_TYPE_Q5_0) {
+        pack_q5_0(src, src_stride, rows, k, dst);
         return;
     }
     const size_t gb = infer_packed_group_bytes(type, k);
@@ -884,6 +1003,7 @@ const struct infer_kernels infer_kernels_scalar = {
             [INFER_TYPE_BF16] = mm_bf16,
             [INFER_TYPE_Q8_0] = mm_q8_0,
             [INFER_TYPE_Q4_0] = mm_q4_0,
+            [INFER_TYPE_Q5_0] = mm_q5_0,
             [INFER_TYPE_Q4_K] = mm_q4_k,
             [INFER_TYPE_Q6_K] = mm_q6_k,
         },

@@ -9,7 +9,7 @@
  *   kernel vs float64 of the float activations (activation quantisation):
  *       |y - ref| <= 2e-2 * sum|w_i x_i| + 1e-6
  *   round trip RMS error / RMS value: F16 1e-3, BF16 5e-3, Q8_0 1e-2,
- *       Q6_K 3e-2, Q4_0 and Q4_K 1.2e-1
+ *       Q6_K 3e-2, Q5_0 6e-2, Q4_0 and Q4_K 1.2e-1
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -60,7 +60,7 @@ static void fill_half(uint16_t *x, int64_t n, double scale)
 
 static const uint32_t all_types[] = {
     INFER_TYPE_F32,  INFER_TYPE_F16,  INFER_TYPE_BF16, INFER_TYPE_Q8_0,
-    INFER_TYPE_Q4_0, INFER_TYPE_Q4_K, INFER_TYPE_Q6_K};
+    INFER_TYPE_Q4_0, INFER_TYPE_Q5_0, INFER_TYPE_Q4_K, INFER_TYPE_Q6_K};
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
 /* ---- conversions ------------------------------------------------------------
@@ -118,6 +118,8 @@ static double rt_tolerance(uint32_t t)
         return 1e-2;
     case INFER_TYPE_Q6_K:
         return 3e-2;
+    case INFER_TYPE_Q5_0:
+        return 6e-2;
     default:
         return 1.2e-1;
     }
@@ -638,6 +640,50 @@ TEST(q4r_packed_kernels)
             CHECK_EQ(check_q4r(ks[i], nbs[j]), 0);
 }
 
+/* Q5_0 packs into Q8R as the Q8_0 blocks of the same scale and quants - 16,
+ * byte for byte (k = 96 ends on a lone block); the packed kernels then
+ * agree with the scalar row-major Q5_0 kernel within float rounding. */
+TEST(q5_0_packs_as_q8r)
+{
+    enum { R = 32, K = 96, NB = 3 };
+    const int64_t nblk = K / INFER_QK;
+    static float w[R * K], x[NB * K];
+    static struct infer_block_q5_0 wq[R * (K / INFER_QK)];
+    static struct infer_block_q8_0 w8[R * (K / INFER_QK)];
+    static struct infer_q8a xa[NB * (K / INFER_QK)];
+    fill(w, R * K, 0.7);
+    fill(x, NB * K, 1.5);
+    for (int r = 0; r < R; r++)
+        infer_quantize_row(INFER_TYPE_Q5_0, w + r * K, wq + r * nblk, K);
+    for (int64_t i = 0; i < R * nblk; i++) {
+        uint32_t qh;
+        memcpy(&qh, wq[i].qh, 4);
+        w8[i].d = wq[i].d;
+        for (int j = 0; j < 32; j++) {
+            int lo = j < 16 ? wq[i].qs[j] & 0xf : wq[i].qs[j - 16] >> 4;
+            w8[i].qs[j] = (int8_t)((lo | (int)((qh >> j) & 1) << 4) - 16);
+        }
+    }
+    for (int b = 0; b < NB; b++)
+        infer_quantize_q8a(x + b * K, xa + b * nblk, K);
+    size_t pb = (size_t)(R / INFER_Q8R_ROWS) *
+                infer_packed_group_bytes(INFER_TYPE_Q5_0, K);
+    CHECK_EQ(pb, (size_t)(R / INFER_Q8R_ROWS) * infer_q8r_group_bytes(K));
+    unsigned char *p5 = aligned_alloc(64, pb), *p8 = aligned_alloc(64, pb);
+    infer_pack(INFER_TYPE_Q5_0, wq, nblk * sizeof(*wq), R, K, p5);
+    infer_pack_q8r(w8, nblk * sizeof(*w8), R, K, p8);
+    CHECK(memcmp(p5, p8, pb) == 0);
+    float yp[NB * R], ys[NB * R];
+    infer_kernels_best()->mm_q8r(p5, K, 0, R, R, true, xa, nblk * sizeof(*xa),
+                                 NB, yp, R);
+    infer_kernels_scalar.mm[INFER_TYPE_Q5_0](wq, nblk * sizeof(*wq), K, 0, R,
+                                             xa, nblk * sizeof(*xa), NB, ys, R);
+    for (int i = 0; i < NB * R; i++)
+        CHECK_NEAR(yp[i], ys[i], 1e-5 * (fabs(ys[i]) + 1));
+    free(p5);
+    free(p8);
+}
+
 TEST(kquant_packed_kernels)
 {
     static const int64_t ks[] = {256, 1536};
@@ -1116,6 +1162,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(matmul_result_independent_of_tiling),
     TEST_ENTRY(q8r_packed_kernels),
     TEST_ENTRY(q4r_packed_kernels),
+    TEST_ENTRY(q5_0_packs_as_q8r),
     TEST_ENTRY(kquant_packed_kernels),
     TEST_ENTRY(attn_qk_every_set),
     TEST_ENTRY(to_half_every_set),
