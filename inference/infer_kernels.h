@@ -3,10 +3,10 @@
  * of the forward pass, plus the thread pool that runs them. Internal to
  * inference/ and its tests.
  *
- * Weights stay in their file type (ggml block layouts; Q8_0, Q4_0, Q4_K
- * and Q6_K may also be reordered, with the same integers and scales, into
- * the packed layouts below: Q8R, Q4R, Q4KR, Q6KR; Q5_0 goes into Q8R as
- * the Q8_0 blocks of the same values). A matmul multiplies
+ * Weights stay in their file type (ggml block layouts; Q8_0, Q4_0, Q4_K,
+ * Q5_K and Q6_K may also be reordered, with the same integers and scales,
+ * into the packed layouts below: Q8R, Q4R, Q4KR, Q5KR, Q6KR; Q5_0 goes into
+ * Q8R as the Q8_0 blocks of the same values). A matmul multiplies
  * nb activation rows by a range of weight rows: each weight row is read
  * from memory once and applied to all nb rows while it sits in L1, which is
  * what makes batched decoding cheaper per token. Quantised weights take
@@ -53,6 +53,13 @@ struct infer_block_q4_k {
     uint8_t scales[12]; /* 8 (scale, min) pairs, 6 bits each */
     uint8_t qs[128];    /* 4-bit quants */
 };
+struct infer_block_q5_k {
+    uint16_t d;         /* fp16 scale of the 6-bit scales */
+    uint16_t dmin;      /* fp16 scale of the 6-bit mins */
+    uint8_t scales[12]; /* 8 (scale, min) pairs, 6 bits each, as Q4_K */
+    uint8_t qh[32];     /* bit j of qh[l]: fifth bit of sub-block j's l */
+    uint8_t qs[128];    /* low 4 bits, as Q4_K's quants */
+};
 struct infer_block_q6_k {
     uint8_t ql[128];   /* low 4 bits */
     uint8_t qh[64];    /* high 2 bits */
@@ -82,7 +89,7 @@ float infer_bf16_to_f32(uint16_t h);
 uint16_t infer_f32_to_bf16(float f); /* round to nearest even */
 
 /* Dequantises k elements (k a multiple of the type's block) of type at src
- * into dst. Supported: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q6_K. */
+ * into dst. Supported: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K. */
 void infer_dequantize_row(uint32_t type, const void *src, float *dst,
                           int64_t k);
 /* Quantises k floats into type (reference quantisers, for mkmodel and
@@ -202,18 +209,21 @@ typedef void (*infer_mm_packed_fn)(const void *wp, int64_t k, int64_t r0,
  *     uint8_t q[4][8][16][4]       pair c, quad t, row r, byte: quant
  *                                  4 t + byte of sub-block 2c (low
  *                                  nibble) and 2c + 1 (high)
+ *   Q5KR (4416 bytes): Q4KR's scales and mins, then the 5-bit quants a
+ *   byte each (0-31): uint8_t q[8][8][16][4], sub-block j, quad t, row r
  *   Q6KR (4672 bytes):
  *     uint16_t d[16], pad[16]
  *     int8_t sc[16][16]            16-element sub-block g's scale, row r
  *     int8_t sc2[8][16][2]         scales of sub-blocks 2t, 2t + 1, row r
  *     uint8_t q[16][4][16][4]      sub-block g, quad t, row r, byte: the
  *                                  6-bit quant 16 g + 4 t + byte (0-63)
- * Q4KR per row and super-block: sumi = sum_j sc_j * dot(q_j, x_j), summ =
- * sum_j m_j * (x's sum over sub-block j), acc += x.d * (d * sumi - dmin *
- * summ); Q6KR: sumi = sum_g sc_g * (dot(q_g, x_g) - 32 * (x's sum over g)),
+ * Q4KR and Q5KR per row and super-block: sumi = sum_j sc_j * dot(q_j, x_j),
+ * summ = sum_j m_j * (x's sum over sub-block j), acc += x.d * (d * sumi - dmin
+ * * summ); Q6KR: sumi = sum_g sc_g * (dot(q_g, x_g) - 32 * (x's sum over g)),
  * acc += x.d * d * sumi (activations struct infer_q8k). */
 #define INFER_Q4R_PAIR 576
 #define INFER_Q4KR_SB  2368
+#define INFER_Q5KR_SB  4416
 #define INFER_Q6KR_SB  4672
 
 /* Bytes of a packed group of 16 rows of k columns of type (Q8_0 and Q5_0:
@@ -232,6 +242,7 @@ struct infer_kernels {
     infer_mm_packed_fn mm_q8r;        /* NULL: the set uses row-major Q8_0 */
     infer_mm_packed_fn mm_q4r;        /* NULL: row-major Q4_0 */
     infer_mm_packed_fn mm_q4kr;       /* NULL: row-major Q4_K */
+    infer_mm_packed_fn mm_q5kr;       /* NULL: row-major Q5_K */
     infer_mm_packed_fn mm_q6kr;       /* NULL: row-major Q6_K */
     infer_attn_qk_fn attn_qk;
     infer_attn_v_fn attn_v;
@@ -258,11 +269,21 @@ struct infer_kernels {
 static inline infer_mm_packed_fn infer_packed_fn(const struct infer_kernels *ks,
                                                  uint32_t type)
 {
-    return type == INFER_TYPE_Q8_0 || type == INFER_TYPE_Q5_0 ? ks->mm_q8r
-           : type == INFER_TYPE_Q4_0                          ? ks->mm_q4r
-           : type == INFER_TYPE_Q4_K                          ? ks->mm_q4kr
-           : type == INFER_TYPE_Q6_K                          ? ks->mm_q6kr
-                                                              : NULL;
+    switch (type) {
+    case INFER_TYPE_Q8_0:
+    case INFER_TYPE_Q5_0:
+        return ks->mm_q8r;
+    case INFER_TYPE_Q4_0:
+        return ks->mm_q4r;
+    case INFER_TYPE_Q4_K:
+        return ks->mm_q4kr;
+    case INFER_TYPE_Q5_K:
+        return ks->mm_q5kr;
+    case INFER_TYPE_Q6_K:
+        return ks->mm_q6kr;
+    default:
+        return NULL;
+    }
 }
 
 /* The best set this CPU runs (or $ARENA_KERNELS if set and runnable).

@@ -380,6 +380,71 @@ ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
     }
 }
 
+/* Q5KR: q4kr_tile's steps with a byte a quant. */
+ALWAYS_INLINE void q5kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
+                             size_t xa_stride, int ns, float *y, int64_t ldy,
+                             const char *pf, size_t pf_lines)
+{
+    __m256 facc[KR2_S][2];
+    const struct infer_q8k *x[KR2_S];
+    for (int s = 0; s < ns; s++) {
+        facc[s][0] = facc[s][1] = _mm256_setzero_ps();
+        x[s] = (const struct infer_q8k *)(xa + (size_t)s * xa_stride);
+    }
+    size_t due = 0;
+    for (int64_t i = 0; i < nsb; i++) {
+        const uint8_t *sb = gp + (size_t)i * INFER_Q5KR_SB;
+        infer__q8r_prefetch(&due, pf_lines, nsb, &pf);
+        const uint8_t *q = sb + 320;
+        for (int h = 0; h < 2; h++) {
+            __m256i sumi[KR2_S], summ[KR2_S];
+            for (int s = 0; s < ns; s++)
+                sumi[s] = summ[s] = _mm256_setzero_si256();
+            for (int j = 0; j < 8; j++) {
+                __m256i acc[KR2_S];
+                for (int s = 0; s < ns; s++)
+                    acc[s] = _mm256_setzero_si256();
+                for (int t = 0; t < 8; t++) {
+                    __m256i wv = _mm256_loadu_si256(
+                        (const __m256i *)(q + 512 * j + 64 * t + 32 * h));
+                    for (int s = 0; s < ns; s++)
+                        acc[s] = dot4u(acc[s], wv,
+                                       bcast4(x[s][i].qs + 32 * j + 4 * t));
+                }
+                __m256i scj = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                    (const __m128i *)(sb + 64 + 16 * j + 8 * h)));
+                for (int s = 0; s < ns; s++)
+                    sumi[s] = _mm256_add_epi32(sumi[s],
+                                               _mm256_mullo_epi32(acc[s], scj));
+            }
+            for (int t = 0; t < 4; t++) {
+                __m256i mt = _mm256_cvtepu8_epi16(_mm_loadu_si128(
+                    (const __m128i *)(sb + 192 + 32 * t + 16 * h)));
+                for (int s = 0; s < ns; s++) {
+                    const int16_t *bs = x[s][i].bsums + 4 * t;
+                    int32_t pr =
+                        (int32_t)((uint32_t)(uint16_t)(bs[0] + bs[1]) |
+                                  (uint32_t)(uint16_t)(bs[2] + bs[3]) << 16);
+                    summ[s] = _mm256_add_epi32(
+                        summ[s], _mm256_madd_epi16(mt, _mm256_set1_epi32(pr)));
+                }
+            }
+            __m256 d = halfs8(sb + 16 * h), dmin = halfs8(sb + 32 + 16 * h);
+            for (int s = 0; s < ns; s++) {
+                __m256 a = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sumi[s]));
+                __m256 b = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(summ[s]));
+                facc[s][h] = _mm256_add_ps(
+                    facc[s][h], _mm256_mul_ps(_mm256_set1_ps(x[s][i].d),
+                                              _mm256_sub_ps(a, b)));
+            }
+        }
+    }
+    for (int s = 0; s < ns; s++) {
+        _mm256_storeu_ps(y + (size_t)s * ldy, facc[s][0]);
+        _mm256_storeu_ps(y + (size_t)s * ldy + 8, facc[s][1]);
+    }
+}
+
 ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
                              size_t xa_stride, int ns, float *y, int64_t ldy,
                              const char *pf, size_t pf_lines)
@@ -455,9 +520,12 @@ ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
     }
 KR2_TILES(q4r_tiles, q4r_tile)
 KR2_TILES(q4kr_tiles, q4kr_tile)
+KR2_TILES(q5kr_tiles, q5kr_tile)
 KR2_TILES(q6kr_tiles, q6kr_tile)
 PACKED_DRIVER(mm_q4r, q4r_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q4_0, INFER_QK)
 PACKED_DRIVER(mm_q4kr, q4kr_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q4_K,
+              INFER_QK_K)
+PACKED_DRIVER(mm_q5kr, q5kr_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q5_K,
               INFER_QK_K)
 PACKED_DRIVER(mm_q6kr, q6kr_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q6_K,
               INFER_QK_K)
@@ -896,6 +964,7 @@ const struct infer_kernels infer_kernels_avx2 = {
     .mm_q8r = mm_q8r,
     .mm_q4r = mm_q4r,
     .mm_q4kr = mm_q4kr,
+    .mm_q5kr = mm_q5kr,
     .mm_q6kr = mm_q6kr,
     .mm =
         {
@@ -905,6 +974,7 @@ const struct infer_kernels infer_kernels_avx2 = {
             [INFER_TYPE_Q8_0] = mm_q8_0,
             [INFER_TYPE_Q4_0] = mm_q4_0,
             [INFER_TYPE_Q5_0] = infer__mm_q5_0_scalar,
+            [INFER_TYPE_Q5_K] = infer__mm_q5_k_scalar,
             [INFER_TYPE_Q4_K] = infer__mm_q4_k_avx2,
             [INFER_TYPE_Q6_K] = infer__mm_q6_k_avx2,
         },

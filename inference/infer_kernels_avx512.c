@@ -562,6 +562,68 @@ ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
         _mm512_storeu_ps(y + (size_t)s * ldy, facc[s]);
 }
 
+/* Q5KR: Q4KR's steps with a byte a quant (no nibbles to mask). */
+ALWAYS_INLINE void q5kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
+                             size_t xa_stride, int ns, float *y, int64_t ldy,
+                             const char *pf, size_t pf_lines)
+{
+    __m512 facc[KR_S];
+    const struct infer_q8k *x[KR_S];
+    for (int s = 0; s < ns; s++) {
+        facc[s] = _mm512_setzero_ps();
+        x[s] = (const struct infer_q8k *)(xa + (size_t)s * xa_stride);
+    }
+    size_t due = 0;
+    for (int64_t i = 0; i < nsb; i++) {
+        const uint8_t *sb = gp + (size_t)i * INFER_Q5KR_SB;
+        infer__q8r_prefetch(&due, pf_lines, nsb, &pf);
+        const uint8_t *q = sb + 320;
+        __m512i sumi[KR_S], summ[KR_S];
+        for (int s = 0; s < ns; s++)
+            sumi[s] = summ[s] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            __m512i acc[KR_S];
+            for (int s = 0; s < ns; s++)
+                acc[s] = _mm512_setzero_si512();
+            for (int t = 0; t < 8; t++) {
+                __m512i wv =
+                    _mm512_loadu_si512((const void *)(q + 512 * j + 64 * t));
+                for (int s = 0; s < ns; s++)
+                    acc[s] =
+                        _mm512_dpbusd_epi32(acc[s], wv,
+                                            _mm512_set1_epi32(infer__load_i32(
+                                                x[s][i].qs + 32 * j + 4 * t)));
+            }
+            __m512i scj = _mm512_cvtepu8_epi32(
+                _mm_loadu_si128((const __m128i *)(sb + 64 + 16 * j)));
+            for (int s = 0; s < ns; s++)
+                sumi[s] =
+                    _mm512_add_epi32(sumi[s], _mm512_mullo_epi32(acc[s], scj));
+        }
+        for (int t = 0; t < 4; t++) {
+            __m512i mt = _mm512_cvtepu8_epi16(
+                _mm256_loadu_si256((const __m256i *)(sb + 192 + 32 * t)));
+            for (int s = 0; s < ns; s++) {
+                const int16_t *bs = x[s][i].bsums + 4 * t;
+                summ[s] = _mm512_dpwssd_epi32(
+                    summ[s], mt, pair16(bs[0] + bs[1], bs[2] + bs[3]));
+            }
+        }
+        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const void *)sb));
+        __m512 dmin =
+            _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(sb + 32)));
+        for (int s = 0; s < ns; s++) {
+            __m512 a = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sumi[s]));
+            __m512 b = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(summ[s]));
+            facc[s] =
+                _mm512_add_ps(facc[s], _mm512_mul_ps(_mm512_set1_ps(x[s][i].d),
+                                                     _mm512_sub_ps(a, b)));
+        }
+    }
+    for (int s = 0; s < ns; s++)
+        _mm512_storeu_ps(y + (size_t)s * ldy, facc[s]);
+}
+
 ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
                              size_t xa_stride, int ns, float *y, int64_t ldy,
                              const char *pf, size_t pf_lines)
@@ -642,10 +704,12 @@ ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
     }
 KR_TILES(q4r_tiles, q4r_tile, Q4R_S)
 KR_TILES(q4kr_tiles, q4kr_tile, Q4KR_S)
+KR_TILES(q5kr_tiles, q5kr_tile, KR_S)
 KR_TILES(q6kr_tiles, q6kr_tile, KR_S)
 PACKED_DRIVER(mm_q4r, q4r_tiles, Q4R_S, Q8R_AHEAD, INFER_TYPE_Q4_0, INFER_QK)
 PACKED_DRIVER(mm_q4kr, q4kr_tiles, Q4KR_S, Q8R_AHEAD, INFER_TYPE_Q4_K,
               INFER_QK_K)
+PACKED_DRIVER(mm_q5kr, q5kr_tiles, KR_S, Q8R_AHEAD, INFER_TYPE_Q5_K, INFER_QK_K)
 PACKED_DRIVER(mm_q6kr, q6kr_tiles, KR_S, Q8R_AHEAD, INFER_TYPE_Q6_K, INFER_QK_K)
 
 MM_DRIVER(static, mm_f32, row_f32, float)
@@ -934,6 +998,7 @@ const struct infer_kernels infer_kernels_avx512 = {
     .mm_q8r = mm_q8r,
     .mm_q4r = mm_q4r,
     .mm_q4kr = mm_q4kr,
+    .mm_q5kr = mm_q5kr,
     .mm_q6kr = mm_q6kr,
     .mm =
         {
@@ -943,6 +1008,7 @@ const struct infer_kernels infer_kernels_avx512 = {
             [INFER_TYPE_Q8_0] = mm_q8_0,
             [INFER_TYPE_Q4_0] = mm_q4_0,
             [INFER_TYPE_Q5_0] = infer__mm_q5_0_scalar,
+            [INFER_TYPE_Q5_K] = infer__mm_q5_k_scalar,
             [INFER_TYPE_Q4_K] = infer__mm_q4_k_avx2,
             [INFER_TYPE_Q6_K] = infer__mm_q6_k_avx2,
         },

@@ -15,6 +15,8 @@
 _Static_assert(sizeof(struct infer_block_q8_0) == 34, "q8_0 layout");
 _Static_assert(sizeof(struct infer_block_q4_0) == 18, "q4_0 layout");
 _Static_assert(sizeof(struct infer_block_q4_k) == 144, "q4_k layout");
+_Static_assert(sizeof(struct infer_block_q5_0) == 22, "q5_0 layout");
+_Static_assert(sizeof(struct infer_block_q5_k) == 176, "q5_k layout");
 _Static_assert(sizeof(struct infer_block_q6_k) == 210, "q6_k layout");
 
 /* ---- fp16 / bf16 ------------------------------------------------------------
@@ -106,6 +108,7 @@ int infer_type_supported(uint32_t type)
     case INFER_TYPE_Q4_0:
     case INFER_TYPE_Q5_0:
     case INFER_TYPE_Q4_K:
+    case INFER_TYPE_Q5_K:
     case INFER_TYPE_Q6_K:
         return 1;
     default:
@@ -139,6 +142,13 @@ static int q5_value(const struct infer_block_q5_0 *b, int e)
                   (uint32_t)b->qh[2] << 16 | (uint32_t)b->qh[3] << 24;
     int lo = e < 16 ? b->qs[e] & 0xf : b->qs[e - 16] >> 4;
     return lo | (int)((qh >> e) & 1) << 4;
+}
+
+/* The 5-bit value (0..31) of element e of a Q5_K block. */
+static int q5k_value(const struct infer_block_q5_k *b, int e)
+{
+    int j = e / 32, l = e % 32, lo = b->qs[32 * (j / 2) + l];
+    return (j % 2 ? lo >> 4 : lo & 0xf) | ((b->qh[l] >> j) & 1) << 4;
 }
 
 /* The 6-bit value (0..63) of element e of a Q6_K block. */
@@ -218,6 +228,21 @@ void infer_dequantize_row(uint32_t type, const void *src, float *dst, int64_t k)
         }
         break;
     }
+    case INFER_TYPE_Q5_K: {
+        const struct infer_block_q5_k *b = src;
+        for (int64_t i = 0; i < k / INFER_QK_K; i++) {
+            float d = infer_fp16_to_f32(b[i].d);
+            float dmin = infer_fp16_to_f32(b[i].dmin);
+            for (int j = 0; j < 8; j++) {
+                int sc, m;
+                k4_scale_min(j, b[i].scales, &sc, &m);
+                for (int l = 0; l < 32; l++)
+                    dst[i * INFER_QK_K + 32 * j + l] =
+                        d * sc * q5k_value(&b[i], 32 * j + l) - dmin * m;
+            }
+        }
+        break;
+    }
     case INFER_TYPE_Q6_K: {
         const struct infer_block_q6_k *b = src;
         for (int64_t i = 0; i < k / INFER_QK_K; i++) {
@@ -239,7 +264,10 @@ static int clampi(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-static void quantize_q4_k_block(const float *x, struct infer_block_q4_k *b)
+/* The fp16 scales, the packed 6-bit scales and mins and the quants (0 to
+ * nmax) of a Q4_K (nmax 15) or Q5_K (31) super-block of x. */
+static void quantize_kx(const float *x, int nmax, uint16_t *dd, uint16_t *dm,
+                        uint8_t *scales, uint8_t *q)
 {
     float scale[8], mins[8], max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; j++) {
@@ -248,42 +276,61 @@ static void quantize_q4_k_block(const float *x, struct infer_block_q4_k *b)
             lo = fminf(lo, x[32 * j + l]);
             hi = fmaxf(hi, x[32 * j + l]);
         }
-        scale[j] = (hi - lo) / 15;
+        scale[j] = (hi - lo) / nmax;
         mins[j] = -lo;
         max_scale = fmaxf(max_scale, scale[j]);
         max_min = fmaxf(max_min, mins[j]);
     }
-    b->d = infer_f32_to_fp16(max_scale / 63);
-    b->dmin = infer_f32_to_fp16(max_min / 63);
-    float d = infer_fp16_to_f32(b->d), dmin = infer_fp16_to_f32(b->dmin);
+    *dd = infer_f32_to_fp16(max_scale / 63);
+    *dm = infer_f32_to_fp16(max_min / 63);
+    float d = infer_fp16_to_f32(*dd), dmin = infer_fp16_to_f32(*dm);
     int sc[8], m[8];
     for (int j = 0; j < 8; j++) {
         sc[j] = d > 0 ? clampi((int)lrintf(scale[j] / d), 0, 63) : 0;
         m[j] = dmin > 0 ? clampi((int)lrintf(mins[j] / dmin), 0, 63) : 0;
     }
-    memset(b->scales, 0, sizeof(b->scales));
+    memset(scales, 0, 12);
     for (int j = 0; j < 8; j++) {
         if (j < 4) {
-            b->scales[j] |= (uint8_t)sc[j];
-            b->scales[j + 4] |= (uint8_t)m[j];
+            scales[j] |= (uint8_t)sc[j];
+            scales[j + 4] |= (uint8_t)m[j];
         } else {
-            b->scales[j + 4] = (uint8_t)((sc[j] & 0xf) | ((m[j] & 0xf) << 4));
-            b->scales[j - 4] |= (uint8_t)((sc[j] >> 4) << 6);
-            b->scales[j] |= (uint8_t)((m[j] >> 4) << 6);
+            scales[j + 4] = (uint8_t)((sc[j] & 0xf) | ((m[j] & 0xf) << 4));
+            scales[j - 4] |= (uint8_t)((sc[j] >> 4) << 6);
+            scales[j] |= (uint8_t)((m[j] >> 4) << 6);
         }
     }
-    uint8_t q[256];
     for (int j = 0; j < 8; j++) {
         float d1 = d * sc[j], m1 = dmin * m[j];
         for (int l = 0; l < 32; l++) {
             float v = d1 > 0 ? (x[32 * j + l] + m1) / d1 : 0;
-            q[32 * j + l] = (uint8_t)clampi((int)lrintf(v), 0, 15);
+            q[32 * j + l] = (uint8_t)clampi((int)lrintf(v), 0, nmax);
         }
     }
+}
+
+static void quantize_q4_k_block(const float *x, struct infer_block_q4_k *b)
+{
+    uint8_t q[256];
+    quantize_kx(x, 15, &b->d, &b->dmin, b->scales, q);
     for (int c = 0; c < 4; c++)
         for (int l = 0; l < 32; l++)
             b->qs[32 * c + l] =
                 (uint8_t)(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+}
+
+static void quantize_q5_k_block(const float *x, struct infer_block_q5_k *b)
+{
+    uint8_t q[256];
+    quantize_kx(x, 31, &b->d, &b->dmin, b->scales, q);
+    memset(b->qh, 0, sizeof(b->qh));
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            int q0 = q[64 * c + l], q1 = q[64 * c + 32 + l];
+            b->qs[32 * c + l] = (uint8_t)((q0 & 0xf) | (q1 & 0xf) << 4);
+            b->qh[l] |=
+                (uint8_t)((q0 >> 4) << (2 * c) | (q1 >> 4) << (2 * c + 1));
+        }
 }
 
 static void quantize_q6_k_block(const float *x, struct infer_block_q6_k *b)
@@ -407,6 +454,12 @@ void infer_quantize_row(uint32_t type, const float *src, void *dst, int64_t k)
             quantize_q4_k_block(src + i * INFER_QK_K, &b[i]);
         break;
     }
+    case INFER_TYPE_Q5_K: {
+        struct infer_block_q5_k *b = dst;
+        for (int64_t i = 0; i < k / INFER_QK_K; i++)
+            quantize_q5_k_block(src + i * INFER_QK_K, &b[i]);
+        break;
+    }
     case INFER_TYPE_Q6_K: {
         struct infer_block_q6_k *b = dst;
         for (int64_t i = 0; i < k / INFER_QK_K; i++)
@@ -429,6 +482,7 @@ enum infer_act_kind infer_act_kind_of(uint32_t wtype)
     case INFER_TYPE_Q5_0:
         return INFER_ACT_Q8A;
     case INFER_TYPE_Q4_K:
+    case INFER_TYPE_Q5_K:
     case INFER_TYPE_Q6_K:
         return INFER_ACT_Q8K;
     default:
@@ -605,6 +659,28 @@ static float dot_q4_k(const struct infer_block_q4_k *w,
     return s;
 }
 
+static float dot_q5_k(const struct infer_block_q5_k *w,
+                      const struct infer_q8k *x, int64_t nb)
+{
+    float s = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            k4_scale_min(j, w[i].scales, &sc, &m);
+            const int8_t *y = x[i].qs + 32 * j;
+            int isum = 0;
+            for (int l = 0; l < 32; l++)
+                isum += q5k_value(&w[i], 32 * j + l) * y[l];
+            sumi += sc * isum;
+            summ += m * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
+        }
+        s += x[i].d * (infer_fp16_to_f32(w[i].d) * (float)sumi -
+                       infer_fp16_to_f32(w[i].dmin) * (float)summ);
+    }
+    return s;
+}
+
 static float dot_q6_k(const struct infer_block_q6_k *w,
                       const struct infer_q8k *x, int64_t nb)
 {
@@ -654,6 +730,14 @@ void infer__mm_q5_0_scalar(const void *w, size_t w_stride, int64_t k,
 }
 SCALAR_MM(mm_q4_k, dot_q4_k, struct infer_block_q4_k, struct infer_q8k,
           k / INFER_QK_K)
+SCALAR_MM(mm_q5_k, dot_q5_k, struct infer_block_q5_k, struct infer_q8k,
+          k / INFER_QK_K)
+void infer__mm_q5_k_scalar(const void *w, size_t w_stride, int64_t k,
+                           int64_t r0, int64_t r1, const void *xa,
+                           size_t xa_stride, int nb, float *y, int64_t ldy)
+{
+    mm_q5_k(w, w_stride, k, r0, r1, xa, xa_stride, nb, y, ldy);
+}
 SCALAR_MM(mm_q6_k, dot_q6_k, struct infer_block_q6_k, struct infer_q8k,
           k / INFER_QK_K)
 
@@ -740,6 +824,8 @@ size_t infer_packed_group_bytes(uint32_t type, int64_t k)
         return 0;
     if (type == INFER_TYPE_Q4_K)
         return (size_t)(k / INFER_QK_K) * INFER_Q4KR_SB;
+    if (type == INFER_TYPE_Q5_K)
+        return (size_t)(k / INFER_QK_K) * INFER_Q5KR_SB;
     if (type == INFER_TYPE_Q6_K)
         return (size_t)(k / INFER_QK_K) * INFER_Q6KR_SB;
     return 0;
@@ -764,6 +850,26 @@ static void pack_q4kr(const struct infer_block_q4_k *const *src, uint8_t *sb)
             for (int t = 0; t < 8; t++)
                 put_quad(q + 512 * c + 64 * t + 4 * r,
                          get_quad(b->qs + 32 * c + 4 * t));
+    }
+}
+
+static void pack_q5kr(const struct infer_block_q5_k *const *src, uint8_t *sb)
+{
+    uint16_t *d = (uint16_t *)sb;
+    uint8_t *sc = sb + 64, *mn = sb + 192, *q = sb + 320;
+    for (int r = 0; r < INFER_Q8R_ROWS; r++) {
+        const struct infer_block_q5_k *b = src[r];
+        d[r] = b->d;
+        d[16 + r] = b->dmin;
+        for (int j = 0; j < 8; j++) {
+            int scj, mj;
+            k4_scale_min(j, b->scales, &scj, &mj);
+            sc[16 * j + r] = (uint8_t)scj;
+            mn[32 * (j / 2) + 2 * r + j % 2] = (uint8_t)mj;
+            for (int e = 0; e < 32; e++)
+                q[512 * j + 64 * (e / 4) + 4 * r + e % 4] =
+                    (uint8_t)q5k_value(b, 32 * j + e);
+        }
     }
 }
 
@@ -865,7 +971,7 @@ void infer_pack(uint32_t type, const void *src, size_t src_stride, int64_t rows,
         return;
     }
     const size_t gb = infer_packed_group_bytes(type, k);
-    const size_t sbb = type == INFER_TYPE_Q4_K ? INFER_Q4KR_SB : INFER_Q6KR_SB;
+    const size_t sbb = infer_packed_group_bytes(type, INFER_QK_K);
     const size_t bsz = infer_type_size(type);
     for (int64_t g = 0; g < rows / INFER_Q8R_ROWS; g++) {
         uint8_t *gp = (uint8_t *)dst + (size_t)g * gb;
@@ -878,6 +984,9 @@ void infer_pack(uint32_t type, const void *src, size_t src_stride, int64_t rows,
                          (size_t)i * bsz;
             if (type == INFER_TYPE_Q4_K)
                 pack_q4kr((const struct infer_block_q4_k *const *)blk,
+                          gp + (size_t)i * sbb);
+            else if (type == INFER_TYPE_Q5_K)
+                pack_q5kr((const struct infer_block_q5_k *const *)blk,
                           gp + (size_t)i * sbb);
             else
                 pack_q6kr((const struct infer_block_q6_k *const *)blk,
@@ -1004,6 +1113,7 @@ const struct infer_kernels infer_kernels_scalar = {
             [INFER_TYPE_Q8_0] = mm_q8_0,
             [INFER_TYPE_Q4_0] = mm_q4_0,
             [INFER_TYPE_Q5_0] = mm_q5_0,
+            [INFER_TYPE_Q5_K] = mm_q5_k,
             [INFER_TYPE_Q4_K] = mm_q4_k,
             [INFER_TYPE_Q6_K] = mm_q6_k,
         },

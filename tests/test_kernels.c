@@ -9,7 +9,7 @@
  *   kernel vs float64 of the float activations (activation quantisation):
  *       |y - ref| <= 2e-2 * sum|w_i x_i| + 1e-6
  *   round trip RMS error / RMS value: F16 1e-3, BF16 5e-3, Q8_0 1e-2,
- *       Q6_K 3e-2, Q5_0 6e-2, Q4_0 and Q4_K 1.2e-1
+ *       Q6_K 3e-2, Q5_0 and Q5_K 6e-2, Q4_0 and Q4_K 1.2e-1
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -59,8 +59,9 @@ static void fill_half(uint16_t *x, int64_t n, double scale)
 }
 
 static const uint32_t all_types[] = {
-    INFER_TYPE_F32,  INFER_TYPE_F16,  INFER_TYPE_BF16, INFER_TYPE_Q8_0,
-    INFER_TYPE_Q4_0, INFER_TYPE_Q5_0, INFER_TYPE_Q4_K, INFER_TYPE_Q6_K};
+    INFER_TYPE_F32,  INFER_TYPE_F16,  INFER_TYPE_BF16,
+    INFER_TYPE_Q8_0, INFER_TYPE_Q4_0, INFER_TYPE_Q5_0,
+    INFER_TYPE_Q4_K, INFER_TYPE_Q5_K, INFER_TYPE_Q6_K};
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
 /* ---- conversions ------------------------------------------------------------
@@ -119,6 +120,7 @@ static double rt_tolerance(uint32_t t)
     case INFER_TYPE_Q6_K:
         return 3e-2;
     case INFER_TYPE_Q5_0:
+    case INFER_TYPE_Q5_K:
         return 6e-2;
     default:
         return 1.2e-1;
@@ -688,8 +690,9 @@ TEST(kquant_packed_kernels)
 {
     static const int64_t ks[] = {256, 1536};
     static const int nbs[] = {1, 2, 5, 6, 7, 13, 32};
-    static const uint32_t ts[] = {INFER_TYPE_Q4_K, INFER_TYPE_Q6_K};
-    for (size_t ti = 0; ti < 2; ti++)
+    static const uint32_t ts[] = {INFER_TYPE_Q4_K, INFER_TYPE_Q5_K,
+                                  INFER_TYPE_Q6_K};
+    for (size_t ti = 0; ti < 3; ti++)
         for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++)
             for (size_t j = 0; j < sizeof(nbs) / sizeof(nbs[0]); j++)
                 CHECK_EQ(check_kr(ts[ti], ks[i], nbs[j]), 0);
