@@ -145,6 +145,27 @@ static double cpu_now(void)
     return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+/* The packed layout of a weight type (infer_kernels.h), for the bench's
+ * kernel lines. */
+static const char *packed_name(uint32_t type)
+{
+    switch (type) {
+    case INFER_TYPE_Q8_0:
+    case INFER_TYPE_Q5_0:
+        return "packed (Q8R)";
+    case INFER_TYPE_Q4_0:
+        return "packed (Q4R)";
+    case INFER_TYPE_Q5_1:
+        return "packed (Q51R)";
+    case INFER_TYPE_Q4_K:
+        return "packed (Q4KR)";
+    case INFER_TYPE_Q5_K:
+        return "packed (Q5KR)";
+    default:
+        return "packed (Q6KR)";
+    }
+}
+
 /* One thread multiplying a small weight matrix of type wtype (k columns,
  * hot in L2) by `batch` activation rows again and again: the kernel's own
  * speed in GFLOP/s, which a loaded machine disturbs far less than the
@@ -389,13 +410,7 @@ int infer_cmd_bench(int argc, char **argv)
             const struct infer_weight *w = ws[i];
             for (int packed = 0; ks != NULL && packed < 2; packed++) {
                 double kg = bench_kernel(ks, w->type, w->cols, 32, packed);
-                const char *how =
-                    !packed ? "row-major"
-                    : w->type == INFER_TYPE_Q8_0 || w->type == INFER_TYPE_Q5_0
-                        ? "packed (Q8R)"
-                    : w->type == INFER_TYPE_Q4_0 ? "packed (Q4R)"
-                    : w->type == INFER_TYPE_Q4_K ? "packed (Q4KR)"
-                                                 : "packed (Q6KR)";
+                const char *how = packed ? packed_name(w->type) : "row-major";
                 if (kg > 0)
                     printf("kernel: %s %s %s, %lld columns, batch 32, one "
                            "thread in cache: %.1f GFLOP/s (%.0f%% of the "

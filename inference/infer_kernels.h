@@ -3,13 +3,13 @@
  * of the forward pass, plus the thread pool that runs them. Internal to
  * inference/ and its tests.
  *
- * Weights stay in their file type (ggml block layouts; Q8_0, Q4_0, Q4_K,
- * Q5_K and Q6_K may also be reordered, with the same integers and scales,
- * into the packed layouts below: Q8R, Q4R, Q4KR, Q5KR, Q6KR; Q5_0 goes into
- * Q8R as the Q8_0 blocks of the same values). A matmul multiplies
- * nb activation rows by a range of weight rows: each weight row is read
- * from memory once and applied to all nb rows while it sits in L1, which is
- * what makes batched decoding cheaper per token. Quantised weights take
+ * Weights stay in their file type (ggml block layouts; Q8_0, Q4_0, Q5_1,
+ * Q4_K, Q5_K and Q6_K may also be reordered, with the same integers and
+ * scales, into the packed layouts below: Q8R, Q4R, Q51R, Q4KR, Q5KR, Q6KR;
+ * Q5_0 goes into Q8R as the Q8_0 blocks of the same values). A matmul
+ * multiplies nb activation rows by a range of weight rows: each weight row is
+ * read from memory once and applied to all nb rows while it sits in L1, which
+ * is what makes batched decoding cheaper per token. Quantised weights take
  * activations quantised to 8 bits (struct infer_q8a for 32-blocks, struct
  * infer_q8k for 256-blocks) and use integer dot products; float weights
  * take float activations.
@@ -46,6 +46,11 @@ struct infer_block_q5_0 {
     uint16_t d;     /* fp16 scale; x = d * (q - 16), q of 5 bits */
     uint8_t qh[4];  /* bit j of the little-endian word: q_j's fifth bit */
     uint8_t qs[16]; /* low 4 bits: element j in qs[j] low, j+16 high */
+};
+struct infer_block_q5_1 {
+    uint16_t d, m;  /* fp16; x = d * q + m, q of 5 bits */
+    uint8_t qh[4];  /* as Q5_0 */
+    uint8_t qs[16]; /* as Q5_0 */
 };
 struct infer_block_q4_k {
     uint16_t d;         /* fp16 scale of the 6-bit scales */
@@ -89,7 +94,8 @@ float infer_bf16_to_f32(uint16_t h);
 uint16_t infer_f32_to_bf16(float f); /* round to nearest even */
 
 /* Dequantises k elements (k a multiple of the type's block) of type at src
- * into dst. Supported: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K. */
+ * into dst. Supported: F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K,
+ * Q6_K. */
 void infer_dequantize_row(uint32_t type, const void *src, float *dst,
                           int64_t k);
 /* Quantises k floats into type (reference quantisers, for mkmodel and
@@ -201,6 +207,10 @@ typedef void (*infer_mm_packed_fn)(const void *wp, int64_t k, int64_t r0,
  *     uint16_t d[2][16]            fp16 scales of blocks 2p, 2p + 1
  *     uint8_t q[8][16][4]          quad j, row r, byte t: quant 4 j + t of
  *                                  block 2p (low nibble), 2p + 1 (high)
+ *   Q51R (Q5_1): ceil(k / 64) pairs of blocks (1152 bytes each):
+ *     uint16_t d[2][16], m[2][16]  fp16 scales and minimums, rows 0-15
+ *     uint8_t q[2][8][16][4]       block h, quad j, row r, byte t: the
+ *                                  5-bit quant 4 j + t (0-31)
  *   k / 256 super-blocks of
  *   Q4KR (2368 bytes):
  *     uint16_t d[16], dmin[16]     rows' fp16 scales
@@ -217,18 +227,21 @@ typedef void (*infer_mm_packed_fn)(const void *wp, int64_t k, int64_t r0,
  *     int8_t sc2[8][16][2]         scales of sub-blocks 2t, 2t + 1, row r
  *     uint8_t q[16][4][16][4]      sub-block g, quad t, row r, byte: the
  *                                  6-bit quant 16 g + 4 t + byte (0-63)
+ * Q51R per row and block, in order: acc = fmaf(dot(q, x), d * x.d, acc),
+ * then acc = fmaf(m, x.d * sum(x), acc) (sum(x) = -nsum128 / 128).
  * Q4KR and Q5KR per row and super-block: sumi = sum_j sc_j * dot(q_j, x_j),
  * summ = sum_j m_j * (x's sum over sub-block j), acc += x.d * (d * sumi - dmin
  * * summ); Q6KR: sumi = sum_g sc_g * (dot(q_g, x_g) - 32 * (x's sum over g)),
  * acc += x.d * d * sumi (activations struct infer_q8k). */
-#define INFER_Q4R_PAIR 576
-#define INFER_Q4KR_SB  2368
-#define INFER_Q5KR_SB  4416
-#define INFER_Q6KR_SB  4672
+#define INFER_Q4R_PAIR  576
+#define INFER_Q51R_PAIR 1152
+#define INFER_Q4KR_SB   2368
+#define INFER_Q5KR_SB   4416
+#define INFER_Q6KR_SB   4672
 
 /* Bytes of a packed group of 16 rows of k columns of type (Q8_0 and Q5_0:
- * Q8R, Q4_0: Q4R, Q4_K, Q6_K), 0 for other types or a k that is not a
- * block multiple. Q5_0 packs as the Q8_0 blocks of the same scale and
+ * Q8R, Q4_0: Q4R, Q5_1: Q51R, Q4_K, Q5_K, Q6_K), 0 for other types or a k that
+ * is not a block multiple. Q5_0 packs as the Q8_0 blocks of the same scale and
  * quants - 16 (exact). */
 size_t infer_packed_group_bytes(uint32_t type, int64_t k);
 /* Packs rows (a multiple of 16) rows of type (as above), row r at src +
@@ -241,6 +254,7 @@ struct infer_kernels {
     infer_mm_fn mm[INFER_TYPE_COUNT]; /* NULL for unsupported types */
     infer_mm_packed_fn mm_q8r;        /* NULL: the set uses row-major Q8_0 */
     infer_mm_packed_fn mm_q4r;        /* NULL: row-major Q4_0 */
+    infer_mm_packed_fn mm_q51r;       /* NULL: row-major Q5_1 */
     infer_mm_packed_fn mm_q4kr;       /* NULL: row-major Q4_K */
     infer_mm_packed_fn mm_q5kr;       /* NULL: row-major Q5_K */
     infer_mm_packed_fn mm_q6kr;       /* NULL: row-major Q6_K */
@@ -275,6 +289,8 @@ static inline infer_mm_packed_fn infer_packed_fn(const struct infer_kernels *ks,
         return ks->mm_q8r;
     case INFER_TYPE_Q4_0:
         return ks->mm_q4r;
+    case INFER_TYPE_Q5_1:
+        return ks->mm_q51r;
     case INFER_TYPE_Q4_K:
         return ks->mm_q4kr;
     case INFER_TYPE_Q5_K:

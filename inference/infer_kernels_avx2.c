@@ -303,6 +303,52 @@ ALWAYS_INLINE void q4r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
     }
 }
 
+/* Q51R (Q5_1): the AVX-512 kernel's steps on two halves. */
+ALWAYS_INLINE void q51r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
+                             size_t xa_stride, int ns, float *y, int64_t ldy,
+                             const char *pf, size_t pf_lines)
+{
+    __m256 facc[KR2_S][2];
+    const struct infer_q8a *x[KR2_S];
+    for (int s = 0; s < ns; s++) {
+        facc[s][0] = facc[s][1] = _mm256_setzero_ps();
+        x[s] = (const struct infer_q8a *)(xa + (size_t)s * xa_stride);
+    }
+    size_t due = 0;
+    for (int64_t i = 0; i < nblk; i++) {
+        const uint8_t *pair = gp + (size_t)(i / 2) * INFER_Q51R_PAIR;
+        const uint8_t *q = pair + 128 + 512 * (i % 2);
+        infer__q8r_prefetch(&due, pf_lines, nblk, &pf);
+        __m256i acc[KR2_S][2];
+        for (int s = 0; s < ns; s++)
+            acc[s][0] = acc[s][1] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++)
+            for (int h = 0; h < 2; h++) {
+                __m256i wv =
+                    _mm256_loadu_si256((const __m256i *)(q + 64 * j + 32 * h));
+                for (int s = 0; s < ns; s++)
+                    acc[s][h] =
+                        dot4u(acc[s][h], wv, bcast4(x[s][i].qs + 4 * j));
+            }
+        for (int h = 0; h < 2; h++) {
+            __m256 dw = halfs8(pair + 32 * (i % 2) + 16 * h);
+            __m256 mw = halfs8(pair + 64 + 32 * (i % 2) + 16 * h);
+            for (int s = 0; s < ns; s++) {
+                float sx = x[s][i].d * (float)(-x[s][i].nsum128 / 128);
+                facc[s][h] = _mm256_fmadd_ps(
+                    _mm256_cvtepi32_ps(acc[s][h]),
+                    _mm256_mul_ps(dw, _mm256_set1_ps(x[s][i].d)), facc[s][h]);
+                facc[s][h] =
+                    _mm256_fmadd_ps(mw, _mm256_set1_ps(sx), facc[s][h]);
+            }
+        }
+    }
+    for (int s = 0; s < ns; s++) {
+        _mm256_storeu_ps(y + (size_t)s * ldy, facc[s][0]);
+        _mm256_storeu_ps(y + (size_t)s * ldy + 8, facc[s][1]);
+    }
+}
+
 ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
                              size_t xa_stride, int ns, float *y, int64_t ldy,
                              const char *pf, size_t pf_lines)
@@ -519,10 +565,12 @@ ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
             TILE(gp, nblk, xb, xa_stride, 2, yb, ldy, pf, pf_lines);           \
     }
 KR2_TILES(q4r_tiles, q4r_tile)
+KR2_TILES(q51r_tiles, q51r_tile)
 KR2_TILES(q4kr_tiles, q4kr_tile)
 KR2_TILES(q5kr_tiles, q5kr_tile)
 KR2_TILES(q6kr_tiles, q6kr_tile)
 PACKED_DRIVER(mm_q4r, q4r_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q4_0, INFER_QK)
+PACKED_DRIVER(mm_q51r, q51r_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q5_1, INFER_QK)
 PACKED_DRIVER(mm_q4kr, q4kr_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q4_K,
               INFER_QK_K)
 PACKED_DRIVER(mm_q5kr, q5kr_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q5_K,
@@ -963,6 +1011,7 @@ const struct infer_kernels infer_kernels_avx2 = {
     .to_half = to_half,
     .mm_q8r = mm_q8r,
     .mm_q4r = mm_q4r,
+    .mm_q51r = mm_q51r,
     .mm_q4kr = mm_q4kr,
     .mm_q5kr = mm_q5kr,
     .mm_q6kr = mm_q6kr,
@@ -974,6 +1023,7 @@ const struct infer_kernels infer_kernels_avx2 = {
             [INFER_TYPE_Q8_0] = mm_q8_0,
             [INFER_TYPE_Q4_0] = mm_q4_0,
             [INFER_TYPE_Q5_0] = infer__mm_q5_0_scalar,
+            [INFER_TYPE_Q5_1] = infer__mm_q5_1_scalar,
             [INFER_TYPE_Q5_K] = infer__mm_q5_k_scalar,
             [INFER_TYPE_Q4_K] = infer__mm_q4_k_avx2,
             [INFER_TYPE_Q6_K] = infer__mm_q6_k_avx2,

@@ -466,6 +466,55 @@ ALWAYS_INLINE void q4r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
         _mm512_storeu_ps(y + (size_t)s * ldy, facc[s]);
 }
 
+/* ---- Q51R: Q5_1, 16 rows interleaved, a byte a quant ---------------------
+ *
+ * Per block and activation row: VPDPBUSD of the unsigned quants (sums
+ * start at 0), Q8R's convert and FMA by d_w * d_x, then an FMA of the 16
+ * rows' minimums by d_x * sum(x): the scalar dot's steps, so its bits. */
+
+#define Q51R_S 6
+
+ALWAYS_INLINE void q51r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
+                             size_t xa_stride, int ns, float *y, int64_t ldy,
+                             const char *pf, size_t pf_lines)
+{
+    __m512 facc[Q51R_S];
+    const struct infer_q8a *x[Q51R_S];
+    for (int s = 0; s < ns; s++) {
+        facc[s] = _mm512_setzero_ps();
+        x[s] = (const struct infer_q8a *)(xa + (size_t)s * xa_stride);
+    }
+    size_t due = 0;
+    for (int64_t i = 0; i < nblk; i++) {
+        const uint8_t *pair = gp + (size_t)(i / 2) * INFER_Q51R_PAIR;
+        const uint8_t *q = pair + 128 + 512 * (i % 2);
+        infer__q8r_prefetch(&due, pf_lines, nblk, &pf);
+        __m512i acc[Q51R_S];
+        for (int s = 0; s < ns; s++)
+            acc[s] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            __m512i wv = _mm512_loadu_si512((const void *)(q + 64 * j));
+            for (int s = 0; s < ns; s++)
+                acc[s] = _mm512_dpbusd_epi32(
+                    acc[s], wv,
+                    _mm512_set1_epi32(infer__load_i32(x[s][i].qs + 4 * j)));
+        }
+        __m512 dw = _mm512_cvtph_ps(
+            _mm256_loadu_si256((const void *)(pair + 32 * (i % 2))));
+        __m512 mw = _mm512_cvtph_ps(
+            _mm256_loadu_si256((const void *)(pair + 64 + 32 * (i % 2))));
+        for (int s = 0; s < ns; s++) {
+            float sx = x[s][i].d * (float)(-x[s][i].nsum128 / 128);
+            facc[s] = _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(acc[s]),
+                _mm512_mul_ps(dw, _mm512_set1_ps(x[s][i].d)), facc[s]);
+            facc[s] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sx), facc[s]);
+        }
+    }
+    for (int s = 0; s < ns; s++)
+        _mm512_storeu_ps(y + (size_t)s * ldy, facc[s]);
+}
+
 /* ---- Q4KR and Q6KR: K-quants with 16 rows interleaved --------------------
  *
  * A tile is one group of 16 rows by up to KR_S activation rows, per
@@ -703,10 +752,12 @@ ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
         }                                                                      \
     }
 KR_TILES(q4r_tiles, q4r_tile, Q4R_S)
+KR_TILES(q51r_tiles, q51r_tile, Q51R_S)
 KR_TILES(q4kr_tiles, q4kr_tile, Q4KR_S)
 KR_TILES(q5kr_tiles, q5kr_tile, KR_S)
 KR_TILES(q6kr_tiles, q6kr_tile, KR_S)
 PACKED_DRIVER(mm_q4r, q4r_tiles, Q4R_S, Q8R_AHEAD, INFER_TYPE_Q4_0, INFER_QK)
+PACKED_DRIVER(mm_q51r, q51r_tiles, Q51R_S, Q8R_AHEAD, INFER_TYPE_Q5_1, INFER_QK)
 PACKED_DRIVER(mm_q4kr, q4kr_tiles, Q4KR_S, Q8R_AHEAD, INFER_TYPE_Q4_K,
               INFER_QK_K)
 PACKED_DRIVER(mm_q5kr, q5kr_tiles, KR_S, Q8R_AHEAD, INFER_TYPE_Q5_K, INFER_QK_K)
@@ -997,6 +1048,7 @@ const struct infer_kernels infer_kernels_avx512 = {
     .to_half = to_half,
     .mm_q8r = mm_q8r,
     .mm_q4r = mm_q4r,
+    .mm_q51r = mm_q51r,
     .mm_q4kr = mm_q4kr,
     .mm_q5kr = mm_q5kr,
     .mm_q6kr = mm_q6kr,
@@ -1008,6 +1060,7 @@ const struct infer_kernels infer_kernels_avx512 = {
             [INFER_TYPE_Q8_0] = mm_q8_0,
             [INFER_TYPE_Q4_0] = mm_q4_0,
             [INFER_TYPE_Q5_0] = infer__mm_q5_0_scalar,
+            [INFER_TYPE_Q5_1] = infer__mm_q5_1_scalar,
             [INFER_TYPE_Q5_K] = infer__mm_q5_k_scalar,
             [INFER_TYPE_Q4_K] = infer__mm_q4_k_avx2,
             [INFER_TYPE_Q6_K] = infer__mm_q6_k_avx2,

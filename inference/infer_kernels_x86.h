@@ -194,12 +194,15 @@ void infer__mm_q6_k_avx2(const void *w, size_t w_stride, int64_t k, int64_t r0,
                          int64_t r1, const void *xa, size_t xa_stride, int nb,
                          float *y, int64_t ldy);
 
-/* The scalar Q5_0 and Q5_K matmuls of infer_quant.c (every set's, for the
+/* The scalar Q5_0, Q5_1 and Q5_K matmuls of infer_quant.c (every set's, for the
  * rare matrix that is not packed). */
 void infer__mm_q5_0_scalar(const void *w, size_t w_stride, int64_t k,
                            int64_t r0, int64_t r1, const void *xa,
                            size_t xa_stride, int nb, float *y, int64_t ldy);
 
+void infer__mm_q5_1_scalar(const void *w, size_t w_stride, int64_t k,
+                           int64_t r0, int64_t r1, const void *xa,
+                           size_t xa_stride, int nb, float *y, int64_t ldy);
 void infer__mm_q5_k_scalar(const void *w, size_t w_stride, int64_t k,
                            int64_t r0, int64_t r1, const void *xa,
                            size_t xa_stride, int nb, float *y, int64_t ldy);

@@ -262,11 +262,12 @@ static uint32_t type_from_name(const char *t)
     static const struct {
         const char *n;
         uint32_t t;
-    } map[] = {{"f32", INFER_TYPE_F32},   {"f16", INFER_TYPE_F16},
-               {"bf16", INFER_TYPE_BF16}, {"q8_0", INFER_TYPE_Q8_0},
-               {"q4_0", INFER_TYPE_Q4_0}, {"q5_0", INFER_TYPE_Q5_0},
-               {"q4_k", INFER_TYPE_Q4_K}, {"q5_k", INFER_TYPE_Q5_K},
-               {"q6_k", INFER_TYPE_Q6_K}, {"q4_k_m", INFER_TYPE_Q4_K}};
+    } map[] = {{"f32", INFER_TYPE_F32},    {"f16", INFER_TYPE_F16},
+               {"bf16", INFER_TYPE_BF16},  {"q8_0", INFER_TYPE_Q8_0},
+               {"q4_0", INFER_TYPE_Q4_0},  {"q5_0", INFER_TYPE_Q5_0},
+               {"q5_1", INFER_TYPE_Q5_1},  {"q4_k", INFER_TYPE_Q4_K},
+               {"q5_k", INFER_TYPE_Q5_K},  {"q6_k", INFER_TYPE_Q6_K},
+               {"q4_k_m", INFER_TYPE_Q4_K}};
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
         if (strcmp(t, map[i].n) == 0)
             return map[i].t;
@@ -285,6 +286,8 @@ static uint32_t file_type_of(const char *t)
         return 7;
     if (strcmp(t, "q5_0") == 0)
         return 8;
+    if (strcmp(t, "q5_1") == 0)
+        return 9;
     if (strcmp(t, "q4_k") == 0)
         return 14;
     if (strcmp(t, "q4_k_m") == 0)
@@ -313,8 +316,8 @@ static uint32_t pick_type(const char *spec, enum tkind kind, int64_t cols,
     }
     if (t == INFER_TYPE_Q4_K && cols % 256 != 0) /* llama.cpp's fallbacks */
         t = INFER_TYPE_Q5_0;
-    if (t == INFER_TYPE_Q5_K && cols % 256 != 0) /* llama.cpp: Q5_1 */
-        t = INFER_TYPE_Q5_0;
+    if (t == INFER_TYPE_Q5_K && cols % 256 != 0)
+        t = INFER_TYPE_Q5_1;
     if (t == INFER_TYPE_Q6_K && cols % 256 != 0)
         t = INFER_TYPE_Q8_0;
     return t;
@@ -505,15 +508,17 @@ out:
 
 static void mkmodel_usage(FILE *f)
 {
-    fprintf(f, "usage: arena mkmodel --shape SHAPE --type TYPE --out FILE "
-               "[--seed S]\n\n"
-               "Writes a GGUF v3 model of a real shape with random weights.\n"
-               "  --shape  smollm2-135m | qwen2.5-0.5b | tiny\n"
-               "  --type   f32 | f16 | bf16 | q8_0 | q4_0 | q5_0 | q4_k | q5_k "
-               "| q6_k | "
-               "q4_k_m\n"
-               "  --out    file to write\n"
-               "  --seed   random seed (default 1)\n");
+    fprintf(
+        f,
+        "usage: arena mkmodel --shape SHAPE --type TYPE --out FILE "
+        "[--seed S]\n\n"
+        "Writes a GGUF v3 model of a real shape with random weights.\n"
+        "  --shape  smollm2-135m | qwen2.5-0.5b | tiny\n"
+        "  --type   f32 | f16 | bf16 | q8_0 | q4_0 | q5_0 | q5_1 | q4_k | q5_k "
+        "| q6_k | "
+        "q4_k_m\n"
+        "  --out    file to write\n"
+        "  --seed   random seed (default 1)\n");
 }
 
 int infer_cmd_mkmodel(int argc, char **argv)

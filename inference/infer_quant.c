@@ -16,6 +16,7 @@ _Static_assert(sizeof(struct infer_block_q8_0) == 34, "q8_0 layout");
 _Static_assert(sizeof(struct infer_block_q4_0) == 18, "q4_0 layout");
 _Static_assert(sizeof(struct infer_block_q4_k) == 144, "q4_k layout");
 _Static_assert(sizeof(struct infer_block_q5_0) == 22, "q5_0 layout");
+_Static_assert(sizeof(struct infer_block_q5_1) == 24, "q5_1 layout");
 _Static_assert(sizeof(struct infer_block_q5_k) == 176, "q5_k layout");
 _Static_assert(sizeof(struct infer_block_q6_k) == 210, "q6_k layout");
 
@@ -107,6 +108,7 @@ int infer_type_supported(uint32_t type)
     case INFER_TYPE_Q8_0:
     case INFER_TYPE_Q4_0:
     case INFER_TYPE_Q5_0:
+    case INFER_TYPE_Q5_1:
     case INFER_TYPE_Q4_K:
     case INFER_TYPE_Q5_K:
     case INFER_TYPE_Q6_K:
@@ -135,13 +137,18 @@ static void k4_scale_min(int j, const uint8_t *q, int *sc, int *m)
     }
 }
 
-/* The 5-bit value (0..31) of element e of a Q5_0 block. */
+/* The 5-bit value (0..31) of element e of a Q5_0 or Q5_1 block. */
+static int q5_bits(const uint8_t *qh4, const uint8_t *qs, int e)
+{
+    uint32_t qh = (uint32_t)qh4[0] | (uint32_t)qh4[1] << 8 |
+                  (uint32_t)qh4[2] << 16 | (uint32_t)qh4[3] << 24;
+    int lo = e < 16 ? qs[e] & 0xf : qs[e - 16] >> 4;
+    return lo | (int)((qh >> e) & 1) << 4;
+}
+
 static int q5_value(const struct infer_block_q5_0 *b, int e)
 {
-    uint32_t qh = (uint32_t)b->qh[0] | (uint32_t)b->qh[1] << 8 |
-                  (uint32_t)b->qh[2] << 16 | (uint32_t)b->qh[3] << 24;
-    int lo = e < 16 ? b->qs[e] & 0xf : b->qs[e - 16] >> 4;
-    return lo | (int)((qh >> e) & 1) << 4;
+    return q5_bits(b->qh, b->qs, e);
 }
 
 /* The 5-bit value (0..31) of element e of a Q5_K block. */
@@ -206,6 +213,15 @@ void infer_dequantize_row(uint32_t type, const void *src, float *dst, int64_t k)
             float d = infer_fp16_to_f32(b[i].d);
             for (int j = 0; j < INFER_QK; j++)
                 dst[i * INFER_QK + j] = d * (q5_value(&b[i], j) - 16);
+        }
+        break;
+    }
+    case INFER_TYPE_Q5_1: {
+        const struct infer_block_q5_1 *b = src;
+        for (int64_t i = 0; i < k / INFER_QK; i++) {
+            float d = infer_fp16_to_f32(b[i].d), m = infer_fp16_to_f32(b[i].m);
+            for (int j = 0; j < INFER_QK; j++)
+                dst[i * INFER_QK + j] = d * q5_bits(b[i].qh, b[i].qs, j) + m;
         }
         break;
     }
@@ -448,6 +464,31 @@ void infer_quantize_row(uint32_t type, const float *src, void *dst, int64_t k)
         }
         break;
     }
+    case INFER_TYPE_Q5_1: { /* as ggml: the range [min, max] in 31 steps */
+        struct infer_block_q5_1 *b = dst;
+        for (int64_t i = 0; i < k / INFER_QK; i++) {
+            const float *x = src + i * INFER_QK;
+            float lo = x[0], hi = x[0];
+            for (int j = 1; j < INFER_QK; j++) {
+                lo = fminf(lo, x[j]);
+                hi = fmaxf(hi, x[j]);
+            }
+            float d = (hi - lo) / 31, id = d != 0 ? 1 / d : 0;
+            b[i].d = infer_f32_to_fp16(d);
+            b[i].m = infer_f32_to_fp16(lo);
+            uint32_t qh = 0;
+            for (int j = 0; j < 16; j++) {
+                int q0 = clampi((int)lrintf((x[j] - lo) * id), 0, 31);
+                int q1 = clampi((int)lrintf((x[j + 16] - lo) * id), 0, 31);
+                b[i].qs[j] = (uint8_t)((q0 & 0xf) | (q1 & 0xf) << 4);
+                qh |= (uint32_t)(q0 >> 4) << j | (uint32_t)(q1 >> 4)
+                                                     << (j + 16);
+            }
+            for (int t = 0; t < 4; t++)
+                b[i].qh[t] = (uint8_t)(qh >> (8 * t));
+        }
+        break;
+    }
     case INFER_TYPE_Q4_K: {
         struct infer_block_q4_k *b = dst;
         for (int64_t i = 0; i < k / INFER_QK_K; i++)
@@ -480,6 +521,7 @@ enum infer_act_kind infer_act_kind_of(uint32_t wtype)
     case INFER_TYPE_Q8_0:
     case INFER_TYPE_Q4_0:
     case INFER_TYPE_Q5_0:
+    case INFER_TYPE_Q5_1:
         return INFER_ACT_Q8A;
     case INFER_TYPE_Q4_K:
     case INFER_TYPE_Q5_K:
@@ -636,6 +678,22 @@ static float dot_q5_0(const struct infer_block_q5_0 *w,
     return s;
 }
 
+/* In Q51R's order (infer_kernels.h), so the packed kernels' bits. */
+static float dot_q5_1(const struct infer_block_q5_1 *w,
+                      const struct infer_q8a *x, int64_t nb)
+{
+    float s = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        int sum = 0;
+        for (int j = 0; j < INFER_QK; j++)
+            sum += q5_bits(w[i].qh, w[i].qs, j) * x[i].qs[j];
+        s = fmaf((float)sum, infer_fp16_to_f32(w[i].d) * x[i].d, s);
+        s = fmaf(infer_fp16_to_f32(w[i].m),
+                 x[i].d * (float)(-x[i].nsum128 / 128), s);
+    }
+    return s;
+}
+
 static float dot_q4_k(const struct infer_block_q4_k *w,
                       const struct infer_q8k *x, int64_t nb)
 {
@@ -728,10 +786,18 @@ void infer__mm_q5_0_scalar(const void *w, size_t w_stride, int64_t k,
 {
     mm_q5_0(w, w_stride, k, r0, r1, xa, xa_stride, nb, y, ldy);
 }
+SCALAR_MM(mm_q5_1, dot_q5_1, struct infer_block_q5_1, struct infer_q8a,
+          k / INFER_QK)
 SCALAR_MM(mm_q4_k, dot_q4_k, struct infer_block_q4_k, struct infer_q8k,
           k / INFER_QK_K)
 SCALAR_MM(mm_q5_k, dot_q5_k, struct infer_block_q5_k, struct infer_q8k,
           k / INFER_QK_K)
+void infer__mm_q5_1_scalar(const void *w, size_t w_stride, int64_t k,
+                           int64_t r0, int64_t r1, const void *xa,
+                           size_t xa_stride, int nb, float *y, int64_t ldy)
+{
+    mm_q5_1(w, w_stride, k, r0, r1, xa, xa_stride, nb, y, ldy);
+}
 void infer__mm_q5_k_scalar(const void *w, size_t w_stride, int64_t k,
                            int64_t r0, int64_t r1, const void *xa,
                            size_t xa_stride, int nb, float *y, int64_t ldy)
@@ -820,6 +886,8 @@ size_t infer_packed_group_bytes(uint32_t type, int64_t k)
         return infer_q8r_group_bytes(k);
     if (type == INFER_TYPE_Q4_0 && k > 0 && k % INFER_QK == 0)
         return (size_t)((k / INFER_QK + 1) / 2) * INFER_Q4R_PAIR;
+    if (type == INFER_TYPE_Q5_1 && k > 0 && k % INFER_QK == 0)
+        return (size_t)((k / INFER_QK + 1) / 2) * INFER_Q51R_PAIR;
     if (k <= 0 || k % INFER_QK_K != 0)
         return 0;
     if (type == INFER_TYPE_Q4_K)
@@ -924,6 +992,35 @@ static void pack_q4r(const void *src, size_t src_stride, int64_t rows,
     }
 }
 
+static void pack_q51r(const void *src, size_t src_stride, int64_t rows,
+                      int64_t k, void *dst)
+{
+    const int64_t nblk = k / INFER_QK;
+    const size_t gb = infer_packed_group_bytes(INFER_TYPE_Q5_1, k);
+    for (int64_t g = 0; g < rows / INFER_Q8R_ROWS; g++) {
+        uint8_t *gp = (uint8_t *)dst + (size_t)g * gb;
+        memset(gp, 0, gb);
+        for (int64_t i = 0; i < nblk; i++) {
+            uint8_t *pair = gp + (size_t)(i / 2) * INFER_Q51R_PAIR;
+            uint16_t *d = (uint16_t *)pair + (i % 2) * INFER_Q8R_ROWS;
+            uint16_t *m = (uint16_t *)(pair + 64) + (i % 2) * INFER_Q8R_ROWS;
+            uint8_t *q = pair + 128 + (i % 2) * 512;
+            for (int r = 0; r < INFER_Q8R_ROWS; r++) {
+                const struct infer_block_q5_1 *b =
+                    (const struct infer_block_q5_1
+                         *)((const char *)src +
+                            (size_t)(g * INFER_Q8R_ROWS + r) * src_stride) +
+                    i;
+                d[r] = b->d;
+                m[r] = b->m;
+                for (int e = 0; e < INFER_QK; e++)
+                    q[(e / 4) * 64 + r * 4 + e % 4] =
+                        (uint8_t)q5_bits(b->qh, b->qs, e);
+            }
+        }
+    }
+}
+
 /* Q5_0 into Q8R: a group at a time as Q8_0 blocks (d, q - 16). */
 static void pack_q5_0(const void *src, size_t src_stride, int64_t rows,
                       int64_t k, void *dst)
@@ -968,6 +1065,10 @@ void infer_pack(uint32_t type, const void *src, size_t src_stride, int64_t rows,
     }
     if (type == INFER_TYPE_Q5_0) {
         pack_q5_0(src, src_stride, rows, k, dst);
+        return;
+    }
+    if (type == INFER_TYPE_Q5_1) {
+        pack_q51r(src, src_stride, rows, k, dst);
         return;
     }
     const size_t gb = infer_packed_group_bytes(type, k);
@@ -1113,6 +1214,7 @@ const struct infer_kernels infer_kernels_scalar = {
             [INFER_TYPE_Q8_0] = mm_q8_0,
             [INFER_TYPE_Q4_0] = mm_q4_0,
             [INFER_TYPE_Q5_0] = mm_q5_0,
+            [INFER_TYPE_Q5_1] = mm_q5_1,
             [INFER_TYPE_Q5_K] = mm_q5_k,
             [INFER_TYPE_Q4_K] = mm_q4_k,
             [INFER_TYPE_Q6_K] = mm_q6_k,

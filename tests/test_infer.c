@@ -8,7 +8,7 @@
  * dequantised weights, float activations, K and V rounded to half
  * precision as the KV cache keeps them) within max|ref| times 2e-4 for
  * F32/F16/BF16 weights and 4e-2 for the types that quantise activations to
- * 8 bits (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K). Batched, chunked and
+ * 8 bits (Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K). Batched, chunked and
  * multi-threaded runs must equal the one-token-at-a-time run bit for bit.
  */
 #include <math.h>
@@ -572,9 +572,9 @@ static const struct model_case model_cases[] = {
     {"llama tied mha", INFER_ARCH_LLAMA, true, false, 8, 8},
     {"qwen2 tied gqa bias", INFER_ARCH_QWEN2, true, true, 8, 4},
 };
-static const char *const model_types[] = {"f32",  "f16",   "bf16", "q8_0",
-                                          "q4_0", "q5_0",  "q4_k", "q5_k",
-                                          "q6_k", "q4_k_m"};
+static const char *const model_types[] = {"f32",  "f16",  "bf16",  "q8_0",
+                                          "q4_0", "q5_0", "q5_1",  "q4_k",
+                                          "q5_k", "q6_k", "q4_k_m"};
 
 static int make_model(const struct model_case *mc, const char *type, char *path,
                       size_t cap)

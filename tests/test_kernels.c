@@ -9,7 +9,7 @@
  *   kernel vs float64 of the float activations (activation quantisation):
  *       |y - ref| <= 2e-2 * sum|w_i x_i| + 1e-6
  *   round trip RMS error / RMS value: F16 1e-3, BF16 5e-3, Q8_0 1e-2,
- *       Q6_K 3e-2, Q5_0 and Q5_K 6e-2, Q4_0 and Q4_K 1.2e-1
+ *       Q6_K 3e-2, Q5_0, Q5_1 and Q5_K 6e-2, Q4_0 and Q4_K 1.2e-1
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -59,9 +59,9 @@ static void fill_half(uint16_t *x, int64_t n, double scale)
 }
 
 static const uint32_t all_types[] = {
-    INFER_TYPE_F32,  INFER_TYPE_F16,  INFER_TYPE_BF16,
-    INFER_TYPE_Q8_0, INFER_TYPE_Q4_0, INFER_TYPE_Q5_0,
-    INFER_TYPE_Q4_K, INFER_TYPE_Q5_K, INFER_TYPE_Q6_K};
+    INFER_TYPE_F32,  INFER_TYPE_F16,  INFER_TYPE_BF16, INFER_TYPE_Q8_0,
+    INFER_TYPE_Q4_0, INFER_TYPE_Q5_0, INFER_TYPE_Q5_1, INFER_TYPE_Q4_K,
+    INFER_TYPE_Q5_K, INFER_TYPE_Q6_K};
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
 /* ---- conversions ------------------------------------------------------------
@@ -120,6 +120,7 @@ static double rt_tolerance(uint32_t t)
     case INFER_TYPE_Q6_K:
         return 3e-2;
     case INFER_TYPE_Q5_0:
+    case INFER_TYPE_Q5_1:
     case INFER_TYPE_Q5_K:
         return 6e-2;
     default:
@@ -504,7 +505,8 @@ TEST(q8r_packed_kernels)
             CHECK_EQ(check_q8r(ks[i], nbs[j]), 0);
 }
 
-/* The K-quant layouts (Q4KR, Q6KR): every set with a packed kernel gives
+/* The K-quant layouts (Q4KR, Q5KR, Q6KR) and Q51R: every set with a packed
+ * kernel gives
  * the scalar set's row-major bits, for the whole matrix and for any one
  * group against any one activation row (batch independence). k = 256 is
  * one super-block, 1536 is SmolLM2's hidden width. */
@@ -512,7 +514,8 @@ static int check_kr(uint32_t t, int64_t k, int nb)
 {
     enum { R = 48 };
     size_t rb = infer_row_bytes(t, k);
-    size_t ab = infer_act_row_bytes(INFER_ACT_Q8K, k);
+    enum infer_act_kind kind = infer_act_kind_of(t);
+    size_t ab = infer_act_row_bytes(kind, k);
     size_t pb = (size_t)(R / INFER_Q8R_ROWS) * infer_packed_group_bytes(t, k);
     float *w = malloc(sizeof(float) * R * k),
           *x = malloc(sizeof(float) * nb * k);
@@ -526,7 +529,7 @@ static int check_kr(uint32_t t, int64_t k, int nb)
     for (int r = 0; r < R; r++)
         infer_quantize_row(t, w + r * k, wq + r * rb, k);
     for (int b = 0; b < nb; b++)
-        infer_quantize_q8k(x + b * k, (void *)(xa + b * ab), k);
+        infer_quantize_act(kind, x + b * k, xa + b * ab, k);
     infer_pack(t, wq, rb, R, k, wp);
     infer_kernels_scalar.mm[t](wq, rb, k, 0, R, xa, ab, nb, ys, R);
     const struct infer_kernels *ks;
@@ -696,6 +699,17 @@ TEST(kquant_packed_kernels)
         for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++)
             for (size_t j = 0; j < sizeof(nbs) / sizeof(nbs[0]); j++)
                 CHECK_EQ(check_kr(ts[ti], ks[i], nbs[j]), 0);
+}
+
+/* Q51R (Q5_1) the same way: the scalar row-major bits; k = 96 ends on a
+ * lone block. */
+TEST(q51r_packed_kernels)
+{
+    static const int64_t ks[] = {96, 576};
+    static const int nbs[] = {1, 2, 5, 6, 7, 13};
+    for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++)
+        for (size_t j = 0; j < sizeof(nbs) / sizeof(nbs[0]); j++)
+            CHECK_EQ(check_kr(INFER_TYPE_Q5_1, ks[i], nbs[j]), 0);
 }
 
 /* Attention scores, every set against float64: head sizes with and without
@@ -1167,6 +1181,7 @@ static const struct check_test tests[] = {
     TEST_ENTRY(q4r_packed_kernels),
     TEST_ENTRY(q5_0_packs_as_q8r),
     TEST_ENTRY(kquant_packed_kernels),
+    TEST_ENTRY(q51r_packed_kernels),
     TEST_ENTRY(attn_qk_every_set),
     TEST_ENTRY(to_half_every_set),
     TEST_ENTRY(softmax_every_set),
