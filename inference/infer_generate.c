@@ -276,9 +276,11 @@ static int gen_setup(struct gen_state *g, const struct gen_opts *o,
                                   .kernels = o->kernels};
     st = infer_ctx_new(g->m, &cp, &g->ctx, err);
     /* One sequence needs no fine paging: blocks of 64 positions give each
-     * (layer, KV head) 16 KB runs of K and V instead of 4 KB ones, which
-     * made 128-token generations ~10% faster here (same results: the
-     * attention sums in position order whatever the blocks). */
+     * (layer, KV head) 16 KB runs of K and V instead of 4 KB ones (same
+     * results: the attention sums in position order whatever the blocks).
+     * Interleaved against blocks of 16 on the Zen 4 host (2026-12-06): no
+     * difference at 128 tokens (5 pairs) or 1000 (4 pairs); an earlier
+     * note's ~10% on the Zen 5 host was never measured in pairs. */
     if (st == INFER_OK)
         st = infer_kv_new(g->m, (max_ctx + 63) / 64, 64, &g->kv, err);
     if (st == INFER_OK && (infer_seq_init(&g->seq, g->kv, max_ctx) != 0 ||
