@@ -557,15 +557,13 @@ void *infer_alloc_big(size_t bytes)
     return p;
 }
 
-/* The packed layout w gets (infer_kernels.h), or 0 for none: whole
- * 16-row groups of a type the best kernel set multiplies packed. */
-static uint32_t pack_type(const struct infer_weight *w)
+/* Whether w gets a packed copy (infer_kernels.h): whole 16-row groups of
+ * a type the best kernel set multiplies packed. */
+static bool packs(const struct infer_weight *w)
 {
-    if (w->rows % INFER_Q8R_ROWS != 0 ||
-        infer_packed_fn(infer_kernels_best(), w->type) == NULL ||
-        infer_packed_group_bytes(w->type, w->cols) == 0)
-        return 0;
-    return w->type;
+    return w->rows % INFER_Q8R_ROWS == 0 &&
+           infer_packed_fn(infer_kernels_best(), w->type) != NULL &&
+           infer_packed_group_bytes(w->type, w->cols) != 0;
 }
 
 static size_t packed_bytes(const struct infer_weight *w)
@@ -613,7 +611,7 @@ static int repack_all(struct infer_model *m, const struct infer_model_params *p,
     w[nw - 1] = &m->output;
     size_t total = 0;
     for (int i = 0; i < nw; i++)
-        total += pack_type(w[i]) != 0 ? packed_bytes(w[i]) : 0;
+        total += packs(w[i]) ? packed_bytes(w[i]) : 0;
     if (total > 0) {
         m->packed = infer_alloc_big(total);
         if (m->packed == NULL) {
@@ -624,7 +622,7 @@ static int repack_all(struct infer_model *m, const struct infer_model_params *p,
     }
     char *at = m->packed;
     for (int i = 0; i < nw; i++)
-        if (pack_type(w[i]) != 0) {
+        if (packs(w[i])) {
             repack(w[i], at);
             at += packed_bytes(w[i]);
         }
