@@ -349,10 +349,13 @@ ALWAYS_INLINE void q51r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
     }
 }
 
-ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
-                             size_t xa_stride, int ns, float *y, int64_t ldy,
-                             const char *pf, size_t pf_lines)
+/* Q4KR (nib: two sub-blocks a byte) and Q5KR (a byte a quant), as the
+ * AVX-512 set's k45_tile. */
+ALWAYS_INLINE void k45_tile(const uint8_t *gp, int64_t nsb, const char *xa,
+                            size_t xa_stride, int ns, float *y, int64_t ldy,
+                            const char *pf, size_t pf_lines, bool nib)
 {
+    const size_t sbb = nib ? INFER_Q4KR_SB : INFER_Q5KR_SB;
     __m256 facc[KR2_S][2];
     const struct infer_q8k *x[KR2_S];
     for (int s = 0; s < ns; s++) {
@@ -362,7 +365,7 @@ ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
     const __m256i lo4 = _mm256_set1_epi8(0x0f);
     size_t due = 0;
     for (int64_t i = 0; i < nsb; i++) {
-        const uint8_t *sb = gp + (size_t)i * INFER_Q4KR_SB;
+        const uint8_t *sb = gp + (size_t)i * sbb;
         infer__q8r_prefetch(&due, pf_lines, nsb, &pf);
         const uint8_t *q = sb + 320;
         __m256i sumi[KR2_S][2];
@@ -374,10 +377,15 @@ ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
                 for (int s = 0; s < ns; s++)
                     alo[s] = ahi[s] = _mm256_setzero_si256();
                 for (int t = 0; t < 8; t++) {
-                    __m256i v = _mm256_loadu_si256(
-                        (const __m256i *)(q + 512 * c + 64 * t + 32 * h));
-                    __m256i wl = _mm256_and_si256(v, lo4);
-                    __m256i wh = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+                    const uint8_t *l = nib ? q + 512 * c + 64 * t + 32 * h
+                                           : q + 1024 * c + 64 * t + 32 * h;
+                    __m256i wl = _mm256_loadu_si256((const __m256i *)l), wh;
+                    if (nib) {
+                        wh = _mm256_and_si256(_mm256_srli_epi16(wl, 4), lo4);
+                        wl = _mm256_and_si256(wl, lo4);
+                    } else {
+                        wh = _mm256_loadu_si256((const __m256i *)(l + 512));
+                    }
                     for (int s = 0; s < ns; s++) {
                         const int8_t *xq = x[s][i].qs + 64 * c + 4 * t;
                         alo[s] = dot4u(alo[s], wl, bcast4(xq));
@@ -426,70 +434,10 @@ ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
     }
 }
 
-/* Q5KR: q4kr_tile's steps with a byte a quant. */
-ALWAYS_INLINE void q5kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
-                             size_t xa_stride, int ns, float *y, int64_t ldy,
-                             const char *pf, size_t pf_lines)
-{
-    __m256 facc[KR2_S][2];
-    const struct infer_q8k *x[KR2_S];
-    for (int s = 0; s < ns; s++) {
-        facc[s][0] = facc[s][1] = _mm256_setzero_ps();
-        x[s] = (const struct infer_q8k *)(xa + (size_t)s * xa_stride);
-    }
-    size_t due = 0;
-    for (int64_t i = 0; i < nsb; i++) {
-        const uint8_t *sb = gp + (size_t)i * INFER_Q5KR_SB;
-        infer__q8r_prefetch(&due, pf_lines, nsb, &pf);
-        const uint8_t *q = sb + 320;
-        for (int h = 0; h < 2; h++) {
-            __m256i sumi[KR2_S], summ[KR2_S];
-            for (int s = 0; s < ns; s++)
-                sumi[s] = summ[s] = _mm256_setzero_si256();
-            for (int j = 0; j < 8; j++) {
-                __m256i acc[KR2_S];
-                for (int s = 0; s < ns; s++)
-                    acc[s] = _mm256_setzero_si256();
-                for (int t = 0; t < 8; t++) {
-                    __m256i wv = _mm256_loadu_si256(
-                        (const __m256i *)(q + 512 * j + 64 * t + 32 * h));
-                    for (int s = 0; s < ns; s++)
-                        acc[s] = dot4u(acc[s], wv,
-                                       bcast4(x[s][i].qs + 32 * j + 4 * t));
-                }
-                __m256i scj = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                    (const __m128i *)(sb + 64 + 16 * j + 8 * h)));
-                for (int s = 0; s < ns; s++)
-                    sumi[s] = _mm256_add_epi32(sumi[s],
-                                               _mm256_mullo_epi32(acc[s], scj));
-            }
-            for (int t = 0; t < 4; t++) {
-                __m256i mt = _mm256_cvtepu8_epi16(_mm_loadu_si128(
-                    (const __m128i *)(sb + 192 + 32 * t + 16 * h)));
-                for (int s = 0; s < ns; s++) {
-                    const int16_t *bs = x[s][i].bsums + 4 * t;
-                    int32_t pr =
-                        (int32_t)((uint32_t)(uint16_t)(bs[0] + bs[1]) |
-                                  (uint32_t)(uint16_t)(bs[2] + bs[3]) << 16);
-                    summ[s] = _mm256_add_epi32(
-                        summ[s], _mm256_madd_epi16(mt, _mm256_set1_epi32(pr)));
-                }
-            }
-            __m256 d = halfs8(sb + 16 * h), dmin = halfs8(sb + 32 + 16 * h);
-            for (int s = 0; s < ns; s++) {
-                __m256 a = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sumi[s]));
-                __m256 b = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(summ[s]));
-                facc[s][h] = _mm256_add_ps(
-                    facc[s][h], _mm256_mul_ps(_mm256_set1_ps(x[s][i].d),
-                                              _mm256_sub_ps(a, b)));
-            }
-        }
-    }
-    for (int s = 0; s < ns; s++) {
-        _mm256_storeu_ps(y + (size_t)s * ldy, facc[s][0]);
-        _mm256_storeu_ps(y + (size_t)s * ldy + 8, facc[s][1]);
-    }
-}
+#define Q4KR_TILE(gp, nsb, xa, st, ns, y, ldy, pf, pl)                         \
+    k45_tile(gp, nsb, xa, st, ns, y, ldy, pf, pl, true)
+#define Q5KR_TILE(gp, nsb, xa, st, ns, y, ldy, pf, pl)                         \
+    k45_tile(gp, nsb, xa, st, ns, y, ldy, pf, pl, false)
 
 ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
                              size_t xa_stride, int ns, float *y, int64_t ldy,
@@ -566,8 +514,8 @@ ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
     }
 KR2_TILES(q4r_tiles, q4r_tile)
 KR2_TILES(q51r_tiles, q51r_tile)
-KR2_TILES(q4kr_tiles, q4kr_tile)
-KR2_TILES(q5kr_tiles, q5kr_tile)
+KR2_TILES(q4kr_tiles, Q4KR_TILE)
+KR2_TILES(q5kr_tiles, Q5KR_TILE)
 KR2_TILES(q6kr_tiles, q6kr_tile)
 PACKED_DRIVER(mm_q4r, q4r_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q4_0, INFER_QK)
 PACKED_DRIVER(mm_q51r, q51r_tiles, KR2_S, Q8R_AHEAD, INFER_TYPE_Q5_1, INFER_QK)

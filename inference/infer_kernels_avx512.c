@@ -526,8 +526,8 @@ ALWAYS_INLINE void q51r_tile(const uint8_t *gp, int64_t nblk, const char *xa,
  * steps, in its order, on 16 rows at once. The same bits as the scalar
  * set's row-major kernels, whatever the batch. */
 
-#define KR_S   6 /* activation rows per pass over a Q6KR group */
-#define Q4KR_S 4 /* and a Q4KR group (two sums per sub-block pair) */
+#define KR_S  6 /* activation rows per pass over a Q6KR group */
+#define K45_S 4 /* and a Q4KR or Q5KR group (two sums per sub-block pair) */
 
 /* Two int16 in one int32 lane: a low, b high (a VPDPWSSD pair). */
 ALWAYS_INLINE __m512i pair16(int a, int b)
@@ -536,34 +536,46 @@ ALWAYS_INLINE __m512i pair16(int a, int b)
         (int32_t)(((uint32_t)(uint16_t)a) | ((uint32_t)(uint16_t)b << 16)));
 }
 
-ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
-                             size_t xa_stride, int ns, float *y, int64_t ldy,
-                             const char *pf, size_t pf_lines)
+/* Q4KR (nib: two sub-blocks a byte, the second masked in place, so 16 x
+ * its quants) and Q5KR (a byte a quant), sub-blocks 2c and 2c + 1 at a
+ * time; the same scales, mins and float steps. */
+ALWAYS_INLINE void k45_tile(const uint8_t *gp, int64_t nsb, const char *xa,
+                            size_t xa_stride, int ns, float *y, int64_t ldy,
+                            const char *pf, size_t pf_lines, bool nib)
 {
-    __m512 facc[Q4KR_S];
-    const struct infer_q8k *x[Q4KR_S];
+    const size_t sbb = nib ? INFER_Q4KR_SB : INFER_Q5KR_SB;
+    __m512 facc[K45_S];
+    const struct infer_q8k *x[K45_S];
     for (int s = 0; s < ns; s++) {
         facc[s] = _mm512_setzero_ps();
         x[s] = (const struct infer_q8k *)(xa + (size_t)s * xa_stride);
     }
+    const __m512i lo4 = _mm512_set1_epi8(0x0f), hi4 = _mm512_set1_epi8(-16);
     size_t due = 0;
     for (int64_t i = 0; i < nsb; i++) {
-        const uint8_t *sb = gp + (size_t)i * INFER_Q4KR_SB;
+        const uint8_t *sb = gp + (size_t)i * sbb;
         infer__q8r_prefetch(&due, pf_lines, nsb, &pf);
         const uint8_t *q = sb + 320;
-        const __m512i lo4 = _mm512_set1_epi8(0x0f), hi4 = _mm512_set1_epi8(-16);
-        __m512i sumi[Q4KR_S], sumi16[Q4KR_S], summ[Q4KR_S];
+        __m512i sumi[K45_S], sumi2[K45_S], summ[K45_S];
         for (int s = 0; s < ns; s++)
-            sumi[s] = sumi16[s] = summ[s] = _mm512_setzero_si512();
-        for (int c = 0; c < 4; c++) { /* sub-blocks 2c (low), 2c + 1 */
-            __m512i alo[Q4KR_S], ahi[Q4KR_S];
+            sumi[s] = sumi2[s] = summ[s] = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) { /* sub-blocks 2c, 2c + 1 */
+            __m512i alo[K45_S], ahi[K45_S];
             for (int s = 0; s < ns; s++)
                 alo[s] = ahi[s] = _mm512_setzero_si512();
             for (int t = 0; t < 8; t++) {
-                __m512i v =
-                    _mm512_loadu_si512((const void *)(q + 512 * c + 64 * t));
-                __m512i wl = _mm512_and_si512(v, lo4);
-                __m512i wh = _mm512_and_si512(v, hi4); /* 16 x quant */
+                __m512i wl, wh;
+                if (nib) {
+                    __m512i v = _mm512_loadu_si512(
+                        (const void *)(q + 512 * c + 64 * t));
+                    wl = _mm512_and_si512(v, lo4);
+                    wh = _mm512_and_si512(v, hi4); /* 16 x quant */
+                } else {
+                    wl = _mm512_loadu_si512(
+                        (const void *)(q + 1024 * c + 64 * t));
+                    wh = _mm512_loadu_si512(
+                        (const void *)(q + 1024 * c + 512 + 64 * t));
+                }
                 for (int s = 0; s < ns; s++) {
                     const int8_t *xq = x[s][i].qs + 64 * c + 4 * t;
                     alo[s] = _mm512_dpbusd_epi32(
@@ -580,13 +592,13 @@ ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
             for (int s = 0; s < ns; s++) {
                 sumi[s] =
                     _mm512_add_epi32(sumi[s], _mm512_mullo_epi32(alo[s], sc0));
-                sumi16[s] = _mm512_add_epi32(sumi16[s],
-                                             _mm512_mullo_epi32(ahi[s], sc1));
+                sumi2[s] =
+                    _mm512_add_epi32(sumi2[s], _mm512_mullo_epi32(ahi[s], sc1));
             }
         }
-        for (int s = 0; s < ns; s++) /* exact: sumi16 is 16 x an integer */
-            sumi[s] =
-                _mm512_add_epi32(sumi[s], _mm512_srai_epi32(sumi16[s], 4));
+        for (int s = 0; s < ns; s++) /* exact: 16 x an integer if nib */
+            sumi[s] = _mm512_add_epi32(
+                sumi[s], nib ? _mm512_srai_epi32(sumi2[s], 4) : sumi2[s]);
         for (int t = 0; t < 4; t++) {
             __m512i mt = _mm512_cvtepu8_epi16(
                 _mm256_loadu_si256((const __m256i *)(sb + 192 + 32 * t)));
@@ -611,67 +623,10 @@ ALWAYS_INLINE void q4kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
         _mm512_storeu_ps(y + (size_t)s * ldy, facc[s]);
 }
 
-/* Q5KR: Q4KR's steps with a byte a quant (no nibbles to mask). */
-ALWAYS_INLINE void q5kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
-                             size_t xa_stride, int ns, float *y, int64_t ldy,
-                             const char *pf, size_t pf_lines)
-{
-    __m512 facc[KR_S];
-    const struct infer_q8k *x[KR_S];
-    for (int s = 0; s < ns; s++) {
-        facc[s] = _mm512_setzero_ps();
-        x[s] = (const struct infer_q8k *)(xa + (size_t)s * xa_stride);
-    }
-    size_t due = 0;
-    for (int64_t i = 0; i < nsb; i++) {
-        const uint8_t *sb = gp + (size_t)i * INFER_Q5KR_SB;
-        infer__q8r_prefetch(&due, pf_lines, nsb, &pf);
-        const uint8_t *q = sb + 320;
-        __m512i sumi[KR_S], summ[KR_S];
-        for (int s = 0; s < ns; s++)
-            sumi[s] = summ[s] = _mm512_setzero_si512();
-        for (int j = 0; j < 8; j++) {
-            __m512i acc[KR_S];
-            for (int s = 0; s < ns; s++)
-                acc[s] = _mm512_setzero_si512();
-            for (int t = 0; t < 8; t++) {
-                __m512i wv =
-                    _mm512_loadu_si512((const void *)(q + 512 * j + 64 * t));
-                for (int s = 0; s < ns; s++)
-                    acc[s] =
-                        _mm512_dpbusd_epi32(acc[s], wv,
-                                            _mm512_set1_epi32(infer__load_i32(
-                                                x[s][i].qs + 32 * j + 4 * t)));
-            }
-            __m512i scj = _mm512_cvtepu8_epi32(
-                _mm_loadu_si128((const __m128i *)(sb + 64 + 16 * j)));
-            for (int s = 0; s < ns; s++)
-                sumi[s] =
-                    _mm512_add_epi32(sumi[s], _mm512_mullo_epi32(acc[s], scj));
-        }
-        for (int t = 0; t < 4; t++) {
-            __m512i mt = _mm512_cvtepu8_epi16(
-                _mm256_loadu_si256((const __m256i *)(sb + 192 + 32 * t)));
-            for (int s = 0; s < ns; s++) {
-                const int16_t *bs = x[s][i].bsums + 4 * t;
-                summ[s] = _mm512_dpwssd_epi32(
-                    summ[s], mt, pair16(bs[0] + bs[1], bs[2] + bs[3]));
-            }
-        }
-        __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const void *)sb));
-        __m512 dmin =
-            _mm512_cvtph_ps(_mm256_loadu_si256((const void *)(sb + 32)));
-        for (int s = 0; s < ns; s++) {
-            __m512 a = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sumi[s]));
-            __m512 b = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(summ[s]));
-            facc[s] =
-                _mm512_add_ps(facc[s], _mm512_mul_ps(_mm512_set1_ps(x[s][i].d),
-                                                     _mm512_sub_ps(a, b)));
-        }
-    }
-    for (int s = 0; s < ns; s++)
-        _mm512_storeu_ps(y + (size_t)s * ldy, facc[s]);
-}
+#define Q4KR_TILE(gp, nsb, xa, st, ns, y, ldy, pf, pl)                         \
+    k45_tile(gp, nsb, xa, st, ns, y, ldy, pf, pl, true)
+#define Q5KR_TILE(gp, nsb, xa, st, ns, y, ldy, pf, pl)                         \
+    k45_tile(gp, nsb, xa, st, ns, y, ldy, pf, pl, false)
 
 ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
                              size_t xa_stride, int ns, float *y, int64_t ldy,
@@ -753,14 +708,15 @@ ALWAYS_INLINE void q6kr_tile(const uint8_t *gp, int64_t nsb, const char *xa,
     }
 KR_TILES(q4r_tiles, q4r_tile, Q4R_S)
 KR_TILES(q51r_tiles, q51r_tile, Q51R_S)
-KR_TILES(q4kr_tiles, q4kr_tile, Q4KR_S)
-KR_TILES(q5kr_tiles, q5kr_tile, KR_S)
+KR_TILES(q4kr_tiles, Q4KR_TILE, K45_S)
+KR_TILES(q5kr_tiles, Q5KR_TILE, K45_S)
 KR_TILES(q6kr_tiles, q6kr_tile, KR_S)
 PACKED_DRIVER(mm_q4r, q4r_tiles, Q4R_S, Q8R_AHEAD, INFER_TYPE_Q4_0, INFER_QK)
 PACKED_DRIVER(mm_q51r, q51r_tiles, Q51R_S, Q8R_AHEAD, INFER_TYPE_Q5_1, INFER_QK)
-PACKED_DRIVER(mm_q4kr, q4kr_tiles, Q4KR_S, Q8R_AHEAD, INFER_TYPE_Q4_K,
+PACKED_DRIVER(mm_q4kr, q4kr_tiles, K45_S, Q8R_AHEAD, INFER_TYPE_Q4_K,
               INFER_QK_K)
-PACKED_DRIVER(mm_q5kr, q5kr_tiles, KR_S, Q8R_AHEAD, INFER_TYPE_Q5_K, INFER_QK_K)
+PACKED_DRIVER(mm_q5kr, q5kr_tiles, K45_S, Q8R_AHEAD, INFER_TYPE_Q5_K,
+              INFER_QK_K)
 PACKED_DRIVER(mm_q6kr, q6kr_tiles, KR_S, Q8R_AHEAD, INFER_TYPE_Q6_K, INFER_QK_K)
 
 MM_DRIVER(static, mm_f32, row_f32, float)

@@ -899,20 +899,29 @@ size_t infer_packed_group_bytes(uint32_t type, int64_t k)
     return 0;
 }
 
+/* Row r's fp16 scales and 6-bit scales and mins (Q4_K's and Q5_K's
+ * packing) into super-block sb of Q4KR or Q5KR. */
+static void pack_k4_scales(uint16_t d, uint16_t dmin, const uint8_t *scales,
+                           int r, uint8_t *sb)
+{
+    uint16_t *dd = (uint16_t *)sb;
+    uint8_t *sc = sb + 64, *mn = sb + 192;
+    dd[r] = d;
+    dd[16 + r] = dmin;
+    for (int j = 0; j < 8; j++) {
+        int scj, mj;
+        k4_scale_min(j, scales, &scj, &mj);
+        sc[16 * j + r] = (uint8_t)scj;
+        mn[32 * (j / 2) + 2 * r + j % 2] = (uint8_t)mj;
+    }
+}
+
 static void pack_q4kr(const struct infer_block_q4_k *const *src, uint8_t *sb)
 {
-    uint16_t *d = (uint16_t *)sb;
-    uint8_t *sc = sb + 64, *mn = sb + 192, *q = sb + 320;
+    uint8_t *q = sb + 320;
     for (int r = 0; r < INFER_Q8R_ROWS; r++) {
         const struct infer_block_q4_k *b = src[r];
-        d[r] = b->d;
-        d[16 + r] = b->dmin;
-        for (int j = 0; j < 8; j++) {
-            int scj, mj;
-            k4_scale_min(j, b->scales, &scj, &mj);
-            sc[16 * j + r] = (uint8_t)scj;
-            mn[32 * (j / 2) + 2 * r + j % 2] = (uint8_t)mj;
-        }
+        pack_k4_scales(b->d, b->dmin, b->scales, r, sb);
         /* The file's bytes already pair sub-blocks 2c and 2c + 1. */
         for (int c = 0; c < 4; c++)
             for (int t = 0; t < 8; t++)
@@ -923,21 +932,13 @@ static void pack_q4kr(const struct infer_block_q4_k *const *src, uint8_t *sb)
 
 static void pack_q5kr(const struct infer_block_q5_k *const *src, uint8_t *sb)
 {
-    uint16_t *d = (uint16_t *)sb;
-    uint8_t *sc = sb + 64, *mn = sb + 192, *q = sb + 320;
+    uint8_t *q = sb + 320;
     for (int r = 0; r < INFER_Q8R_ROWS; r++) {
         const struct infer_block_q5_k *b = src[r];
-        d[r] = b->d;
-        d[16 + r] = b->dmin;
-        for (int j = 0; j < 8; j++) {
-            int scj, mj;
-            k4_scale_min(j, b->scales, &scj, &mj);
-            sc[16 * j + r] = (uint8_t)scj;
-            mn[32 * (j / 2) + 2 * r + j % 2] = (uint8_t)mj;
-            for (int e = 0; e < 32; e++)
-                q[512 * j + 64 * (e / 4) + 4 * r + e % 4] =
-                    (uint8_t)q5k_value(b, 32 * j + e);
-        }
+        pack_k4_scales(b->d, b->dmin, b->scales, r, sb);
+        for (int e = 0; e < INFER_QK_K; e++)
+            q[512 * (e / 32) + 64 * (e % 32 / 4) + 4 * r + e % 4] =
+                (uint8_t)q5k_value(b, e);
     }
 }
 
