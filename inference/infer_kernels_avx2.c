@@ -753,74 +753,60 @@ static inline int32_t hsum256_epi32(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
-/* infer_quantize_q8a: the same max (max(|a|, m) keeps m when |a| is NaN,
- * as the reference's compare does), the same division, the same
- * round-to-nearest-even (cvtps2dq in the default rounding mode), NaN or
- * out-of-range products as 0, and int32 -> int8 by truncation (the low
- * byte, as the reference's cast): the same bits. */
-static void quant_q8a(const float *x, struct infer_q8a *y, int64_t k)
+/* The largest |x| of n floats (a multiple of 8); max(|a|, m) keeps m when
+ * |a| is NaN, as the reference's compare does. */
+static inline float abs_max8(const float *x, int n)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int c = 0; c < n; c += 8)
+        m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + c)), m);
+    return hmax256(m);
+}
+
+/* 8 floats times id, rounded to nearest even (cvtps2dq in the default
+ * rounding mode), NaN or out-of-range products as 0, stored to q as int8
+ * by truncation (the low byte, as the reference's cast); returns the ints. */
+static inline __m256i quant8(const float *x, __m256 id, int8_t *q)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.5f);
     const __m256i low = _mm256_setr_epi8(
         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8,
         12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     const __m256i two = _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1);
+    __m256 p = _mm256_mul_ps(_mm256_loadu_ps(x), id);
+    __m256 ok = _mm256_cmp_ps(_mm256_andnot_ps(sign, p), lim, _CMP_LE_OQ);
+    __m256i v =
+        _mm256_and_si256(_mm256_cvtps_epi32(p), _mm256_castps_si256(ok));
+    __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, low), two);
+    _mm_storel_epi64((__m128i *)(void *)q, _mm256_castsi256_si128(b));
+    return v;
+}
+
+/* infer_quantize_q8a and infer_quantize_q8k with the helpers above: the
+ * same max, the same division, the same rounding: the same bits. */
+static void quant_q8a(const float *x, struct infer_q8a *y, int64_t k)
+{
     for (int64_t i = 0; i < k / INFER_QK; i++, x += INFER_QK) {
-        __m256 v[4], m = _mm256_setzero_ps();
-        for (int c = 0; c < 4; c++) {
-            v[c] = _mm256_loadu_ps(x + 8 * c);
-            m = _mm256_max_ps(_mm256_andnot_ps(sign, v[c]), m);
-        }
-        float d = hmax256(m) / 127, id = d > 0 ? 1 / d : 0;
-        const __m256 vid = _mm256_set1_ps(id);
+        float d = abs_max8(x, INFER_QK) / 127, id = d > 0 ? 1 / d : 0;
         __m256i sum = _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++) {
-            __m256 p = _mm256_mul_ps(v[c], vid);
-            __m256 ok =
-                _mm256_cmp_ps(_mm256_andnot_ps(sign, p), lim, _CMP_LE_OQ);
-            __m256i q = _mm256_and_si256(_mm256_cvtps_epi32(p),
-                                         _mm256_castps_si256(ok));
-            sum = _mm256_add_epi32(sum, q);
-            __m256i b =
-                _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(q, low), two);
-            _mm_storel_epi64((__m128i *)(void *)(y[i].qs + 8 * c),
-                             _mm256_castsi256_si128(b));
-        }
+        for (int c = 0; c < 4; c++)
+            sum = _mm256_add_epi32(
+                sum, quant8(x + 8 * c, _mm256_set1_ps(id), y[i].qs + 8 * c));
         y[i].d = d;
         y[i].nsum128 = -128 * hsum256_epi32(sum);
     }
 }
 
-/* infer_quantize_q8k the same way, with the 16-element sums. */
 static void quant_q8k(const float *x, struct infer_q8k *y, int64_t k)
 {
-    const __m256 sign = _mm256_set1_ps(-0.0f), lim = _mm256_set1_ps(127.5f);
-    const __m256i low = _mm256_setr_epi8(
-        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8,
-        12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m256i two = _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1);
     for (int64_t i = 0; i < k / INFER_QK_K; i++, x += INFER_QK_K) {
-        __m256 m = _mm256_setzero_ps();
-        for (int c = 0; c < 32; c++)
-            m = _mm256_max_ps(
-                _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * c)), m);
-        float d = hmax256(m) / 127, id = d > 0 ? 1 / d : 0;
-        const __m256 vid = _mm256_set1_ps(id);
+        float d = abs_max8(x, INFER_QK_K) / 127, id = d > 0 ? 1 / d : 0;
         for (int g = 0; g < 16; g++) {
-            __m256i sum = _mm256_setzero_si256();
-            for (int h = 0; h < 2; h++) {
-                int c = 2 * g + h;
-                __m256 p = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * c), vid);
-                __m256 ok =
-                    _mm256_cmp_ps(_mm256_andnot_ps(sign, p), lim, _CMP_LE_OQ);
-                __m256i q = _mm256_and_si256(_mm256_cvtps_epi32(p),
-                                             _mm256_castps_si256(ok));
-                sum = _mm256_add_epi32(sum, q);
-                __m256i b = _mm256_permutevar8x32_epi32(
-                    _mm256_shuffle_epi8(q, low), two);
-                _mm_storel_epi64((__m128i *)(void *)(y[i].qs + 8 * c),
-                                 _mm256_castsi256_si128(b));
-            }
+            __m256i sum = _mm256_add_epi32(
+                quant8(x + 16 * g, _mm256_set1_ps(id), y[i].qs + 16 * g),
+                quant8(x + 16 * g + 8, _mm256_set1_ps(id),
+                       y[i].qs + 16 * g + 8));
             y[i].bsums[g] = (int16_t)hsum256_epi32(sum);
         }
         y[i].d = d;

@@ -839,50 +839,50 @@ static void attn_v(const float *a, int64_t lda, int nh, const uint16_t *v,
     }
 }
 
-/* infer_quantize_q8a, one block per pair of registers: the same max, the
- * same division, the same round-to-nearest-even (cvtps2dq in the default
- * rounding mode, as lrintf), so the same bits. */
+/* The largest |x| of n floats (a multiple of 16); max(|a|, m) keeps m
+ * when |a| is NaN, as the reference's compare does. */
+static inline float abs_max16(const float *x, int n)
+{
+    __m512 m = _mm512_setzero_ps();
+    for (int c = 0; c < n; c += 16)
+        m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + c)), m);
+    return _mm512_reduce_max_ps(m);
+}
+
+/* 16 floats times id, rounded to nearest even (cvtps2dq in the default
+ * rounding mode, as lrintf), NaN or out-of-range products as 0, stored to
+ * q as int8 by truncation (as the reference's cast); returns the ints. */
+static inline __m512i quant16(const float *x, __m512 id, int8_t *q)
+{
+    __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x), id);
+    __mmask16 ok = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(127.5f),
+                                      _CMP_LE_OQ);
+    __m512i r = _mm512_maskz_cvtps_epi32(ok, v);
+    _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(r));
+    return r;
+}
+
+/* infer_quantize_q8a and infer_quantize_q8k with the helpers above: the
+ * same max, the same division, the same rounding: the same bits. */
 static void quant_q8a(const float *x, struct infer_q8a *y, int64_t k)
 {
     for (int64_t i = 0; i < k / INFER_QK; i++, x += INFER_QK) {
-        __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
-        /* max(|a|, m) keeps m when |a| is NaN, as fmaxf does. */
-        __m512 m = _mm512_max_ps(_mm512_abs_ps(a), _mm512_setzero_ps());
-        m = _mm512_max_ps(_mm512_abs_ps(b), m);
-        float d = _mm512_reduce_max_ps(m) / 127, id = d > 0 ? 1 / d : 0;
-        __m512 vid = _mm512_set1_ps(id), lim = _mm512_set1_ps(127.5f);
-        __m512 va = _mm512_mul_ps(a, vid), vb = _mm512_mul_ps(b, vid);
-        /* NaN or infinite products become 0, as in the reference. */
-        __mmask16 ma = _mm512_cmp_ps_mask(_mm512_abs_ps(va), lim, _CMP_LE_OQ);
-        __mmask16 mb = _mm512_cmp_ps_mask(_mm512_abs_ps(vb), lim, _CMP_LE_OQ);
-        __m512i qa = _mm512_maskz_cvtps_epi32(ma, va);
-        __m512i qb = _mm512_maskz_cvtps_epi32(mb, vb);
-        _mm_storeu_si128((__m128i *)y[i].qs, _mm512_cvtepi32_epi8(qa));
-        _mm_storeu_si128((__m128i *)(y[i].qs + 16), _mm512_cvtepi32_epi8(qb));
+        float d = abs_max16(x, INFER_QK) / 127, id = d > 0 ? 1 / d : 0;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i qa = quant16(x, vid, y[i].qs);
+        __m512i qb = quant16(x + 16, vid, y[i].qs + 16);
         y[i].d = d;
         y[i].nsum128 = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(qa, qb));
     }
 }
 
-/* infer_quantize_q8k, 16 elements a register: as quant_q8a, with the
- * 16-element sums. The same bits. */
 static void quant_q8k(const float *x, struct infer_q8k *y, int64_t k)
 {
     for (int64_t i = 0; i < k / INFER_QK_K; i++, x += INFER_QK_K) {
-        __m512 m = _mm512_setzero_ps();
+        float d = abs_max16(x, INFER_QK_K) / 127, id = d > 0 ? 1 / d : 0;
         for (int g = 0; g < 16; g++)
-            m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * g)), m);
-        float d = _mm512_reduce_max_ps(m) / 127, id = d > 0 ? 1 / d : 0;
-        const __m512 vid = _mm512_set1_ps(id), lim = _mm512_set1_ps(127.5f);
-        for (int g = 0; g < 16; g++) {
-            __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), vid);
-            __mmask16 ok =
-                _mm512_cmp_ps_mask(_mm512_abs_ps(v), lim, _CMP_LE_OQ);
-            __m512i q = _mm512_maskz_cvtps_epi32(ok, v);
-            _mm_storeu_si128((__m128i *)(y[i].qs + 16 * g),
-                             _mm512_cvtepi32_epi8(q));
-            y[i].bsums[g] = (int16_t)_mm512_reduce_add_epi32(q);
-        }
+            y[i].bsums[g] = (int16_t)_mm512_reduce_add_epi32(
+                quant16(x + 16 * g, _mm512_set1_ps(id), y[i].qs + 16 * g));
         y[i].d = d;
     }
 }
