@@ -416,6 +416,36 @@ TEST(matmul_result_independent_of_tiling)
     }
 }
 
+/* How many ways the packed kernel fn over wp (48 rows, k columns) fails to
+ * give ys (nb activation rows at xa, ab bytes apart; y rows of 48): the
+ * whole product, each 16-row group against each activation row alone (the
+ * first cold), and the middle group against activation rows [1, nb). */
+static int packed_mismatches(infer_mm_packed_fn fn, const void *wp, int64_t k,
+                             const unsigned char *xa, size_t ab, int nb,
+                             const float *ys)
+{
+    enum { R = 48 };
+    float *yv = malloc(sizeof(float) * nb * R);
+    fn(wp, k, 0, R, R, true, xa, ab, nb, yv, R);
+    int bad = memcmp(yv, ys, sizeof(float) * nb * R) != 0;
+    for (int g = 0; g < R / 16; g++)
+        for (int b = 0; b < nb; b++) {
+            float one[R];
+            fn(wp, k, 16 * g, 16 * g + 16, R, g == 0, xa + b * ab, ab, 1, one,
+               R);
+            bad += memcmp(one + 16 * g, ys + b * R + 16 * g,
+                          16 * sizeof(float)) != 0;
+        }
+    if (nb > 1) {
+        fn(wp, k, 16, 32, 32, false, xa + ab, ab, nb - 1, yv, R);
+        for (int b = 0; b < nb - 1; b++)
+            bad += memcmp(yv + b * R + 16, ys + (b + 1) * R + 16,
+                          16 * sizeof(float)) != 0;
+    }
+    free(yv);
+    return bad;
+}
+
 /* The Q8R layout (Q8_0, 16 rows interleaved): every set that has the
  * packed kernel gives the scalar reference's bits, within float rounding
  * of a float64 product of the same quantised values, and the same bits
@@ -432,8 +462,7 @@ static int check_q8r(int64_t k, int nb)
     float *wd = malloc(sizeof(float) * R * k);
     unsigned char *wq = malloc(rb * R), *xa = malloc(ab * nb);
     void *wp = aligned_alloc(64, (pb + 63) / 64 * 64);
-    float *ys = malloc(sizeof(float) * nb * R),
-          *yv = malloc(sizeof(float) * nb * R);
+    float *ys = malloc(sizeof(float) * nb * R);
     int bad = 0;
     fill(w, R * k, 0.7);
     fill(x, nb * k, 1.5);
@@ -463,24 +492,7 @@ static int check_q8r(int64_t k, int nb)
     for (int s = 1; (ks = next_set(&s)) != NULL;) {
         if (ks->mm_q8r == NULL)
             continue;
-        ks->mm_q8r(wp, k, 0, R, R, true, xa, ab, nb, yv, R);
-        bad += memcmp(yv, ys, sizeof(float) * nb * R) != 0;
-        /* One group against one activation row at a time, and the
-         * middle group against activation rows [1, nb). */
-        for (int g = 0; g < R / 16; g++)
-            for (int b = 0; b < nb; b++) {
-                float one[R];
-                ks->mm_q8r(wp, k, 16 * g, 16 * g + 16, R, g == 0, xa + b * ab,
-                           ab, 1, one, R);
-                bad += memcmp(one + 16 * g, ys + b * R + 16 * g,
-                              16 * sizeof(float)) != 0;
-            }
-        if (nb > 1) {
-            ks->mm_q8r(wp, k, 16, 32, 32, false, xa + ab, ab, nb - 1, yv, R);
-            for (int b = 0; b < nb - 1; b++)
-                bad += memcmp(yv + b * R + 16, ys + (b + 1) * R + 16,
-                              16 * sizeof(float)) != 0;
-        }
+        bad += packed_mismatches(ks->mm_q8r, wp, k, xa, ab, nb, ys);
     }
     if (bad)
         fprintf(stderr, "q8r k=%lld nb=%d: %d mismatches\n", (long long)k, nb,
@@ -492,7 +504,6 @@ static int check_q8r(int64_t k, int nb)
     free(xa);
     free(wp);
     free(ys);
-    free(yv);
     return bad;
 }
 
@@ -521,8 +532,7 @@ static int check_kr(uint32_t t, int64_t k, int nb)
           *x = malloc(sizeof(float) * nb * k);
     unsigned char *wq = malloc(rb * R), *xa = malloc(ab * nb);
     void *wp = aligned_alloc(64, (pb + 63) / 64 * 64);
-    float *ys = malloc(sizeof(float) * nb * R),
-          *yv = malloc(sizeof(float) * nb * R);
+    float *ys = malloc(sizeof(float) * nb * R);
     int bad = 0, sets = 0;
     fill(w, R * k, 0.7);
     fill(x, nb * k, 1.5);
@@ -538,16 +548,7 @@ static int check_kr(uint32_t t, int64_t k, int nb)
         if (fn == NULL)
             continue;
         sets++;
-        fn(wp, k, 0, R, R, true, xa, ab, nb, yv, R);
-        bad += memcmp(yv, ys, sizeof(float) * nb * R) != 0;
-        for (int g = 0; g < R / 16; g++)
-            for (int b = 0; b < nb; b++) {
-                float one[R];
-                fn(wp, k, 16 * g, 16 * g + 16, R, g == 0, xa + b * ab, ab, 1,
-                   one, R);
-                bad += memcmp(one + 16 * g, ys + b * R + 16 * g,
-                              sizeof(float) * 16) != 0;
-            }
+        bad += packed_mismatches(fn, wp, k, xa, ab, nb, ys);
     }
     if (bad)
         fprintf(stderr, "%s k=%lld nb=%d: %d mismatches\n", infer_type_name(t),
@@ -560,7 +561,6 @@ static int check_kr(uint32_t t, int64_t k, int nb)
     free(xa);
     free(wp);
     free(ys);
-    free(yv);
     return bad;
 }
 
@@ -584,8 +584,7 @@ static int check_q4r(int64_t k, int nb)
                   *xa = malloc(ab * nb);
     void *wp = aligned_alloc(64, (pb + 63) / 64 * 64),
          *wp8 = aligned_alloc(64, (pb8 + 63) / 64 * 64);
-    float *ys = malloc(sizeof(float) * nb * R),
-          *yv = malloc(sizeof(float) * nb * R);
+    float *ys = malloc(sizeof(float) * nb * R);
     int bad = 0;
     fill(w, R * k, 0.7);
     fill(x, nb * k, 1.5);
@@ -610,16 +609,7 @@ static int check_q4r(int64_t k, int nb)
     for (int s = 1; (ks = next_set(&s)) != NULL;) {
         if (ks->mm_q4r == NULL)
             continue;
-        ks->mm_q4r(wp, k, 0, R, R, true, xa, ab, nb, yv, R);
-        bad += memcmp(yv, ys, sizeof(float) * nb * R) != 0;
-        for (int g = 0; g < R / 16; g++)
-            for (int b = 0; b < nb; b++) {
-                float one[R];
-                ks->mm_q4r(wp, k, 16 * g, 16 * g + 16, R, g == 0, xa + b * ab,
-                           ab, 1, one, R);
-                bad += memcmp(one + 16 * g, ys + b * R + 16 * g,
-                              sizeof(float) * 16) != 0;
-            }
+        bad += packed_mismatches(ks->mm_q4r, wp, k, xa, ab, nb, ys);
     }
     if (bad)
         fprintf(stderr, "q4r k=%lld nb=%d: %d mismatches\n", (long long)k, nb,
@@ -632,7 +622,6 @@ static int check_q4r(int64_t k, int nb)
     free(wp);
     free(wp8);
     free(ys);
-    free(yv);
     return bad;
 }
 
