@@ -385,6 +385,20 @@ static void quantize_q6_k_block(const float *x, struct infer_block_q6_k *b)
     }
 }
 
+/* The element of a 32-block with the largest magnitude, sign kept (the
+ * first of equals): Q4_0 and Q5_0 map it to their most negative quant. */
+static float signed_max(const float *x)
+{
+    float amax = 0, max = 0;
+    for (int j = 0; j < INFER_QK; j++) {
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
+}
+
 void infer_quantize_row(uint32_t type, const float *src, void *dst, int64_t k)
 {
     switch (type) {
@@ -421,14 +435,7 @@ void infer_quantize_row(uint32_t type, const float *src, void *dst, int64_t k)
         struct infer_block_q4_0 *b = dst;
         for (int64_t i = 0; i < k / INFER_QK; i++) {
             const float *x = src + i * INFER_QK;
-            float amax = 0, max = 0;
-            for (int j = 0; j < INFER_QK; j++) {
-                if (fabsf(x[j]) > amax) {
-                    amax = fabsf(x[j]);
-                    max = x[j];
-                }
-            }
-            float d = max / -8, id = d != 0 ? 1 / d : 0;
+            float d = signed_max(x) / -8, id = d != 0 ? 1 / d : 0;
             b[i].d = infer_f32_to_fp16(d);
             for (int j = 0; j < 16; j++) {
                 int q0 = clampi((int)lrintf(x[j] * id) + 8, 0, 15);
@@ -442,14 +449,7 @@ void infer_quantize_row(uint32_t type, const float *src, void *dst, int64_t k)
         struct infer_block_q5_0 *b = dst;
         for (int64_t i = 0; i < k / INFER_QK; i++) {
             const float *x = src + i * INFER_QK;
-            float amax = 0, max = 0;
-            for (int j = 0; j < INFER_QK; j++) {
-                if (fabsf(x[j]) > amax) {
-                    amax = fabsf(x[j]);
-                    max = x[j];
-                }
-            }
-            float d = max / -16, id = d != 0 ? 1 / d : 0;
+            float d = signed_max(x) / -16, id = d != 0 ? 1 / d : 0;
             b[i].d = infer_f32_to_fp16(d);
             uint32_t qh = 0;
             for (int j = 0; j < 16; j++) {
